@@ -1,0 +1,109 @@
+//! The command-line contract as clap types. The TUI's `:` prompt parses the same types, so a command typed there
+//! means exactly what it means in a shell.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::DEFAULT_ADDR;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "A two-pane file manager for a folder on another machine",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Address of the tandem server
+    #[arg(short, long, global = true, env = "TANDEM_REMOTE", default_value = DEFAULT_ADDR, value_name = "ADDR")]
+    pub remote: String,
+
+    /// Shared secret for the server
+    #[arg(
+        long,
+        global = true,
+        env = "TANDEM_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+
+    /// Print one JSON document on stdout instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a folder to tandem clients over TCP
+    Serve(ServeArgs),
+    /// List the remote share recursively
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// MD5 of remote files
+    #[command(subcommand)]
+    Hash(HashCommand),
+    /// Download one remote file, verified by MD5
+    Download(DownloadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Folder to serve
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Address to listen on
+    #[arg(long, default_value = DEFAULT_ADDR, value_name = "ADDR")]
+    pub listen: String,
+    /// Connections served at once
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_connections: usize,
+    /// Close a control connection after this many seconds without a request
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub idle_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Every entry
+    Longlist,
+    /// Entries modified between START and END, inclusive ("YYYY-MM-DD HH:MM:SS" local time, or RFC 3339)
+    Shortlist { start: String, end: String },
+    /// Entries whose name matches PATTERN
+    Regex {
+        pattern: String,
+        /// Match the whole relative path instead of the name
+        #[arg(long)]
+        path: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HashCommand {
+    /// MD5, size and modification time of one file
+    Verify { path: String },
+    /// MD5 of every file
+    Checkall,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// tcp or udp, in any letter case
+    #[arg(value_enum, ignore_case = true)]
+    pub protocol: Protocol,
+    /// Remote path, relative to the share
+    pub path: String,
+    /// Local folder to write into
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}

@@ -1,0 +1,300 @@
+//! A control connection to a tandem server. Cloneable and usable from many tasks at once: each request gets an
+//! id and a channel, a reader task routes each response to its request, and a writer task sends frames in order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::CONNECT_TIMEOUT;
+use crate::error::{Error, Result};
+use crate::protocol::{
+    Channel, ClientFrame, ClientHello, ErrorBody, ListFilter, PROTOCOL_VERSION, Request, Response,
+    ServerFrame, ServerHello, Ticket,
+};
+use crate::share::Entry;
+use crate::wire::{FrameReader, FrameWriter};
+
+/// A handle on one control connection.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    server: ServerHello,
+    next_id: AtomicU64,
+    outgoing: mpsc::Sender<ClientFrame>,
+    /// Requests waiting for answers. A std mutex: held for map operations only.
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, mpsc::UnboundedSender<Result<Response>>>,
+    /// Why the connection ended, once it has.
+    closed: Option<ErrorBody>,
+}
+
+/// The answers to one request, in order.
+pub struct Responses {
+    receiver: mpsc::UnboundedReceiver<Result<Response>>,
+}
+
+impl Responses {
+    /// The next answer; `None` once the request is complete.
+    pub async fn next(&mut self) -> Result<Option<Response>> {
+        self.receiver.recv().await.transpose()
+    }
+}
+
+impl Connection {
+    /// Connects to `addr` and exchanges hellos.
+    pub async fn connect(addr: &str) -> Result<Connection> {
+        let (stream, server) = open(addr, Channel::Control).await?;
+        let (read, write) = stream.into_split();
+        let (outgoing, outgoing_rx) = mpsc::channel(64);
+        let inner = Arc::new(Inner {
+            addr: addr.to_string(),
+            server,
+            next_id: AtomicU64::new(1),
+            outgoing,
+            pending: Mutex::default(),
+        });
+        tokio::spawn(write_frames(FrameWriter::new(write, addr), outgoing_rx));
+        tokio::spawn(route_responses(FrameReader::new(read, addr), inner.clone()));
+        Ok(Connection { inner })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// The server's hello.
+    pub fn server(&self) -> &ServerHello {
+        &self.inner.server
+    }
+
+    /// Sends a request; its answers arrive on the returned stream.
+    pub async fn request(&self, body: Request) -> Result<Responses> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = mpsc::unbounded_channel();
+        {
+            let mut pending = self.inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(reason) = &pending.closed {
+                return Err(Error::Remote(reason.clone()));
+            }
+            pending.waiting.insert(id, sender);
+        }
+        if self
+            .inner
+            .outgoing
+            .send(ClientFrame::Request { id, body })
+            .await
+            .is_err()
+        {
+            self.inner
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .waiting
+                .remove(&id);
+            return Err(Error::Closed {
+                addr: self.inner.addr.clone(),
+                during: "before the request was sent",
+            });
+        }
+        Ok(Responses { receiver })
+    }
+
+    /// Every entry below `path` that passes `filter`.
+    pub async fn list(&self, path: &str, filter: ListFilter) -> Result<Vec<Entry>> {
+        let responses = self
+            .request(Request::List {
+                path: path.to_string(),
+                filter,
+            })
+            .await?;
+        collect_entries(responses).await
+    }
+
+    /// The MD5 of one file.
+    pub async fn hash(&self, path: &str) -> Result<Entry> {
+        let responses = self
+            .request(Request::Hash {
+                path: path.to_string(),
+            })
+            .await?;
+        let mut entries = collect_entries(responses).await?;
+        entries
+            .pop()
+            .ok_or_else(|| self.unexpected("an empty answer to a hash request"))
+    }
+
+    /// The MD5 of every file below `path`.
+    pub async fn hash_all(&self, path: &str) -> Result<Vec<Entry>> {
+        let responses = self
+            .request(Request::HashAll {
+                path: path.to_string(),
+            })
+            .await?;
+        collect_entries(responses).await
+    }
+
+    /// A ticket for downloading `path`, and what the server says about the file.
+    pub async fn download_ticket(&self, path: &str) -> Result<(Ticket, Entry)> {
+        let mut responses = self
+            .request(Request::Download {
+                path: path.to_string(),
+            })
+            .await?;
+        match responses.next().await? {
+            Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
+            Some(Response::Error(body)) => Err(Error::Remote(body)),
+            _ => Err(self.unexpected("a download answer without a ticket")),
+        }
+    }
+
+    fn unexpected(&self, what: &str) -> Error {
+        Error::Malformed {
+            what: "server answer",
+            reason: format!("{} sent {what}", self.inner.addr),
+        }
+    }
+}
+
+/// Opens a TCP connection for `channel` and exchanges hellos.
+pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello)> {
+    let timed_out = |during| Error::Timeout {
+        addr: addr.to_string(),
+        seconds: CONNECT_TIMEOUT.as_secs(),
+        during,
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed_out("while connecting"))?
+        .map_err(|e| Error::net(addr, e))?;
+    let _ = stream.set_nodelay(true);
+    let mut framed = FrameWriter::new(stream, addr);
+    let software = format!("tandem {}", env!("CARGO_PKG_VERSION"));
+    framed
+        .send(&ClientFrame::Hello(ClientHello {
+            protocol_version: PROTOCOL_VERSION,
+            software,
+            channel,
+        }))
+        .await?;
+    let mut reader = FrameReader::new(framed.into_inner(), addr);
+    let hello = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("server hello"))
+        .await
+        .map_err(|_| timed_out("waiting for the server's hello"))??;
+    let server = match hello {
+        Some(ServerFrame::Hello(hello)) => hello,
+        Some(ServerFrame::Fatal(body)) => return Err(Error::Remote(body)),
+        Some(_) => {
+            return Err(Error::Malformed {
+                what: "server hello",
+                reason: format!("{addr} did not start with hello"),
+            });
+        }
+        None => {
+            return Err(Error::Closed {
+                addr: addr.to_string(),
+                during: "before saying hello",
+            });
+        }
+    };
+    if server.protocol_version != PROTOCOL_VERSION {
+        return Err(Error::VersionMismatch {
+            addr: addr.to_string(),
+            ours: PROTOCOL_VERSION,
+            theirs: server.protocol_version,
+        });
+    }
+    let (stream, leftover) = reader.into_parts();
+    if !leftover.is_empty() && !matches!(channel, Channel::Control) {
+        return Err(Error::Malformed {
+            what: "server hello",
+            reason: format!("{addr} sent data before it was asked"),
+        });
+    }
+    // On a control channel nothing but hello has been sent yet, so nothing is lost by dropping the buffer.
+    Ok((stream, server))
+}
+
+async fn write_frames(
+    mut writer: FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut frames: mpsc::Receiver<ClientFrame>,
+) {
+    while let Some(frame) = frames.recv().await {
+        if writer.send(&frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn route_responses(
+    mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    inner: Arc<Inner>,
+) {
+    let reason = loop {
+        match reader.next::<ServerFrame>("server frame").await {
+            Ok(Some(ServerFrame::Response { id, body })) => {
+                let last = !matches!(body, Response::Entries { more: true, .. });
+                let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(sender) = pending.waiting.get(&id) {
+                    let _ = sender.send(Ok(body));
+                }
+                if last {
+                    pending.waiting.remove(&id);
+                }
+            }
+            Ok(Some(ServerFrame::Fatal(body))) => break body,
+            Ok(Some(ServerFrame::Hello(_))) => {
+                break Error::Malformed {
+                    what: "server frame",
+                    reason: "hello sent twice".into(),
+                }
+                .to_body();
+            }
+            Ok(None) => {
+                break Error::Closed {
+                    addr: inner.addr.clone(),
+                    during: "by the server",
+                }
+                .to_body();
+            }
+            Err(e) => break e.to_body(),
+        }
+    };
+    let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
+    for (_, sender) in pending.waiting.drain() {
+        let _ = sender.send(Err(Error::Remote(reason.clone())));
+    }
+    pending.closed = Some(reason);
+}
+
+async fn collect_entries(mut responses: Responses) -> Result<Vec<Entry>> {
+    let mut all = Vec::new();
+    while let Some(response) = responses.next().await? {
+        match response {
+            Response::Entries { entries, more } => {
+                all.extend(entries);
+                if !more {
+                    break;
+                }
+            }
+            Response::Error(body) => return Err(Error::Remote(body)),
+            Response::Ticket { .. } => {
+                return Err(Error::Malformed {
+                    what: "server answer",
+                    reason: "a ticket where entries were expected".into(),
+                });
+            }
+        }
+    }
+    Ok(all)
+}

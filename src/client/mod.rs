@@ -1,0 +1,15 @@
+//! The client side of the protocol: a control [`Connection`] that multiplexes requests, typed helpers for each
+//! request, and the download driver.
+
+mod connection;
+mod download;
+
+use std::time::Duration;
+
+pub use connection::{Connection, Responses};
+pub use download::{DownloadReport, download_tcp};
+
+/// How long a connection attempt or a hello may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a transfer may go without receiving a byte.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,176 @@
+//! The server's hash cache: MD5s keyed by relative path and checked against (size, mtime, inode), kept in memory
+//! and persisted to SQLite in `.tandem/hashes.sqlite`, so a second `hash checkall` over an unchanged tree reads
+//! no file, even after a restart.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, params};
+
+use super::Md5Digest;
+use crate::error::{Error, Result};
+use crate::share::FileStamp;
+
+/// Cached MD5s of one share.
+pub struct HashCache {
+    /// Lookups are plain memory reads; a std mutex because no lock is held across an await.
+    known: Mutex<HashMap<String, (FileStamp, Md5Digest)>>,
+    /// Entries hashed since the last flush, written in one transaction.
+    unsaved: Mutex<Vec<(String, FileStamp, Md5Digest)>>,
+    db: Option<Mutex<Connection>>,
+    db_path: PathBuf,
+}
+
+impl HashCache {
+    /// Opens (or creates) the cache database at `db_path` and loads it.
+    pub fn open(db_path: &Path) -> Result<Self> {
+        let fail = |source| Error::Database {
+            path: db_path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = db_path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let db = Connection::open(db_path).map_err(fail)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS hashes (
+                 path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+                 inode INTEGER NOT NULL, md5 BLOB NOT NULL);",
+        )
+        .map_err(fail)?;
+        let mut known = HashMap::new();
+        {
+            let mut rows = db
+                .prepare("SELECT path, size, mtime_ns, inode, md5 FROM hashes")
+                .map_err(fail)?;
+            let mapped = rows
+                .query_map([], |row| {
+                    let md5: Vec<u8> = row.get(4)?;
+                    let stamp = FileStamp {
+                        size: row.get::<_, i64>(1)? as u64,
+                        mtime_ns: row.get(2)?,
+                        inode: row.get::<_, i64>(3)? as u64,
+                    };
+                    Ok((row.get::<_, String>(0)?, stamp, md5))
+                })
+                .map_err(fail)?;
+            for row in mapped {
+                let (path, stamp, md5) = row.map_err(fail)?;
+                // A damaged row is simply not trusted; the file gets hashed again.
+                if let Ok(md5) = <[u8; 16]>::try_from(md5.as_slice()) {
+                    known.insert(path, (stamp, Md5Digest(md5)));
+                }
+            }
+        }
+        Ok(HashCache {
+            known: Mutex::new(known),
+            unsaved: Mutex::new(Vec::new()),
+            db: Some(Mutex::new(db)),
+            db_path: db_path.to_path_buf(),
+        })
+    }
+
+    /// A cache that lives only in memory.
+    pub fn in_memory() -> Self {
+        HashCache {
+            known: Mutex::default(),
+            unsaved: Mutex::default(),
+            db: None,
+            db_path: PathBuf::from(":memory:"),
+        }
+    }
+
+    /// The cached MD5 of `path`, if the file still has the stamp it had when it was hashed.
+    pub fn get(&self, path: &str, stamp: FileStamp) -> Option<Md5Digest> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .get(path)
+            .filter(|(cached, _)| *cached == stamp)
+            .map(|(_, md5)| *md5)
+    }
+
+    /// Records a freshly computed MD5.
+    pub fn insert(&self, path: &str, stamp: FileStamp, md5: Md5Digest) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.get(path) == Some(&(stamp, md5)) {
+            return;
+        }
+        known.insert(path.to_string(), (stamp, md5));
+        drop(known);
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_string(), stamp, md5));
+    }
+
+    /// Writes new entries to the database. Blocking: call from a blocking context.
+    pub fn flush(&self) -> Result<()> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let pending = std::mem::take(&mut *self.unsaved.lock().unwrap_or_else(|p| p.into_inner()));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let fail = |source| Error::Database {
+            path: self.db_path.clone(),
+            source,
+        };
+        let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = db.transaction().map_err(fail)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, md5) VALUES (?, ?, ?, ?, ?)")
+                .map_err(fail)?;
+            for (path, stamp, md5) in &pending {
+                insert
+                    .execute(params![
+                        path,
+                        stamp.size as i64,
+                        stamp.mtime_ns,
+                        stamp.inode as i64,
+                        &md5.0[..]
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reopen_and_misses_on_a_changed_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hashes.sqlite");
+        let stamp = FileStamp {
+            size: 3,
+            mtime_ns: 42,
+            inode: 7,
+        };
+        let md5 = Md5Digest::of(b"abc");
+        {
+            let cache = HashCache::open(&db).unwrap();
+            cache.insert("a/b.txt", stamp, md5);
+            cache.flush().unwrap();
+        }
+        let cache = HashCache::open(&db).unwrap();
+        assert_eq!(cache.get("a/b.txt", stamp), Some(md5));
+        assert_eq!(
+            cache.get(
+                "a/b.txt",
+                FileStamp {
+                    mtime_ns: 43,
+                    ..stamp
+                }
+            ),
+            None
+        );
+        assert_eq!(cache.get("a/b.txt", FileStamp { inode: 8, ..stamp }), None);
+        assert_eq!(cache.get("other", stamp), None);
+    }
+}

@@ -1,0 +1,190 @@
+//! Every use of MD5 in tandem: the digest type and its hex form, streaming hashing of files and byte streams, a
+//! hasher on its own thread so hashing overlaps with network and disk I/O, and the server's hash cache.
+
+mod cache;
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::thread;
+
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use cache::HashCache;
+
+use crate::error::{Error, Result};
+
+/// Read size for hashing files: large blocks keep MD5 at its full speed.
+const READ_BLOCK: usize = 1024 * 1024;
+
+/// An MD5 digest. Written as 32 lowercase hex digits, on the wire and to people.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Md5Digest(pub [u8; 16]);
+
+impl Md5Digest {
+    /// The MD5 of a byte slice.
+    pub fn of(bytes: &[u8]) -> Self {
+        Md5Digest(Md5::digest(bytes).into())
+    }
+}
+
+impl fmt::Display for Md5Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Md5Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Md5Digest({self})")
+    }
+}
+
+impl FromStr for Md5Digest {
+    type Err = Error;
+
+    fn from_str(hex: &str) -> Result<Self> {
+        let bad = || Error::Malformed {
+            what: "MD5 digest",
+            reason: format!("{hex:?} is not 32 hex digits"),
+        };
+        if hex.len() != 32 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 16];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(Md5Digest(out))
+    }
+}
+
+impl Serialize for Md5Digest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Md5Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        hex.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Incremental MD5 over a stream of byte slices.
+#[derive(Default, Clone)]
+pub struct Md5Stream(Md5);
+
+impl Md5Stream {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Md5Digest {
+        Md5Digest(self.0.finalize().into())
+    }
+}
+
+/// Hashes a whole file in large blocks.
+pub fn md5_file(path: &Path) -> Result<Md5Digest> {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut stream = Md5Stream::new();
+    let mut buf = vec![0u8; READ_BLOCK];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            return Ok(stream.finish());
+        }
+        stream.update(&buf[..n]);
+    }
+}
+
+/// MD5 on a thread of its own: feed it chunks while this thread does I/O, then collect the digest.
+pub struct HasherThread {
+    sender: mpsc::SyncSender<Bytes>,
+    handle: thread::JoinHandle<Md5Digest>,
+}
+
+impl HasherThread {
+    /// Starts the thread; at most `queue` chunks wait for it before [`HasherThread::feed`] blocks.
+    pub fn spawn(queue: usize) -> Self {
+        let (sender, receiver) = mpsc::sync_channel::<Bytes>(queue);
+        let handle = thread::spawn(move || {
+            let mut stream = Md5Stream::new();
+            for chunk in receiver {
+                stream.update(&chunk);
+            }
+            stream.finish()
+        });
+        HasherThread { sender, handle }
+    }
+
+    /// Queues a chunk for hashing.
+    pub fn feed(&self, chunk: Bytes) {
+        // The receiver lives until `finish` drops the sender, so this cannot fail.
+        let _ = self.sender.send(chunk);
+    }
+
+    /// Waits for every queued chunk to be hashed and returns the digest.
+    pub fn finish(self) -> Md5Digest {
+        drop(self.sender);
+        match self.handle.join() {
+            Ok(digest) => digest,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vectors_and_hex_round_trip() {
+        assert_eq!(
+            Md5Digest::of(b"").to_string(),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert_eq!(
+            Md5Digest::of(b"abc").to_string(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        let parsed: Md5Digest = "900150983cd24fb0d6963f7d28e17f72".parse().unwrap();
+        assert_eq!(parsed, Md5Digest::of(b"abc"));
+        assert!("90015".parse::<Md5Digest>().is_err());
+        assert!(
+            "zz0150983cd24fb0d6963f7d28e17f72"
+                .parse::<Md5Digest>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn file_stream_and_thread_agree() {
+        let data: Vec<u8> = (0..3 * READ_BLOCK + 17)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &data).unwrap();
+        let whole = Md5Digest::of(&data);
+        assert_eq!(md5_file(file.path()).unwrap(), whole);
+        let hasher = HasherThread::spawn(2);
+        for chunk in data.chunks(1000) {
+            hasher.feed(Bytes::copy_from_slice(chunk));
+        }
+        assert_eq!(hasher.finish(), whole);
+    }
+}

@@ -1,0 +1,156 @@
+//! Typed errors for the tandem library.
+//!
+//! Every variant carries the path, address or value involved, so a message printed as `error: {err}` tells the
+//! person what went wrong and where. Errors a server reports to a client travel as [`ErrorBody`] and come back
+//! out of the client as [`Error::Remote`]. Only `main.rs` wraps these in `anyhow`.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::protocol::{ErrorBody, ErrorCode};
+
+/// Result alias used across the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A local filesystem operation failed.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+
+    /// A socket operation with a peer failed.
+    #[error("{addr}: {source}")]
+    Net { addr: String, source: io::Error },
+
+    /// The peer closed the connection before the exchange was complete.
+    #[error("{addr}: connection closed {during}")]
+    Closed { addr: String, during: &'static str },
+
+    /// The peer did not answer in time.
+    #[error("{addr}: no answer for {seconds} s {during}")]
+    Timeout {
+        addr: String,
+        seconds: u64,
+        during: &'static str,
+    },
+
+    /// The server answered with an error.
+    #[error("{}", .0.message)]
+    Remote(ErrorBody),
+
+    /// A remote path that the sandbox refuses.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+
+    /// A path that does not exist in the share.
+    #[error("{path}: no such file or folder")]
+    NotFound { path: String },
+
+    /// A path that exists but is not a regular file.
+    #[error("{path}: not a regular file")]
+    NotAFile { path: String },
+
+    /// A file that changed while tandem was reading it; its bytes are not delivered mixed.
+    #[error("{path}: changed while it was being read; try again")]
+    Changed { path: String },
+
+    /// A length prefix larger than the protocol allows; refused before allocating.
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: u64, max: u64 },
+
+    /// Bytes that do not decode as the expected message.
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+
+    /// The two sides speak different protocol versions.
+    #[error(
+        "protocol version mismatch: {addr} speaks version {theirs}, this tandem speaks version {ours}"
+    )]
+    VersionMismatch {
+        addr: String,
+        ours: u32,
+        theirs: u32,
+    },
+
+    /// A user-supplied regular expression that does not compile.
+    #[error("invalid regex {pattern:?}: {reason}")]
+    BadRegex { pattern: String, reason: String },
+
+    /// A user-supplied time that does not parse.
+    #[error(
+        "invalid time {value:?}: expected \"YYYY-MM-DD HH:MM:SS\" (local time), \"YYYY-MM-DD\" or RFC 3339"
+    )]
+    BadTime { value: String },
+
+    /// A time range whose start is after its end.
+    #[error("invalid time range: start {start:?} is after end {end:?}")]
+    BadRange { start: String, end: String },
+
+    /// Received bytes whose MD5 differs from the sender's.
+    #[error("{path}: MD5 mismatch: expected {expected}, received bytes hash to {actual}")]
+    Md5Mismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+
+    /// Received a different number of bytes than announced.
+    #[error("{path}: size mismatch: expected {expected} bytes, received {actual}")]
+    SizeMismatch {
+        path: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    /// The local hash cache database failed.
+    #[error("hash cache {}: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a socket error with the peer address it concerns.
+    pub fn net(addr: impl ToString, source: io::Error) -> Self {
+        Error::Net {
+            addr: addr.to_string(),
+            source,
+        }
+    }
+
+    /// The wire form of this error, for a server answering a client.
+    pub fn to_body(&self) -> ErrorBody {
+        let code = match self {
+            Error::Remote(body) => return body.clone(),
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::InvalidPath { .. } => ErrorCode::InvalidPath,
+            Error::NotAFile { .. } => ErrorCode::NotAFile,
+            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => {
+                ErrorCode::BadRequest
+            }
+            Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
+            Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            Error::Timeout { .. } => ErrorCode::Timeout,
+            Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } => {
+                ErrorCode::Changed
+            }
+            Error::Io { .. }
+            | Error::Net { .. }
+            | Error::Closed { .. }
+            | Error::Database { .. } => ErrorCode::Io,
+        };
+        ErrorBody {
+            code,
+            message: self.to_string(),
+        }
+    }
+}

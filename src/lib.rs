@@ -1,0 +1,34 @@
+//! tandem: a two-pane terminal file manager for a folder on another machine, with MD5-verified transfers over
+//! TCP and over its own reliable UDP protocol, and two-way sync.
+//!
+//! The `tandem` binary is a thin layer over this library: every command, and every action of the terminal UI,
+//! is a call into the modules below.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: sans-IO wire format: message types, length-prefixed frames, the MessagePack codec.
+//! - [`wire`]: thin async adapters that read and write frames on a socket.
+//! - [`share`]: the served folder: path sandbox, directory walk, entry metadata, filters, atomic writes.
+//! - [`digest`]: every use of MD5, and the server's hash cache.
+//! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
+//! - [`client`]: the control connection and the download driver.
+//! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
+//! - [`timefmt`]: parsing and printing times the way people type and read them.
+//! - [`cli`]: the command-line contract: arguments, dispatch, tables and JSON.
+//! - [`error`]: typed errors that name the path or value involved.
+
+pub mod cli;
+pub mod client;
+pub mod digest;
+pub mod error;
+pub mod protocol;
+pub mod server;
+pub mod share;
+pub mod timefmt;
+pub mod transfer;
+pub mod wire;
+
+pub use error::{Error, Result};
+
+/// Where `serve` listens and where client commands connect unless told otherwise.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";

@@ -1,0 +1,60 @@
+//! The tandem wire protocol: message types, framing and the MessagePack codec. Sans-IO: nothing here opens a
+//! socket or a file, so every part can be tested and fuzzed over plain bytes.
+//!
+//! # Connections
+//!
+//! A server listens on one TCP port. Every connection starts with a [`ClientHello`] from the client, answered by a
+//! [`ServerHello`]. The hello's [`Channel`] says what the connection is for:
+//!
+//! - [`Channel::Control`]: requests and responses, as [`ClientFrame`] and [`ServerFrame`];
+//! - [`Channel::Bulk`]: the bytes of one file, opened with a one-time [`Ticket`] that a control request handed out.
+//!
+//! If the versions differ, the server still sends its hello (so the client can name both versions) followed by a
+//! [`ServerFrame::Fatal`], and closes the connection.
+//!
+//! # Frames
+//!
+//! Every message is one frame: a 4-byte big-endian length, then that many bytes of MessagePack (structs encoded as
+//! maps, so fields can be added without breaking older peers). A length over [`MAX_FRAME_LEN`] is refused before
+//! any buffer is allocated; see [`frame`].
+//!
+//! # Control channel
+//!
+//! Each [`ClientFrame::Request`] carries an id chosen by the client. The server answers with one or more
+//! [`ServerFrame::Response`] frames echoing that id. Requests run concurrently, so responses to different ids may
+//! interleave and arrive in any order. Streaming answers ([`Response::Entries`]) come in batches whose `more` flag
+//! is `true` on every batch but the last. Any request may be answered by [`Response::Error`] instead, with an
+//! [`ErrorCode`] and a message that names the path or value involved.
+//!
+//! | request                | answer                                          |
+//! |------------------------|-------------------------------------------------|
+//! | `List { path, filter }`| `Entries` batches: every entry below `path`     |
+//! | `Hash { path }`        | one `Entries` batch with one hashed file        |
+//! | `HashAll { path }`     | `Entries` batches: every file below `path`, hashed |
+//! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
+//!
+//! # Bulk channel
+//!
+//! A client that holds a ticket opens a second TCP connection and sends `ClientHello` with `Channel::Bulk`. After
+//! the server's hello come the file's bytes as chunks: a 4-byte big-endian length (at most [`MAX_CHUNK_LEN`]) and
+//! that many bytes. A zero length ends the data, and one last frame follows: a [`BulkTrailer`] with the MD5 of the
+//! bytes sent, or an error such as "file changed while it was being read". The receiver trusts nothing until the
+//! trailer's MD5 equals its own.
+
+pub mod codec;
+pub mod frame;
+mod message;
+
+pub use message::*;
+
+/// Bumped on any change that an older peer would misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts: 16 MiB.
+pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+
+/// The largest data chunk on a bulk channel: 1 MiB.
+pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
+
+/// How many entries go in one `Entries` batch, so a listing of 100,000 entries streams in small frames.
+pub const ENTRIES_PER_BATCH: usize = 2048;

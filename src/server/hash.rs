@@ -1,0 +1,159 @@
+//! `Hash` and `HashAll`: MD5s through the hash cache. `HashAll` hashes files in parallel on every core, and a
+//! file whose (size, mtime, inode) matches the cache is not read at all.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::Shared;
+use super::session::Responder;
+use crate::digest::md5_file;
+use crate::error::{Error, Result};
+use crate::protocol::{ENTRIES_PER_BATCH, Response};
+use crate::share::{Entry, EntryKind, FileStamp, Walk};
+
+pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
+    let resolved = shared.share.resolve(path)?;
+    let shared_for_hash = shared.clone();
+    let entry = blocking(move || {
+        let entry = hash_file(&shared_for_hash, &resolved.rel, &resolved.abs)?;
+        shared_for_hash.hashes.flush()?;
+        Ok(entry)
+    })
+    .await?;
+    out.send(Response::Entries {
+        entries: vec![entry],
+        more: false,
+    })
+    .await
+}
+
+pub async fn handle_all(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
+    let resolved = shared.share.resolve(path)?;
+    let shared_for_hash = shared.clone();
+    let entries = blocking(move || {
+        let entries = hash_tree(&shared_for_hash, &resolved.rel)?;
+        shared_for_hash.hashes.flush()?;
+        Ok(entries)
+    })
+    .await?;
+    let mut batches = entries.chunks(ENTRIES_PER_BATCH).peekable();
+    if batches.peek().is_none() {
+        return out
+            .send(Response::Entries {
+                entries: Vec::new(),
+                more: false,
+            })
+            .await;
+    }
+    while let Some(batch) = batches.next() {
+        out.send(Response::Entries {
+            entries: batch.to_vec(),
+            more: batches.peek().is_some(),
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// The MD5 of one file, from the cache when its stamp is unchanged. Blocking.
+pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
+    let metadata = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
+    if !metadata.is_file() {
+        return Err(Error::NotAFile {
+            path: rel.to_string(),
+        });
+    }
+    let stamp = FileStamp::of(&metadata);
+    let md5 = match shared.hashes.get(rel, stamp) {
+        Some(md5) => md5,
+        None => {
+            let md5 = md5_file(abs)?;
+            let after = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
+            if FileStamp::of(&after) != stamp {
+                return Err(Error::Changed {
+                    path: rel.to_string(),
+                });
+            }
+            shared.hashes.insert(rel, stamp, md5);
+            md5
+        }
+    };
+    let mut entry = Entry::from_metadata(rel.to_string(), &metadata);
+    entry.md5 = Some(md5);
+    Ok(entry)
+}
+
+/// Hashes every regular file below `rel`, on all cores, in path order. Files deleted meanwhile are left out.
+fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
+    let root = shared.share.root();
+    let target = root.join(rel);
+    let files: Vec<(String, PathBuf)> = if target.is_dir() {
+        let mut files = Vec::new();
+        for entry in Walk::new(root.to_path_buf(), rel)? {
+            match entry {
+                Ok(entry) if entry.kind == EntryKind::File => {
+                    files.push((entry.path.clone(), root.join(&entry.path)))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("checkall skips a folder: {e}"),
+            }
+        }
+        files
+    } else {
+        vec![(rel.to_string(), target)]
+    };
+
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(files.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Entry>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((rel, abs)) = files.get(i) else {
+                            break;
+                        };
+                        done.push((i, hash_file(shared, rel, abs)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    let mut entries = Vec::with_capacity(files.len());
+    for (_, result) in results {
+        match result {
+            Ok(entry) => entries.push(entry),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(entries)
+}
+
+/// Runs blocking filesystem work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(Error::io(
+            "<worker>",
+            std::io::Error::other(format!("worker failed: {e}")),
+        ))
+    })
+}

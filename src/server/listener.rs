@@ -1,0 +1,99 @@
+//! The accept loop: caps the number of connections, retries failed accepts with backoff, and shuts down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Shared, session};
+use crate::error::{Error, Result};
+use crate::protocol::{ErrorBody, ErrorCode, ServerFrame};
+use crate::wire::FrameWriter;
+
+/// How long open connections get to finish after shutdown is asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+pub async fn run(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = accept_with_backoff(&listener) => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::error!("accept failed for good: {e}");
+                break;
+            }
+        };
+        match limit.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    session::serve(stream, peer, shared, shutdown).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                let max = shared.config.max_connections;
+                tracker.spawn(refuse_busy(stream, peer.to_string(), max));
+            }
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {} s; closing anyway",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
+    let shared_for_flush = shared.clone();
+    tokio::task::spawn_blocking(move || shared_for_flush.hashes.flush())
+        .await
+        .map_err(|e| Error::io(shared.share.state_dir(), std::io::Error::other(e)))?
+}
+
+/// Accepts one connection, retrying transient failures (such as running out of file descriptors) with backoff.
+async fn accept_with_backoff(
+    listener: &TcpListener,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return Ok(pair),
+            Err(e) if backoff > Duration::from_secs(2) => return Err(e),
+            Err(e) => {
+                tracing::warn!("accept failed, retrying in {} ms: {e}", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+}
+
+/// Tells a connection over the limit why it is being closed, instead of leaving it hanging.
+async fn refuse_busy(stream: TcpStream, peer: String, max: usize) {
+    let mut writer = FrameWriter::new(stream, &peer);
+    let body = ErrorBody {
+        code: ErrorCode::Busy,
+        message: format!("server busy: all {max} connections are in use"),
+    };
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        writer.send(&ServerFrame::Fatal(body)),
+    )
+    .await;
+}

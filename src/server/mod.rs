@@ -1,0 +1,116 @@
+//! The tandem server: serves one folder to many clients over TCP.
+//!
+//! [`Server::bind`] opens the port; [`Server::run`] accepts connections until its shutdown token is cancelled.
+//! Each connection is a [`session`]: a control session answering requests, or a bulk transfer opened with a
+//! ticket. Request kinds live one per file ([`list`], [`hash`], [`download`]); [`bulk`] streams file bytes.
+
+mod bulk;
+mod download;
+mod hash;
+mod history;
+mod list;
+mod listener;
+mod session;
+mod state;
+mod tickets;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::digest::HashCache;
+use crate::error::{Error, Result};
+use crate::share::Share;
+
+pub use history::History;
+pub use state::Shared;
+pub use tickets::Tickets;
+
+/// Everything `tandem serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub root: PathBuf,
+    pub listen: String,
+    /// Connections served at once; one more is told the server is busy and closed.
+    pub max_connections: usize,
+    /// A control connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A new connection must say hello within this time.
+    pub handshake_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            root: root.into(),
+            listen: crate::DEFAULT_ADDR.to_string(),
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Opens the share and the hash cache, and binds the port.
+    pub async fn bind(config: ServerConfig) -> Result<Server> {
+        let share = Share::open(&config.root)?;
+        let state_dir = share.state_dir();
+        std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
+        let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
+        let history = History::open(&state_dir.join("history.log"))?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Error::net(&config.listen, e))?;
+        let shared = Arc::new(Shared {
+            share,
+            hashes,
+            history,
+            tickets: Tickets::default(),
+            config,
+        });
+        Ok(Server { listener, shared })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::net(&self.shared.config.listen, e))
+    }
+
+    /// The canonical folder being served.
+    pub fn root(&self) -> &std::path::Path {
+        self.shared.share.root()
+    }
+
+    /// Serves until `shutdown` is cancelled, then closes every connection and saves the hash cache.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        listener::run(self.listener, self.shared, shutdown).await
+    }
+
+    /// Binds and runs on a background task; returns the address and a token that stops it.
+    pub async fn spawn(
+        config: ServerConfig,
+    ) -> Result<(
+        SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<()>>,
+    )> {
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server.run(shutdown.clone()));
+        Ok((addr, shutdown, handle))
+    }
+}

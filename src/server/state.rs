@@ -1,0 +1,14 @@
+//! State shared by every connection of one server.
+
+use crate::digest::HashCache;
+use crate::share::Share;
+
+use super::{History, ServerConfig, Tickets};
+
+pub struct Shared {
+    pub share: Share,
+    pub hashes: HashCache,
+    pub history: History,
+    pub tickets: Tickets,
+    pub config: ServerConfig,
+}

@@ -1,0 +1,55 @@
+//! One-time download tickets: a control request reserves a file, and the bulk connection that presents the
+//! ticket gets exactly that file, once, within [`TICKET_LIFETIME`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::protocol::Ticket;
+use crate::share::{Entry, FileStamp};
+
+/// How long a ticket stays valid if nobody presents it.
+pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
+
+/// What a ticket grants.
+#[derive(Debug, Clone)]
+pub struct PendingDownload {
+    /// The file on disk, already through the sandbox.
+    pub abs: PathBuf,
+    /// The entry announced to the client, with its MD5 if the cache knew it.
+    pub entry: Entry,
+    /// The version announced; a different version on disk is refused rather than sent.
+    pub stamp: FileStamp,
+    /// The control connection that asked, for the log.
+    pub peer: String,
+}
+
+#[derive(Default)]
+pub struct Tickets {
+    /// A std mutex: held only for a map operation, never across an await.
+    pending: Mutex<HashMap<Ticket, (Instant, PendingDownload)>>,
+}
+
+impl Tickets {
+    /// Issues a fresh random ticket for `download`, dropping expired ones.
+    pub fn issue(&self, download: PendingDownload) -> Ticket {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        pending.retain(|_, (issued, _)| now.duration_since(*issued) < TICKET_LIFETIME);
+        loop {
+            let ticket = Ticket(rand::random());
+            if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(ticket) {
+                slot.insert((now, download));
+                return ticket;
+            }
+        }
+    }
+
+    /// Takes a ticket out, so it cannot be used again. `None` if unknown, used or expired.
+    pub fn redeem(&self, ticket: Ticket) -> Option<PendingDownload> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let (issued, download) = pending.remove(&ticket)?;
+        (issued.elapsed() < TICKET_LIFETIME).then_some(download)
+    }
+}

@@ -1,0 +1,125 @@
+//! Atomic file replacement: bytes go to a hidden temporary file in the destination folder, and only a verified,
+//! fsynced file is renamed over the destination. A failure or a drop before [`AtomicFile::commit`] removes the
+//! temporary file and leaves the destination as it was.
+
+use std::fs::{File, Permissions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
+
+/// A file being written that replaces `dest` on commit.
+pub struct AtomicFile {
+    temp: tempfile::NamedTempFile,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts a temporary file next to `dest`. Its permissions are those of an existing `dest`, or `rw-r--r--`.
+    pub fn create(dest: &Path) -> Result<Self> {
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let permissions = std::fs::metadata(dest)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| default_permissions());
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tandem-"))
+            .suffix(".tmp")
+            .permissions(permissions)
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(AtomicFile {
+            temp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// The open temporary file, for writing.
+    pub fn file(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// Where the temporary file is, for error messages and tests.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Flushes the bytes to disk, sets the modification time, and renames the file over the destination.
+    pub fn commit(self, mtime_ns: Option<i64>) -> Result<()> {
+        let file = self.temp.as_file();
+        if let Some(mtime_ns) = mtime_ns {
+            file.set_modified(ns_to_system_time(mtime_ns))
+                .map_err(|e| Error::io(self.temp.path(), e))?;
+        }
+        file.sync_all()
+            .map_err(|e| Error::io(self.temp.path(), e))?;
+        self.temp
+            .persist(&self.dest)
+            .map_err(|e| Error::io(&self.dest, e.error))?;
+        // Make the rename itself durable.
+        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ok(dir) = File::open(dir)
+        {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn ns_to_system_time(ns: i64) -> std::time::SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn default_permissions() -> Permissions {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::PermissionsExt::from_mode(0o644)
+    }
+    #[cfg(not(unix))]
+    {
+        File::open(".")
+            .and_then(|f| f.metadata())
+            .map(|m| m.permissions())
+            .expect("metadata of current folder")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_replaces_and_drop_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.txt");
+        std::fs::write(&dest, b"old").unwrap();
+
+        let mut dropped = AtomicFile::create(&dest).unwrap();
+        dropped.file().write_all(b"half").unwrap();
+        drop(dropped);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let mut file = AtomicFile::create(&dest).unwrap();
+        file.file().write_all(b"new").unwrap();
+        file.commit(Some(1_600_000_000_000_000_123)).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
+        assert_eq!(
+            crate::share::system_time_to_ns(mtime),
+            1_600_000_000_000_000_123
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,106 @@
+//! Metadata of one entry in a share, as listed and sent over the wire, and the stamp that tells whether a file
+//! changed.
+
+use std::fs::Metadata;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Md5Digest;
+
+/// The per-root folder for tandem's own state; never listed, hashed, served or synced.
+pub const STATE_DIR: &str = ".tandem";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+        }
+    }
+}
+
+/// One file, folder or symbolic link, with its path relative to the share root (`/`-separated).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: String,
+    pub kind: EntryKind,
+    /// Bytes for a file; for a symlink, the length of its target text; for a folder, what the filesystem says.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch (negative before 1970).
+    pub mtime_ns: i64,
+    /// Set by hash requests, and on download tickets when the server already knows it.
+    #[serde(default)]
+    pub md5: Option<Md5Digest>,
+}
+
+impl Entry {
+    /// Builds an entry from metadata read without following symlinks.
+    pub fn from_metadata(path: String, metadata: &Metadata) -> Self {
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_symlink() {
+            EntryKind::Symlink
+        } else if file_type.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        };
+        Entry {
+            path,
+            kind,
+            size: metadata.len(),
+            mtime_ns: mtime_ns(metadata),
+            md5: None,
+        }
+    }
+
+    /// The last path component.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// What identifies one version of a file without reading it: if any part differs, the bytes may differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+}
+
+impl FileStamp {
+    pub fn of(metadata: &Metadata) -> Self {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(metadata);
+        #[cfg(not(unix))]
+        let inode = 0;
+        FileStamp {
+            size: metadata.len(),
+            mtime_ns: mtime_ns(metadata),
+            inode,
+        }
+    }
+}
+
+fn mtime_ns(metadata: &Metadata) -> i64 {
+    metadata.modified().map(system_time_to_ns).unwrap_or(0)
+}
+
+/// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
+pub fn system_time_to_ns(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_nanos())
+            .map(|ns| -ns)
+            .unwrap_or(i64::MIN),
+    }
+}

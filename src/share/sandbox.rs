@@ -1,0 +1,170 @@
+//! The path sandbox: turns a path that came from the network into a file inside the share, or refuses it.
+//!
+//! Two steps. [`normalize`] works on the text alone: it refuses NUL bytes, absolute paths, `..` that climbs out
+//! of the root, over-long names and anything inside `.tandem`, and returns a clean `/`-separated relative path.
+//! [`Share::resolve`] then asks the filesystem: it follows symlinks and refuses any path whose real location is
+//! outside the root or inside its `.tandem` folder.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::STATE_DIR;
+use crate::error::{Error, Result};
+
+/// Longest accepted file name, in bytes (the common filesystem limit).
+const MAX_NAME_LEN: usize = 255;
+/// Longest accepted relative path, in bytes.
+const MAX_PATH_LEN: usize = 4096;
+
+/// A served root directory, held in canonical form.
+#[derive(Debug, Clone)]
+pub struct Share {
+    root: PathBuf,
+}
+
+/// A remote path that passed the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Clean relative path, `""` for the root.
+    pub rel: String,
+    /// The real location on disk, symlinks resolved, inside the root.
+    pub abs: PathBuf,
+}
+
+impl Share {
+    /// Opens `dir` as a share root; it must be an existing folder.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let root = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        if !root.is_dir() {
+            return Err(Error::io(dir, std::io::Error::other("not a folder")));
+        }
+        Ok(Share { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The `.tandem` folder of this share.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+
+    /// Resolves an existing remote path to its real location inside the share.
+    pub fn resolve(&self, remote: &str) -> Result<Resolved> {
+        let rel = normalize(remote)?;
+        let joined = self.root.join(&rel);
+        let abs = match joined.canonicalize() {
+            Ok(abs) => abs,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A dangling symlink exists but leads nowhere; say where it tried to go if that was outside.
+                return Err(match std::fs::symlink_metadata(&joined) {
+                    Ok(_) => Error::InvalidPath {
+                        path: remote.to_string(),
+                        reason: "symbolic link leads nowhere",
+                    },
+                    Err(_) => Error::NotFound { path: rel },
+                });
+            }
+            Err(e) => return Err(Error::io(joined, e)),
+        };
+        let inside = abs
+            .strip_prefix(&self.root)
+            .map_err(|_| Error::InvalidPath {
+                path: remote.to_string(),
+                reason: "a symbolic link leads outside the share",
+            })?;
+        if inside.components().any(|c| c.as_os_str() == STATE_DIR) {
+            return Err(Error::InvalidPath {
+                path: remote.to_string(),
+                reason: "tandem's state folder is private",
+            });
+        }
+        Ok(Resolved { rel, abs })
+    }
+}
+
+/// Checks a remote path's text and returns it as a clean relative path (`""` for the root).
+pub fn normalize(remote: &str) -> Result<String> {
+    let refuse = |reason| {
+        Err(Error::InvalidPath {
+            path: remote.to_string(),
+            reason,
+        })
+    };
+    if remote.contains('\0') {
+        return refuse("contains a NUL byte");
+    }
+    if remote.len() > MAX_PATH_LEN {
+        return refuse("longer than 4096 bytes");
+    }
+    let path = Path::new(remote);
+    if path.has_root() || is_drive_prefixed(remote) {
+        return refuse("absolute paths are not allowed; give a path relative to the share");
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return refuse("`..` leads outside the share");
+                }
+            }
+            Component::Normal(name) => {
+                let Some(name) = name.to_str() else {
+                    return refuse("not valid UTF-8");
+                };
+                if name.len() > MAX_NAME_LEN {
+                    return refuse("a name is longer than 255 bytes");
+                }
+                if name == STATE_DIR {
+                    return refuse("tandem's state folder is private");
+                }
+                parts.push(name);
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return refuse("absolute paths are not allowed; give a path relative to the share");
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// `C:` style prefixes mean an absolute path to anyone on Windows; refuse them everywhere.
+fn is_drive_prefixed(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_paths_normalize() {
+        assert_eq!(normalize("").unwrap(), "");
+        assert_eq!(normalize(".").unwrap(), "");
+        assert_eq!(normalize("a//b/./c/").unwrap(), "a/b/c");
+        assert_eq!(normalize("a/../b").unwrap(), "b");
+        assert_eq!(normalize("naïve file.txt").unwrap(), "naïve file.txt");
+    }
+
+    #[test]
+    fn hostile_text_is_refused_with_the_reason() {
+        for (path, reason) in [
+            ("..", "`..` leads outside the share"),
+            ("a/../../b", "`..` leads outside the share"),
+            ("/etc/passwd", "absolute paths are not allowed"),
+            ("C:/Windows", "absolute paths are not allowed"),
+            ("a\0b", "contains a NUL byte"),
+            (".tandem/hashes.sqlite", "tandem's state folder is private"),
+            ("x/.tandem", "tandem's state folder is private"),
+        ] {
+            let err = normalize(path).unwrap_err().to_string();
+            assert!(err.contains(reason), "{path:?}: {err}");
+            assert!(err.starts_with("invalid path "), "{err}");
+        }
+        assert!(normalize(&"n".repeat(256)).is_err());
+        assert!(normalize(&"a/".repeat(2100)).is_err());
+    }
+}

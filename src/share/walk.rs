@@ -1,0 +1,117 @@
+//! Recursive, sorted, pre-order directory walk that never follows symlinks and never enters `.tandem`.
+//!
+//! It reads one folder at a time, so memory grows with the depth and the widest folder, not with the tree.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::{Entry, EntryKind, STATE_DIR};
+use crate::error::{Error, Result};
+
+/// An iterator over every entry below a folder. Folders that cannot be read yield an error item and are skipped.
+pub struct Walk {
+    /// Folders being read, innermost last: the sorted entries not yet yielded.
+    stack: Vec<std::vec::IntoIter<Entry>>,
+    /// Absolute location of the share root the relative paths are based on.
+    root: PathBuf,
+}
+
+impl Walk {
+    /// Walks the folder at `root/rel`; `rel` is a clean relative path (`""` for the root).
+    pub fn new(root: PathBuf, rel: &str) -> Result<Self> {
+        let entries = read_sorted(&root, rel)?;
+        Ok(Walk {
+            stack: vec![entries.into_iter()],
+            root,
+        })
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let top = self.stack.last_mut()?;
+            let Some(entry) = top.next() else {
+                self.stack.pop();
+                continue;
+            };
+            if entry.kind == EntryKind::Dir {
+                match read_sorted(&self.root, &entry.path) {
+                    Ok(children) => self.stack.push(children.into_iter()),
+                    Err(err) => return Some(Err(err)),
+                }
+            }
+            return Some(Ok(entry));
+        }
+    }
+}
+
+/// Reads one folder's entries, sorted by name, without `.tandem` and without names that are not UTF-8.
+fn read_sorted(root: &std::path::Path, rel: &str) -> Result<Vec<Entry>> {
+    let dir = root.join(rel);
+    let mut entries = Vec::new();
+    for item in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let item = item.map_err(|e| Error::io(&dir, e))?;
+        let name = item.file_name();
+        let Some(name) = name.to_str() else {
+            tracing::warn!(path = %item.path().display(), "skipping a name that is not valid UTF-8");
+            continue;
+        };
+        if name == STATE_DIR {
+            continue;
+        }
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        match item.metadata() {
+            Ok(metadata) => entries.push(Entry::from_metadata(path, &metadata)),
+            // Deleted between read_dir and stat: it is simply no longer there.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(item.path(), e)),
+        }
+    }
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_sorted_pre_order_skipping_state() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in [
+            "b/z.txt",
+            "b/a/deep.txt",
+            "a.txt",
+            ".tandem/hashes",
+            "c/.tandem/x",
+        ] {
+            let path = dir.path().join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"x").unwrap();
+        }
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+        let walk = Walk::new(dir.path().to_path_buf(), "").unwrap();
+        let listed: Vec<(String, EntryKind)> =
+            walk.map(|e| e.unwrap()).map(|e| (e.path, e.kind)).collect();
+        let expected = [
+            ("a.txt", EntryKind::File),
+            ("b", EntryKind::Dir),
+            ("b/a", EntryKind::Dir),
+            ("b/a/deep.txt", EntryKind::File),
+            ("b/z.txt", EntryKind::File),
+            ("c", EntryKind::Dir),
+            ("link", EntryKind::Symlink),
+        ];
+        let expected: Vec<(String, EntryKind)> =
+            expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        assert_eq!(listed, expected);
+    }
+}

@@ -1,0 +1,29 @@
+//! Moving file bytes between machines, separate from the control connection. [`tcp`] is the bulk stream over a
+//! second TCP connection. Every transfer ends with an MD5 check; nothing unverified reaches the destination.
+
+pub mod tcp;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes moved so far by a running transfer, and its total; cheap to share with a progress display.
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<[AtomicU64; 2]>);
+
+impl Progress {
+    pub fn set(&self, bytes: u64) {
+        self.0[0].store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0[0].load(Ordering::Relaxed)
+    }
+
+    pub fn set_total(&self, bytes: u64) {
+        self.0[1].store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0[1].load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,216 @@
+//! The bulk stream over TCP, on plain blocking sockets (each transfer runs on a blocking thread).
+//!
+//! Wire form (see [`crate::protocol`]): chunks of `u32 length + bytes`, a zero length, then one trailer frame.
+//! Both ends hash on a second thread ([`HasherThread`]) so MD5 overlaps with socket and disk I/O: on the sender
+//! only when the hash cache does not already know the file's MD5.
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::Progress;
+use crate::digest::{HasherThread, Md5Digest};
+use crate::error::{Error, Result};
+use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
+use crate::share::FileStamp;
+
+/// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
+const HASH_QUEUE: usize = 8;
+/// The trailer is a few dozen bytes; refuse anything large.
+const MAX_TRAILER_LEN: usize = 64 * 1024;
+
+/// What the sender did.
+pub struct Sent {
+    pub bytes: u64,
+    /// The MD5 the sender computed, if it had to (to put in its hash cache).
+    pub computed_md5: Option<Md5Digest>,
+    /// The trailer that ended the stream.
+    pub trailer: BulkTrailer,
+}
+
+/// Sends the file at `path`, which must still be the version `expected` describes. `known_md5` spares the hashing.
+pub fn send_file(
+    stream: &mut impl Write,
+    path: &Path,
+    rel: &str,
+    peer: &str,
+    expected: FileStamp,
+    known_md5: Option<Md5Digest>,
+) -> Result<Sent> {
+    let net = |e| Error::net(peer, e);
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => return finish(stream, peer, 0, None, Err(Error::io(path, e).to_body())),
+    };
+    let unchanged = |file: &File| {
+        let now = file.metadata().map(|m| FileStamp::of(&m)).ok();
+        let on_disk = std::fs::metadata(path).map(|m| FileStamp::of(&m)).ok();
+        now == Some(expected) && on_disk == Some(expected)
+    };
+    if !unchanged(&file) {
+        return finish(
+            stream,
+            peer,
+            0,
+            None,
+            Err(Error::Changed {
+                path: rel.to_string(),
+            }
+            .to_body()),
+        );
+    }
+    let hasher = known_md5.is_none().then(|| HasherThread::spawn(HASH_QUEUE));
+    let mut sent = 0u64;
+    while sent < expected.size {
+        let want = (expected.size - sent).min(MAX_CHUNK_LEN as u64) as usize;
+        let chunk = match read_chunk(&mut file, want) {
+            Ok(chunk) => chunk,
+            Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
+        };
+        if chunk.is_empty() {
+            break; // shrank while being read: reported below
+        }
+        stream
+            .write_all(&(chunk.len() as u32).to_be_bytes())
+            .map_err(net)?;
+        stream.write_all(&chunk).map_err(net)?;
+        sent += chunk.len() as u64;
+        if let Some(hasher) = &hasher {
+            hasher.feed(chunk);
+        }
+    }
+    let computed = hasher.map(HasherThread::finish);
+    if sent != expected.size || !unchanged(&file) {
+        return finish(
+            stream,
+            peer,
+            sent,
+            None,
+            Err(Error::Changed {
+                path: rel.to_string(),
+            }
+            .to_body()),
+        );
+    }
+    let md5 = computed.or(known_md5).expect("either known or computed");
+    finish(stream, peer, sent, computed, Ok(md5))
+}
+
+/// Sends no data, only a trailer saying why.
+pub fn refuse(stream: &mut impl Write, peer: &str, why: ErrorBody) -> Result<Sent> {
+    finish(stream, peer, 0, None, Err(why))
+}
+
+/// Ends the data and writes the trailer.
+fn finish(
+    stream: &mut impl Write,
+    peer: &str,
+    bytes: u64,
+    computed_md5: Option<Md5Digest>,
+    outcome: std::result::Result<Md5Digest, ErrorBody>,
+) -> Result<Sent> {
+    let trailer = match outcome {
+        Ok(md5) => BulkTrailer::Done { size: bytes, md5 },
+        Err(body) => BulkTrailer::Failed(body),
+    };
+    let mut buf = bytes::BytesMut::with_capacity(64);
+    buf.extend_from_slice(&0u32.to_be_bytes());
+    codec::encode(&trailer, &mut buf)?;
+    stream
+        .write_all(&buf)
+        .and_then(|()| stream.flush())
+        .map_err(|e| Error::net(peer, e))?;
+    Ok(Sent {
+        bytes,
+        computed_md5,
+        trailer,
+    })
+}
+
+/// Reads up to `len` bytes (fewer only at end of file) into a fresh buffer, without zero-filling it first.
+fn read_chunk(reader: &mut impl Read, len: usize) -> std::io::Result<Bytes> {
+    let mut buf = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// What the receiver got: the bytes' own MD5 and the sender's word on them.
+pub struct Received {
+    pub bytes: u64,
+    pub md5: Md5Digest,
+    pub trailer: BulkTrailer,
+}
+
+/// Receives a bulk stream into `out`, refusing more than `max_size` bytes. Hashing runs on a second thread.
+pub fn receive_file(
+    stream: &mut impl Read,
+    out: &mut File,
+    out_path: &Path,
+    peer: &str,
+    max_size: u64,
+    progress: &Progress,
+) -> Result<Received> {
+    let hasher = HasherThread::spawn(HASH_QUEUE);
+    let mut received = 0u64;
+    loop {
+        let len = frame::parse_header(read_header(stream, peer)?, MAX_CHUNK_LEN)?;
+        if len == 0 {
+            break;
+        }
+        if received + len as u64 > max_size {
+            return Err(Error::SizeMismatch {
+                path: out_path.display().to_string(),
+                expected: max_size,
+                actual: received + len as u64,
+            });
+        }
+        let chunk = read_chunk(stream, len).map_err(|e| read_error(peer, e))?;
+        if chunk.len() != len {
+            return Err(Error::Closed {
+                addr: peer.to_string(),
+                during: "in the middle of the file",
+            });
+        }
+        out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
+        hasher.feed(chunk);
+        received += len as u64;
+        progress.set(received);
+    }
+    let md5 = hasher.finish();
+    let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| read_error(peer, e))?;
+    let trailer = codec::decode(&body, "transfer trailer")?;
+    Ok(Received {
+        bytes: received,
+        md5,
+        trailer,
+    })
+}
+
+fn read_header(stream: &mut impl Read, peer: &str) -> Result<[u8; frame::HEADER_LEN]> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    stream
+        .read_exact(&mut header)
+        .map_err(|e| read_error(peer, e))?;
+    Ok(header)
+}
+
+fn read_error(peer: &str, e: std::io::Error) -> Error {
+    match e.kind() {
+        ErrorKind::UnexpectedEof => Error::Closed {
+            addr: peer.to_string(),
+            during: "in the middle of the file",
+        },
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout {
+            addr: peer.to_string(),
+            seconds: crate::client::TRANSFER_TIMEOUT.as_secs(),
+            during: "during the transfer",
+        },
+        _ => Error::net(peer, e),
+    }
+}
