@@ -28,11 +28,7 @@ pub enum Error {
 
     /// The peer did not answer in time.
     #[error("{addr}: no answer for {seconds} s {during}")]
-    Timeout {
-        addr: String,
-        seconds: u64,
-        during: &'static str,
-    },
+    Timeout { addr: String, seconds: u64, during: &'static str },
 
     /// The server answered with an error.
     #[error("{}", .0.message)]
@@ -63,23 +59,15 @@ pub enum Error {
     Malformed { what: &'static str, reason: String },
 
     /// The two sides speak different protocol versions.
-    #[error(
-        "protocol version mismatch: {addr} speaks version {theirs}, this tandem speaks version {ours}"
-    )]
-    VersionMismatch {
-        addr: String,
-        ours: u32,
-        theirs: u32,
-    },
+    #[error("protocol version mismatch: {addr} speaks version {theirs}, this tandem speaks version {ours}")]
+    VersionMismatch { addr: String, ours: u32, theirs: u32 },
 
     /// A user-supplied regular expression that does not compile.
     #[error("invalid regex {pattern:?}: {reason}")]
     BadRegex { pattern: String, reason: String },
 
     /// A user-supplied time that does not parse.
-    #[error(
-        "invalid time {value:?}: expected \"YYYY-MM-DD HH:MM:SS\" (local time), \"YYYY-MM-DD\" or RFC 3339"
-    )]
+    #[error("invalid time {value:?}: expected \"YYYY-MM-DD HH:MM:SS\" (local time), \"YYYY-MM-DD\" or RFC 3339")]
     BadTime { value: String },
 
     /// A time range whose start is after its end.
@@ -88,43 +76,26 @@ pub enum Error {
 
     /// Received bytes whose MD5 differs from the sender's.
     #[error("{path}: MD5 mismatch: expected {expected}, received bytes hash to {actual}")]
-    Md5Mismatch {
-        path: String,
-        expected: String,
-        actual: String,
-    },
+    Md5Mismatch { path: String, expected: String, actual: String },
 
     /// Received a different number of bytes than announced.
     #[error("{path}: size mismatch: expected {expected} bytes, received {actual}")]
-    SizeMismatch {
-        path: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { path: String, expected: u64, actual: u64 },
 
     /// The local hash cache database failed.
     #[error("hash cache {}: {source}", path.display())]
-    Database {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Database { path: PathBuf, source: rusqlite::Error },
 }
 
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// Wraps a socket error with the peer address it concerns.
     pub fn net(addr: impl ToString, source: io::Error) -> Self {
-        Error::Net {
-            addr: addr.to_string(),
-            source,
-        }
+        Error::Net { addr: addr.to_string(), source }
     }
 
     /// The wire form of this error, for a server answering a client.
@@ -134,23 +105,13 @@ impl Error {
             Error::NotFound { .. } => ErrorCode::NotFound,
             Error::InvalidPath { .. } => ErrorCode::InvalidPath,
             Error::NotAFile { .. } => ErrorCode::NotAFile,
-            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => {
-                ErrorCode::BadRequest
-            }
+            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,
-            Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } => {
-                ErrorCode::Changed
-            }
-            Error::Io { .. }
-            | Error::Net { .. }
-            | Error::Closed { .. }
-            | Error::Database { .. } => ErrorCode::Io,
+            Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } => ErrorCode::Changed,
+            Error::Io { .. } | Error::Net { .. } | Error::Closed { .. } | Error::Database { .. } => ErrorCode::Io,
         };
-        ErrorBody {
-            code,
-            message: self.to_string(),
-        }
+        ErrorBody { code, message: self.to_string() }
     }
 }

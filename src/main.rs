@@ -9,9 +9,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = tandem::cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -24,9 +22,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: tandem::cli::Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(tandem::cli::run(cli))?;
     Ok(())
 }

@@ -1,9 +1,7 @@
 //! Times as people type and read them: parsing the bounds of `index shortlist` and the TUI's time filter, and
 //! formatting modification times for tables (local time) and JSON (RFC 3339 with nanoseconds, UTC).
 
-use chrono::{
-    DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc,
-};
+use chrono::{DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
 
 use crate::error::{Error, Result};
 
@@ -18,26 +16,23 @@ pub enum Bound {
 /// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (local time; `T` may replace the space), `YYYY-MM-DD HH:MM`,
 /// `YYYY-MM-DD`, or RFC 3339, into nanoseconds since the Unix epoch.
 pub fn parse_time(value: &str, bound: Bound) -> Result<i64> {
-    let bad = || Error::BadTime {
-        value: value.to_string(),
-    };
+    let bad = || Error::BadTime { value: value.to_string() };
     let text = value.trim();
     if let Ok(exact) = DateTime::parse_from_rfc3339(text) {
         return exact.timestamp_nanos_opt().ok_or_else(bad);
     }
     let text = text.replacen('T', " ", 1);
     // (format, how much time the typed value covers beyond its start, in nanoseconds)
-    let (naive, covers_ns) =
-        if let Ok(t) = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f") {
-            let typed_fraction = text.contains('.');
-            (t, if typed_fraction { 0 } else { 999_999_999 })
-        } else if let Ok(t) = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M") {
-            (t, 59_999_999_999)
-        } else if let Ok(day) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
-            (day.and_time(NaiveTime::MIN), 86_399_999_999_999)
-        } else {
-            return Err(bad());
-        };
+    let (naive, covers_ns) = if let Ok(t) = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f") {
+        let typed_fraction = text.contains('.');
+        (t, if typed_fraction { 0 } else { 999_999_999 })
+    } else if let Ok(t) = NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M") {
+        (t, 59_999_999_999)
+    } else if let Ok(day) = NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+        (day.and_time(NaiveTime::MIN), 86_399_999_999_999)
+    } else {
+        return Err(bad());
+    };
     let local = match (Local.from_local_datetime(&naive), bound) {
         (LocalResult::Single(t), _) => t,
         // A time that occurs twice when clocks go back: take the widest reading.
@@ -54,16 +49,12 @@ pub fn parse_time(value: &str, bound: Bound) -> Result<i64> {
 
 /// `2026-11-21 13:40:01` in the local time zone, for tables.
 pub fn format_local(ns: i64) -> String {
-    Local
-        .timestamp_nanos(ns)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    Local.timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// RFC 3339 in UTC with nanoseconds, for JSON.
 pub fn format_rfc3339(ns: i64) -> String {
-    Utc.timestamp_nanos(ns)
-        .to_rfc3339_opts(SecondsFormat::Nanos, true)
+    Utc.timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]
@@ -76,45 +67,20 @@ mod tests {
         assert_eq!(exact, 1_709_294_400_500_000_000);
         assert_eq!(format_rfc3339(exact), "2024-03-01T12:00:00.500000000Z");
 
-        let local = Local
-            .with_ymd_and_hms(2024, 3, 1, 12, 0, 0)
-            .unwrap()
-            .timestamp_nanos_opt()
-            .unwrap();
-        assert_eq!(
-            parse_time("2024-03-01 12:00:00", Bound::Start).unwrap(),
-            local
-        );
-        assert_eq!(
-            parse_time("2024-03-01 12:00:00", Bound::End).unwrap(),
-            local + 999_999_999
-        );
-        assert_eq!(
-            parse_time("2024-03-01T12:00:00", Bound::Start).unwrap(),
-            local
-        );
-        assert_eq!(
-            parse_time("2024-03-01 12:00:00.25", Bound::End).unwrap(),
-            local + 250_000_000
-        );
+        let local = Local.with_ymd_and_hms(2024, 3, 1, 12, 0, 0).unwrap().timestamp_nanos_opt().unwrap();
+        assert_eq!(parse_time("2024-03-01 12:00:00", Bound::Start).unwrap(), local);
+        assert_eq!(parse_time("2024-03-01 12:00:00", Bound::End).unwrap(), local + 999_999_999);
+        assert_eq!(parse_time("2024-03-01T12:00:00", Bound::Start).unwrap(), local);
+        assert_eq!(parse_time("2024-03-01 12:00:00.25", Bound::End).unwrap(), local + 250_000_000);
         assert_eq!(format_local(local), "2024-03-01 12:00:00");
 
-        let day = Local
-            .with_ymd_and_hms(2024, 3, 1, 0, 0, 0)
-            .unwrap()
-            .timestamp_nanos_opt()
-            .unwrap();
-        assert_eq!(
-            parse_time("2024-03-01", Bound::End).unwrap(),
-            day + 86_399_999_999_999
-        );
+        let day = Local.with_ymd_and_hms(2024, 3, 1, 0, 0, 0).unwrap().timestamp_nanos_opt().unwrap();
+        assert_eq!(parse_time("2024-03-01", Bound::End).unwrap(), day + 86_399_999_999_999);
     }
 
     #[test]
     fn nonsense_names_the_value() {
-        let err = parse_time("yesterday", Bound::Start)
-            .unwrap_err()
-            .to_string();
+        let err = parse_time("yesterday", Bound::Start).unwrap_err().to_string();
         assert!(err.starts_with("invalid time \"yesterday\""), "{err}");
         assert!(parse_time("2024-13-01 00:00:00", Bound::Start).is_err());
     }

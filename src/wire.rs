@@ -20,12 +20,7 @@ pub struct FrameReader<R> {
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R, peer: impl ToString) -> Self {
-        FrameReader {
-            io,
-            buf: BytesMut::with_capacity(8 * 1024),
-            peer: peer.to_string(),
-            max_len: MAX_FRAME_LEN,
-        }
+        FrameReader { io, buf: BytesMut::with_capacity(8 * 1024), peer: peer.to_string(), max_len: MAX_FRAME_LEN }
     }
 
     /// Changes the largest frame this reader accepts.
@@ -41,22 +36,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             }
             // Grow by what arrives, in steps, never by what a length prefix claims.
             if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf
-                    .reserve((self.buf.len() * 2).clamp(8 * 1024, 1024 * 1024));
+                self.buf.reserve((self.buf.len() * 2).clamp(8 * 1024, 1024 * 1024));
             }
-            let read = self
-                .io
-                .read_buf(&mut self.buf)
-                .await
-                .map_err(|e| Error::net(&self.peer, e))?;
+            let read = self.io.read_buf(&mut self.buf).await.map_err(|e| Error::net(&self.peer, e))?;
             if read == 0 {
                 if self.buf.is_empty() {
                     return Ok(None);
                 }
-                return Err(Error::Closed {
-                    addr: self.peer.clone(),
-                    during: "in the middle of a frame",
-                });
+                return Err(Error::Closed { addr: self.peer.clone(), during: "in the middle of a frame" });
             }
         }
     }
@@ -76,11 +63,7 @@ pub struct FrameWriter<W> {
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(io: W, peer: impl ToString) -> Self {
-        FrameWriter {
-            io,
-            buf: BytesMut::with_capacity(8 * 1024),
-            peer: peer.to_string(),
-        }
+        FrameWriter { io, buf: BytesMut::with_capacity(8 * 1024), peer: peer.to_string() }
     }
 
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<()> {
@@ -94,10 +77,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Writes bytes that already hold whole frames.
     pub async fn send_encoded(&mut self, frames: &[u8]) -> Result<()> {
-        self.io
-            .write_all(frames)
-            .await
-            .map_err(|e| Error::net(&self.peer, e))?;
+        self.io.write_all(frames).await.map_err(|e| Error::net(&self.peer, e))?;
         self.io.flush().await.map_err(|e| Error::net(&self.peer, e))
     }
 

@@ -23,13 +23,7 @@ pub struct Cli {
     pub remote: String,
 
     /// Shared secret for the server
-    #[arg(
-        long,
-        global = true,
-        env = "TANDEM_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, global = true, env = "TANDEM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// Print one JSON document on stdout instead of a table

@@ -36,11 +36,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Hash(HashCommand::Verify { path }) => {
             let conn = Connection::connect(&cli.remote).await?;
             let entry = conn.hash(&path).await?;
-            if cli.json {
-                print_json(&output::entry_json(&entry))
-            } else {
-                print(&output::entry_fields(&entry))
-            }
+            if cli.json { print_json(&output::entry_json(&entry)) } else { print(&output::entry_fields(&entry)) }
         }
         Command::Hash(HashCommand::Checkall) => {
             let conn = Connection::connect(&cli.remote).await?;
@@ -63,24 +59,13 @@ pub fn index_filter(command: &IndexCommand) -> Result<ListFilter> {
             let from = parse_time(start, Bound::Start)?;
             let to = parse_time(end, Bound::End)?;
             if from > to {
-                return Err(Error::BadRange {
-                    start: start.clone(),
-                    end: end.clone(),
-                });
+                return Err(Error::BadRange { start: start.clone(), end: end.clone() });
             }
-            ListFilter {
-                modified_from_ns: Some(from),
-                modified_to_ns: Some(to),
-                ..Default::default()
-            }
+            ListFilter { modified_from_ns: Some(from), modified_to_ns: Some(to), ..Default::default() }
         }
         IndexCommand::Regex { pattern, path } => {
             compile_pattern(pattern)?;
-            ListFilter {
-                pattern: Some(pattern.clone()),
-                match_path: *path,
-                ..Default::default()
-            }
+            ListFilter { pattern: Some(pattern.clone()), match_path: *path, ..Default::default() }
         }
     })
 }
@@ -91,11 +76,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
     let server = Server::bind(config).await?;
-    print(&format!(
-        "serving {} on {}\n",
-        server.root().display(),
-        server.local_addr()?
-    ))?;
+    print(&format!("serving {} on {}\n", server.root().display(), server.local_addr()?))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     server.run(shutdown).await
@@ -138,20 +119,13 @@ async fn download(args: DownloadArgs, remote: &str, json: bool) -> Result<()> {
         bar.finish().await;
     }
     let report = result?;
-    if json {
-        print_json(&output::download_json(&report))
-    } else {
-        print(&output::download_text(&report))
-    }
+    if json { print_json(&output::download_json(&report)) } else { print(&output::download_text(&report)) }
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn print(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::io("<stdout>", e)),
         _ => Ok(()),
     }

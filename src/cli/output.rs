@@ -32,42 +32,20 @@ pub fn entries_table(entries: &[Entry], with_md5: bool) -> String {
         .iter()
         .map(|e| {
             let first = if with_md5 {
-                e.md5
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| "-".repeat(32))
+                e.md5.map(|m| m.to_string()).unwrap_or_else(|| "-".repeat(32))
             } else {
                 e.kind.as_str().to_string()
             };
-            let size = if e.kind == EntryKind::Dir {
-                "-".to_string()
-            } else {
-                format_size(e.size, BINARY)
-            };
+            let size = if e.kind == EntryKind::Dir { "-".to_string() } else { format_size(e.size, BINARY) };
             [first, size, format_local(e.mtime_ns), e.path.clone()]
         })
         .collect();
-    let header = [
-        if with_md5 { "MD5" } else { "KIND" },
-        "SIZE",
-        "MODIFIED",
-        "PATH",
-    ];
-    let width = |col: usize| {
-        rows.iter()
-            .map(|r| r[col].chars().count())
-            .chain([header[col].len()])
-            .max()
-            .unwrap_or(0)
-    };
+    let header = [if with_md5 { "MD5" } else { "KIND" }, "SIZE", "MODIFIED", "PATH"];
+    let width = |col: usize| rows.iter().map(|r| r[col].chars().count()).chain([header[col].len()]).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0), width(1), width(2));
-    let mut out = format!(
-        "{:<w0$}  {:>w1$}  {:<w2$}  {}\n",
-        header[0], header[1], header[2], header[3]
-    );
+    let mut out = format!("{:<w0$}  {:>w1$}  {:<w2$}  {}\n", header[0], header[1], header[2], header[3]);
     for [first, size, modified, path] in &rows {
-        out.push_str(&format!(
-            "{first:<w0$}  {size:>w1$}  {modified:<w2$}  {path}\n"
-        ));
+        out.push_str(&format!("{first:<w0$}  {size:>w1$}  {modified:<w2$}  {path}\n"));
     }
     out.push_str(&summary(entries));
     out.push('\n');
@@ -77,18 +55,10 @@ pub fn entries_table(entries: &[Entry], with_md5: bool) -> String {
 /// `3 files (1.50 KiB), 1 folder, 1 symlink`.
 pub fn summary(entries: &[Entry]) -> String {
     let count = |kind| entries.iter().filter(|e| e.kind == kind).count();
-    let bytes: u64 = entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::File)
-        .map(|e| e.size)
-        .sum();
-    let plural =
-        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
-    let mut parts = vec![format!(
-        "{} ({})",
-        plural(count(EntryKind::File), "file", "files"),
-        format_size(bytes, BINARY)
-    )];
+    let bytes: u64 = entries.iter().filter(|e| e.kind == EntryKind::File).map(|e| e.size).sum();
+    let plural = |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut parts =
+        vec![format!("{} ({})", plural(count(EntryKind::File), "file", "files"), format_size(bytes, BINARY))];
     let folders = count(EntryKind::Dir);
     if folders > 0 {
         parts.push(plural(folders, "folder", "folders"));
@@ -130,11 +100,7 @@ pub fn download_json(report: &DownloadReport) -> Value {
 
 /// `download` for people.
 pub fn download_text(report: &DownloadReport) -> String {
-    let rate = if report.seconds > 0.0 {
-        (report.bytes_received as f64 / report.seconds) as u64
-    } else {
-        0
-    };
+    let rate = if report.seconds > 0.0 { (report.bytes_received as f64 / report.seconds) as u64 } else { 0 };
     format!(
         "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\nspeed     {}/s over {} in {:.2} s\n",
         report.path,
@@ -156,27 +122,9 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_sums_up() {
         let entries = vec![
-            Entry {
-                path: "docs".into(),
-                kind: EntryKind::Dir,
-                size: 4096,
-                mtime_ns: 0,
-                md5: None,
-            },
-            Entry {
-                path: "docs/a b.txt".into(),
-                kind: EntryKind::File,
-                size: 1536,
-                mtime_ns: 0,
-                md5: None,
-            },
-            Entry {
-                path: "ln".into(),
-                kind: EntryKind::Symlink,
-                size: 4,
-                mtime_ns: 0,
-                md5: None,
-            },
+            Entry { path: "docs".into(), kind: EntryKind::Dir, size: 4096, mtime_ns: 0, md5: None },
+            Entry { path: "docs/a b.txt".into(), kind: EntryKind::File, size: 1536, mtime_ns: 0, md5: None },
+            Entry { path: "ln".into(), kind: EntryKind::Symlink, size: 4, mtime_ns: 0, md5: None },
         ];
         let table = entries_table(&entries, false);
         let lines: Vec<&str> = table.lines().collect();

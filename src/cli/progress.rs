@@ -20,9 +20,7 @@ pub struct Bar {
 /// Starts drawing `progress` for `label`; does nothing when stderr is not a terminal.
 pub fn show(progress: Progress, label: String) -> Bar {
     let stop = CancellationToken::new();
-    let task = std::io::stderr()
-        .is_terminal()
-        .then(|| tokio::spawn(draw(progress, label, stop.clone())));
+    let task = std::io::stderr().is_terminal().then(|| tokio::spawn(draw(progress, label, stop.clone())));
     Bar { stop, task }
 }
 
@@ -45,11 +43,7 @@ async fn draw(progress: Progress, label: String, stop: CancellationToken) {
             _ = tick.tick() => {}
         }
         let (done, total) = (progress.get(), progress.total());
-        let fraction = if total == 0 {
-            0.0
-        } else {
-            done as f64 / total as f64
-        };
+        let fraction = if total == 0 { 0.0 } else { done as f64 / total as f64 };
         let filled = (fraction * BAR_WIDTH as f64) as usize;
         let rate = (done as f64 / started.elapsed().as_secs_f64().max(0.001)) as u64;
         let line = format!(

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Channel, ClientFrame, ClientHello, ErrorBody, ListFilter, PROTOCOL_VERSION, Request, Response,
-    ServerFrame, ServerHello, Ticket,
+    Channel, ClientFrame, ClientHello, ErrorBody, ListFilter, PROTOCOL_VERSION, Request, Response, ServerFrame,
+    ServerHello, Ticket,
 };
 use crate::share::Entry;
 use crate::wire::{FrameReader, FrameWriter};
@@ -54,7 +55,7 @@ impl Responses {
 impl Connection {
     /// Connects to `addr` and exchanges hellos.
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let (stream, server) = open(addr, Channel::Control).await?;
+        let (stream, server, _) = open(addr, Channel::Control).await?;
         let (read, write) = stream.into_split();
         let (outgoing, outgoing_rx) = mpsc::channel(64);
         let inner = Arc::new(Inner {
@@ -89,68 +90,35 @@ impl Connection {
             }
             pending.waiting.insert(id, sender);
         }
-        if self
-            .inner
-            .outgoing
-            .send(ClientFrame::Request { id, body })
-            .await
-            .is_err()
-        {
-            self.inner
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .waiting
-                .remove(&id);
-            return Err(Error::Closed {
-                addr: self.inner.addr.clone(),
-                during: "before the request was sent",
-            });
+        if self.inner.outgoing.send(ClientFrame::Request { id, body }).await.is_err() {
+            self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).waiting.remove(&id);
+            return Err(Error::Closed { addr: self.inner.addr.clone(), during: "before the request was sent" });
         }
         Ok(Responses { receiver })
     }
 
     /// Every entry below `path` that passes `filter`.
     pub async fn list(&self, path: &str, filter: ListFilter) -> Result<Vec<Entry>> {
-        let responses = self
-            .request(Request::List {
-                path: path.to_string(),
-                filter,
-            })
-            .await?;
+        let responses = self.request(Request::List { path: path.to_string(), filter }).await?;
         collect_entries(responses).await
     }
 
     /// The MD5 of one file.
     pub async fn hash(&self, path: &str) -> Result<Entry> {
-        let responses = self
-            .request(Request::Hash {
-                path: path.to_string(),
-            })
-            .await?;
+        let responses = self.request(Request::Hash { path: path.to_string() }).await?;
         let mut entries = collect_entries(responses).await?;
-        entries
-            .pop()
-            .ok_or_else(|| self.unexpected("an empty answer to a hash request"))
+        entries.pop().ok_or_else(|| self.unexpected("an empty answer to a hash request"))
     }
 
     /// The MD5 of every file below `path`.
     pub async fn hash_all(&self, path: &str) -> Result<Vec<Entry>> {
-        let responses = self
-            .request(Request::HashAll {
-                path: path.to_string(),
-            })
-            .await?;
+        let responses = self.request(Request::HashAll { path: path.to_string() }).await?;
         collect_entries(responses).await
     }
 
     /// A ticket for downloading `path`, and what the server says about the file.
     pub async fn download_ticket(&self, path: &str) -> Result<(Ticket, Entry)> {
-        let mut responses = self
-            .request(Request::Download {
-                path: path.to_string(),
-            })
-            .await?;
+        let mut responses = self.request(Request::Download { path: path.to_string() }).await?;
         match responses.next().await? {
             Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
@@ -159,20 +127,14 @@ impl Connection {
     }
 
     fn unexpected(&self, what: &str) -> Error {
-        Error::Malformed {
-            what: "server answer",
-            reason: format!("{} sent {what}", self.inner.addr),
-        }
+        Error::Malformed { what: "server answer", reason: format!("{} sent {what}", self.inner.addr) }
     }
 }
 
-/// Opens a TCP connection for `channel` and exchanges hellos.
-pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello)> {
-    let timed_out = |during| Error::Timeout {
-        addr: addr.to_string(),
-        seconds: CONNECT_TIMEOUT.as_secs(),
-        during,
-    };
+/// Opens a TCP connection for `channel` and exchanges hellos. Returns the stream, the server's hello, and any
+/// bytes that arrived right behind the hello (on a bulk channel the data follows at once).
+pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
+    let timed_out = |during| Error::Timeout { addr: addr.to_string(), seconds: CONNECT_TIMEOUT.as_secs(), during };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| timed_out("while connecting"))?
@@ -180,13 +142,7 @@ pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHell
     let _ = stream.set_nodelay(true);
     let mut framed = FrameWriter::new(stream, addr);
     let software = format!("tandem {}", env!("CARGO_PKG_VERSION"));
-    framed
-        .send(&ClientFrame::Hello(ClientHello {
-            protocol_version: PROTOCOL_VERSION,
-            software,
-            channel,
-        }))
-        .await?;
+    framed.send(&ClientFrame::Hello(ClientHello { protocol_version: PROTOCOL_VERSION, software, channel })).await?;
     let mut reader = FrameReader::new(framed.into_inner(), addr);
     let hello = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("server hello"))
         .await
@@ -195,16 +151,10 @@ pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHell
         Some(ServerFrame::Hello(hello)) => hello,
         Some(ServerFrame::Fatal(body)) => return Err(Error::Remote(body)),
         Some(_) => {
-            return Err(Error::Malformed {
-                what: "server hello",
-                reason: format!("{addr} did not start with hello"),
-            });
+            return Err(Error::Malformed { what: "server hello", reason: format!("{addr} did not start with hello") });
         }
         None => {
-            return Err(Error::Closed {
-                addr: addr.to_string(),
-                during: "before saying hello",
-            });
+            return Err(Error::Closed { addr: addr.to_string(), during: "before saying hello" });
         }
     };
     if server.protocol_version != PROTOCOL_VERSION {
@@ -215,14 +165,10 @@ pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHell
         });
     }
     let (stream, leftover) = reader.into_parts();
-    if !leftover.is_empty() && !matches!(channel, Channel::Control) {
-        return Err(Error::Malformed {
-            what: "server hello",
-            reason: format!("{addr} sent data before it was asked"),
-        });
+    if !leftover.is_empty() && matches!(channel, Channel::Control) {
+        return Err(Error::Malformed { what: "server hello", reason: format!("{addr} sent data before it was asked") });
     }
-    // On a control channel nothing but hello has been sent yet, so nothing is lost by dropping the buffer.
-    Ok((stream, server))
+    Ok((stream, server, leftover))
 }
 
 async fn write_frames(
@@ -236,10 +182,7 @@ async fn write_frames(
     }
 }
 
-async fn route_responses(
-    mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    inner: Arc<Inner>,
-) {
+async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>, inner: Arc<Inner>) {
     let reason = loop {
         match reader.next::<ServerFrame>("server frame").await {
             Ok(Some(ServerFrame::Response { id, body })) => {
@@ -254,18 +197,10 @@ async fn route_responses(
             }
             Ok(Some(ServerFrame::Fatal(body))) => break body,
             Ok(Some(ServerFrame::Hello(_))) => {
-                break Error::Malformed {
-                    what: "server frame",
-                    reason: "hello sent twice".into(),
-                }
-                .to_body();
+                break Error::Malformed { what: "server frame", reason: "hello sent twice".into() }.to_body();
             }
             Ok(None) => {
-                break Error::Closed {
-                    addr: inner.addr.clone(),
-                    during: "by the server",
-                }
-                .to_body();
+                break Error::Closed { addr: inner.addr.clone(), during: "by the server" }.to_body();
             }
             Err(e) => break e.to_body(),
         }

@@ -43,15 +43,13 @@ pub async fn download_tcp(
     let (ticket, entry) = conn.download_ticket(remote).await?;
     let dest = dest_dir.join(file_name(&entry.path)?);
     progress.set_total(entry.size);
-    let (stream, _) = open(conn.addr(), Channel::Bulk { ticket }).await?;
+    let (stream, _, already_read) = open(conn.addr(), Channel::Bulk { ticket }).await?;
     let peer = conn.addr().to_string();
-    let mut stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
-    stream
-        .set_nonblocking(false)
-        .map_err(|e| Error::net(&peer, e))?;
-    stream
-        .set_read_timeout(Some(TRANSFER_TIMEOUT))
-        .map_err(|e| Error::net(&peer, e))?;
+    let stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
+    stream.set_nonblocking(false).map_err(|e| Error::net(&peer, e))?;
+    stream.set_read_timeout(Some(TRANSFER_TIMEOUT)).map_err(|e| Error::net(&peer, e))?;
+    // Bytes that arrived behind the server's hello are the start of the stream.
+    let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
 
     let progress = progress.clone();
     let announced = entry.clone();
@@ -59,47 +57,27 @@ pub async fn download_tcp(
     let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
         let mut file = AtomicFile::create(&dest_for_write)?;
         let temp_path = file.temp_path().to_path_buf();
-        let received = tcp::receive_file(
-            &mut stream,
-            file.file(),
-            &temp_path,
-            &peer,
-            announced.size,
-            &progress,
-        )?;
+        let received = tcp::receive_file(&mut stream, file.file(), &temp_path, &peer, announced.size, &progress)?;
         let shown = announced.path.clone();
         let (size, md5) = match received.trailer {
             BulkTrailer::Failed(body) => return Err(Error::Remote(body)),
             BulkTrailer::Done { size, md5 } => (size, md5),
         };
         if size != received.bytes {
-            return Err(Error::SizeMismatch {
-                path: shown,
-                expected: size,
-                actual: received.bytes,
-            });
+            return Err(Error::SizeMismatch { path: shown, expected: size, actual: received.bytes });
         }
         // The trailer's MD5, and the ticket's when the server knew it up front, must both match the bytes.
         for expected in [Some(md5), announced.md5].into_iter().flatten() {
             if expected != received.md5 {
                 let (expected, actual) = (expected.to_string(), received.md5.to_string());
-                return Err(Error::Md5Mismatch {
-                    path: shown,
-                    expected,
-                    actual,
-                });
+                return Err(Error::Md5Mismatch { path: shown, expected, actual });
             }
         }
         file.commit(Some(announced.mtime_ns))?;
         Ok((received.bytes, md5))
     })
     .await
-    .map_err(|e| {
-        Error::io(
-            &dest,
-            std::io::Error::other(format!("download task failed: {e}")),
-        )
-    })??;
+    .map_err(|e| Error::io(&dest, std::io::Error::other(format!("download task failed: {e}"))))??;
 
     Ok(DownloadReport {
         path: entry.path,
@@ -129,9 +107,6 @@ fn file_name(remote: &str) -> Result<String> {
     let clean = normalize(remote)?;
     match clean.rsplit('/').next() {
         Some(name) if !name.is_empty() => Ok(name.to_string()),
-        _ => Err(Error::InvalidPath {
-            path: remote.to_string(),
-            reason: "names no file",
-        }),
+        _ => Err(Error::InvalidPath { path: remote.to_string(), reason: "names no file" }),
     }
 }

@@ -6,7 +6,7 @@ mod download;
 
 use std::time::Duration;
 
-pub use connection::{Connection, Responses};
+pub use connection::{Connection, Responses, open as open_channel};
 pub use download::{DownloadReport, download_tcp};
 
 /// How long a connection attempt or a hello may take.

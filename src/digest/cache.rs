@@ -25,10 +25,7 @@ pub struct HashCache {
 impl HashCache {
     /// Opens (or creates) the cache database at `db_path` and loads it.
     pub fn open(db_path: &Path) -> Result<Self> {
-        let fail = |source| Error::Database {
-            path: db_path.to_path_buf(),
-            source,
-        };
+        let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
         if let Some(dir) = db_path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -43,9 +40,7 @@ impl HashCache {
         .map_err(fail)?;
         let mut known = HashMap::new();
         {
-            let mut rows = db
-                .prepare("SELECT path, size, mtime_ns, inode, md5 FROM hashes")
-                .map_err(fail)?;
+            let mut rows = db.prepare("SELECT path, size, mtime_ns, inode, md5 FROM hashes").map_err(fail)?;
             let mapped = rows
                 .query_map([], |row| {
                     let md5: Vec<u8> = row.get(4)?;
@@ -75,21 +70,13 @@ impl HashCache {
 
     /// A cache that lives only in memory.
     pub fn in_memory() -> Self {
-        HashCache {
-            known: Mutex::default(),
-            unsaved: Mutex::default(),
-            db: None,
-            db_path: PathBuf::from(":memory:"),
-        }
+        HashCache { known: Mutex::default(), unsaved: Mutex::default(), db: None, db_path: PathBuf::from(":memory:") }
     }
 
     /// The cached MD5 of `path`, if the file still has the stamp it had when it was hashed.
     pub fn get(&self, path: &str, stamp: FileStamp) -> Option<Md5Digest> {
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        known
-            .get(path)
-            .filter(|(cached, _)| *cached == stamp)
-            .map(|(_, md5)| *md5)
+        known.get(path).filter(|(cached, _)| *cached == stamp).map(|(_, md5)| *md5)
     }
 
     /// Records a freshly computed MD5.
@@ -100,10 +87,7 @@ impl HashCache {
         }
         known.insert(path.to_string(), (stamp, md5));
         drop(known);
-        self.unsaved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((path.to_string(), stamp, md5));
+        self.unsaved.lock().unwrap_or_else(|p| p.into_inner()).push((path.to_string(), stamp, md5));
     }
 
     /// Writes new entries to the database. Blocking: call from a blocking context.
@@ -113,25 +97,18 @@ impl HashCache {
         if pending.is_empty() {
             return Ok(());
         }
-        let fail = |source| Error::Database {
-            path: self.db_path.clone(),
-            source,
-        };
+        let fail = |source| Error::Database { path: self.db_path.clone(), source };
         let mut db = db.lock().unwrap_or_else(|p| p.into_inner());
         let tx = db.transaction().map_err(fail)?;
         {
             let mut insert = tx
-                .prepare_cached("INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, md5) VALUES (?, ?, ?, ?, ?)")
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, md5) VALUES (?, ?, ?, ?, ?)",
+                )
                 .map_err(fail)?;
             for (path, stamp, md5) in &pending {
                 insert
-                    .execute(params![
-                        path,
-                        stamp.size as i64,
-                        stamp.mtime_ns,
-                        stamp.inode as i64,
-                        &md5.0[..]
-                    ])
+                    .execute(params![path, stamp.size as i64, stamp.mtime_ns, stamp.inode as i64, &md5.0[..]])
                     .map_err(fail)?;
             }
         }
@@ -147,11 +124,7 @@ mod tests {
     fn survives_reopen_and_misses_on_a_changed_stamp() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hashes.sqlite");
-        let stamp = FileStamp {
-            size: 3,
-            mtime_ns: 42,
-            inode: 7,
-        };
+        let stamp = FileStamp { size: 3, mtime_ns: 42, inode: 7 };
         let md5 = Md5Digest::of(b"abc");
         {
             let cache = HashCache::open(&db).unwrap();
@@ -160,16 +133,7 @@ mod tests {
         }
         let cache = HashCache::open(&db).unwrap();
         assert_eq!(cache.get("a/b.txt", stamp), Some(md5));
-        assert_eq!(
-            cache.get(
-                "a/b.txt",
-                FileStamp {
-                    mtime_ns: 43,
-                    ..stamp
-                }
-            ),
-            None
-        );
+        assert_eq!(cache.get("a/b.txt", FileStamp { mtime_ns: 43, ..stamp }), None);
         assert_eq!(cache.get("a/b.txt", FileStamp { inode: 8, ..stamp }), None);
         assert_eq!(cache.get("other", stamp), None);
     }

@@ -52,10 +52,7 @@ impl FromStr for Md5Digest {
     type Err = Error;
 
     fn from_str(hex: &str) -> Result<Self> {
-        let bad = || Error::Malformed {
-            what: "MD5 digest",
-            reason: format!("{hex:?} is not 32 hex digits"),
-        };
+        let bad = || Error::Malformed { what: "MD5 digest", reason: format!("{hex:?} is not 32 hex digits") };
         if hex.len() != 32 || !hex.is_ascii() {
             return Err(bad());
         }
@@ -154,29 +151,17 @@ mod tests {
 
     #[test]
     fn known_vectors_and_hex_round_trip() {
-        assert_eq!(
-            Md5Digest::of(b"").to_string(),
-            "d41d8cd98f00b204e9800998ecf8427e"
-        );
-        assert_eq!(
-            Md5Digest::of(b"abc").to_string(),
-            "900150983cd24fb0d6963f7d28e17f72"
-        );
+        assert_eq!(Md5Digest::of(b"").to_string(), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(Md5Digest::of(b"abc").to_string(), "900150983cd24fb0d6963f7d28e17f72");
         let parsed: Md5Digest = "900150983cd24fb0d6963f7d28e17f72".parse().unwrap();
         assert_eq!(parsed, Md5Digest::of(b"abc"));
         assert!("90015".parse::<Md5Digest>().is_err());
-        assert!(
-            "zz0150983cd24fb0d6963f7d28e17f72"
-                .parse::<Md5Digest>()
-                .is_err()
-        );
+        assert!("zz0150983cd24fb0d6963f7d28e17f72".parse::<Md5Digest>().is_err());
     }
 
     #[test]
     fn file_stream_and_thread_agree() {
-        let data: Vec<u8> = (0..3 * READ_BLOCK + 17)
-            .map(|i| (i * 31 % 251) as u8)
-            .collect();
+        let data: Vec<u8> = (0..3 * READ_BLOCK + 17).map(|i| (i * 31 % 251) as u8).collect();
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), &data).unwrap();
         let whole = Md5Digest::of(&data);

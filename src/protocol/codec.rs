@@ -11,19 +11,14 @@ use crate::error::{Error, Result};
 
 /// Appends `message` to `dst` as one frame.
 pub fn encode<T: Serialize>(message: &T, dst: &mut BytesMut) -> Result<()> {
-    let body = rmp_serde::to_vec_named(message).map_err(|e| Error::Malformed {
-        what: "outgoing message",
-        reason: e.to_string(),
-    })?;
+    let body = rmp_serde::to_vec_named(message)
+        .map_err(|e| Error::Malformed { what: "outgoing message", reason: e.to_string() })?;
     frame::encode(&body, MAX_FRAME_LEN, dst)
 }
 
 /// Decodes one frame body; `what` names the expected message in the error.
 pub fn decode<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T> {
-    rmp_serde::from_slice(body).map_err(|e| Error::Malformed {
-        what,
-        reason: e.to_string(),
-    })
+    rmp_serde::from_slice(body).map_err(|e| Error::Malformed { what, reason: e.to_string() })
 }
 
 #[cfg(test)]
@@ -38,19 +33,13 @@ mod tests {
             ClientFrame::Hello(ClientHello {
                 protocol_version: PROTOCOL_VERSION,
                 software: "tandem test".into(),
-                channel: Channel::Bulk {
-                    ticket: Ticket(u64::MAX),
-                },
+                channel: Channel::Bulk { ticket: Ticket(u64::MAX) },
             }),
             ClientFrame::Request {
                 id: 7,
                 body: Request::List {
                     path: "a b/ü".into(),
-                    filter: ListFilter {
-                        modified_from_ns: Some(-5),
-                        pattern: Some("x$".into()),
-                        ..Default::default()
-                    },
+                    filter: ListFilter { modified_from_ns: Some(-5), pattern: Some("x$".into()), ..Default::default() },
                 },
             },
         ];
@@ -58,10 +47,7 @@ mod tests {
             let mut buf = BytesMut::new();
             encode(&message, &mut buf).unwrap();
             let body = frame::decode(&mut buf, MAX_FRAME_LEN).unwrap().unwrap();
-            assert_eq!(
-                decode::<ClientFrame>(&body, "client frame").unwrap(),
-                message
-            );
+            assert_eq!(decode::<ClientFrame>(&body, "client frame").unwrap(), message);
         }
         let response = ServerFrame::Response {
             id: 9,
@@ -79,18 +65,12 @@ mod tests {
         let mut buf = BytesMut::new();
         encode(&response, &mut buf).unwrap();
         let body = frame::decode(&mut buf, MAX_FRAME_LEN).unwrap().unwrap();
-        assert_eq!(
-            decode::<ServerFrame>(&body, "server frame").unwrap(),
-            response
-        );
+        assert_eq!(decode::<ServerFrame>(&body, "server frame").unwrap(), response);
     }
 
     #[test]
     fn garbage_is_an_error_naming_the_message() {
         let err = decode::<ClientFrame>(&[0xc1, 0x00, 0x13], "client frame").unwrap_err();
-        assert!(
-            err.to_string().starts_with("malformed client frame: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("malformed client frame: "), "{err}");
     }
 }

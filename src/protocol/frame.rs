@@ -14,10 +14,7 @@ pub const HEADER_LEN: usize = 4;
 /// Appends one frame holding `body` to `dst`.
 pub fn encode(body: &[u8], max_len: usize, dst: &mut BytesMut) -> Result<()> {
     if body.len() > max_len {
-        return Err(Error::FrameTooLarge {
-            len: body.len() as u64,
-            max: max_len as u64,
-        });
+        return Err(Error::FrameTooLarge { len: body.len() as u64, max: max_len as u64 });
     }
     dst.reserve(HEADER_LEN + body.len());
     dst.put_u32(body.len() as u32);
@@ -29,10 +26,7 @@ pub fn encode(body: &[u8], max_len: usize, dst: &mut BytesMut) -> Result<()> {
 pub fn parse_header(header: [u8; HEADER_LEN], max_len: usize) -> Result<usize> {
     let len = u32::from_be_bytes(header) as usize;
     if len > max_len {
-        return Err(Error::FrameTooLarge {
-            len: len as u64,
-            max: max_len as u64,
-        });
+        return Err(Error::FrameTooLarge { len: len as u64, max: max_len as u64 });
     }
     Ok(len)
 }
@@ -72,10 +66,7 @@ mod tests {
     fn oversized_length_is_refused_before_allocation() {
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         let err = decode(&mut buf, 1024).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "frame of 4294967295 bytes exceeds the limit of 1024 bytes"
-        );
+        assert_eq!(err.to_string(), "frame of 4294967295 bytes exceeds the limit of 1024 bytes");
         assert!(buf.capacity() < 1024);
         assert!(encode(&[0; 11], 10, &mut BytesMut::new()).is_err());
     }

@@ -78,7 +78,7 @@ impl Request {
     /// The request's arguments, for logs.
     pub fn arguments(&self) -> String {
         match self {
-            Request::List { path, filter } => format!("path={path:?} {filter}"),
+            Request::List { path, filter } => format!("path={path:?} {filter}").trim_end().to_string(),
             Request::Hash { path } | Request::HashAll { path } | Request::Download { path } => {
                 format!("path={path:?}")
             }
@@ -107,11 +107,7 @@ impl std::fmt::Display for ListFilter {
             write!(f, "to={to} ")?;
         }
         if let Some(pattern) = &self.pattern {
-            let key = if self.match_path {
-                "path_regex"
-            } else {
-                "regex"
-            };
+            let key = if self.match_path { "path_regex" } else { "regex" };
             write!(f, "{key}={pattern:?}")?;
         }
         Ok(())

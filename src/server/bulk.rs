@@ -16,17 +16,13 @@ pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<
     let started = Instant::now();
     let pending = shared.tickets.redeem(ticket);
     let arguments = match &pending {
-        Some(pending) => format!(
-            "path={:?} requested_by={}",
-            pending.entry.path, pending.peer
-        ),
+        Some(pending) => format!("path={:?} requested_by={}", pending.entry.path, pending.peer),
         None => format!("ticket={:016x}", ticket.0),
     };
     let shared_for_send = shared.clone();
     let peer_for_send = peer.clone();
     let outcome = tokio::task::spawn_blocking(move || -> Result<tcp::Sent> {
-        let mut stream =
-            into_blocking(stream, &peer_for_send, shared_for_send.config.idle_timeout)?;
+        let mut stream = into_blocking(stream, &peer_for_send, shared_for_send.config.idle_timeout)?;
         let Some(pending) = pending else {
             return refuse_ticket(&mut stream, &peer_for_send);
         };
@@ -39,20 +35,13 @@ pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<
             pending.entry.md5,
         )?;
         if let Some(md5) = sent.computed_md5 {
-            shared_for_send
-                .hashes
-                .insert(&pending.entry.path, pending.stamp, md5);
+            shared_for_send.hashes.insert(&pending.entry.path, pending.stamp, md5);
             shared_for_send.hashes.flush()?;
         }
         Ok(sent)
     })
     .await
-    .unwrap_or_else(|e| {
-        Err(Error::net(
-            &peer,
-            std::io::Error::other(format!("transfer task failed: {e}")),
-        ))
-    });
+    .unwrap_or_else(|e| Err(Error::net(&peer, std::io::Error::other(format!("transfer task failed: {e}")))));
 
     let (bytes, outcome) = match outcome {
         Ok(sent) => match sent.trailer {
@@ -71,29 +60,16 @@ pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<
     });
 }
 
-fn into_blocking(
-    stream: TcpStream,
-    peer: &str,
-    timeout: std::time::Duration,
-) -> Result<std::net::TcpStream> {
+fn into_blocking(stream: TcpStream, peer: &str, timeout: std::time::Duration) -> Result<std::net::TcpStream> {
     let stream = stream.into_std().map_err(|e| Error::net(peer, e))?;
-    stream
-        .set_nonblocking(false)
-        .map_err(|e| Error::net(peer, e))?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| Error::net(peer, e))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| Error::net(peer, e))?;
+    stream.set_nonblocking(false).map_err(|e| Error::net(peer, e))?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| Error::net(peer, e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| Error::net(peer, e))?;
     Ok(stream)
 }
 
 /// An unknown, used or expired ticket gets an empty stream with a failure trailer.
 fn refuse_ticket(stream: &mut std::net::TcpStream, peer: &str) -> Result<tcp::Sent> {
-    let body = ErrorBody {
-        code: ErrorCode::BadTicket,
-        message: "download ticket unknown, used or expired".into(),
-    };
+    let body = ErrorBody { code: ErrorCode::BadTicket, message: "download ticket unknown, used or expired".into() };
     tcp::refuse(stream, peer, body)
 }

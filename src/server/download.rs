@@ -10,12 +10,7 @@ use crate::error::{Error, Result};
 use crate::protocol::Response;
 use crate::share::{Entry, FileStamp};
 
-pub async fn handle(
-    shared: &Arc<Shared>,
-    path: &str,
-    peer: &str,
-    out: &mut Responder,
-) -> Result<()> {
+pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Responder) -> Result<()> {
     let resolved = shared.share.resolve(path)?;
     let metadata = std::fs::metadata(&resolved.abs).map_err(|e| Error::io(&resolved.abs, e))?;
     if !metadata.is_file() {

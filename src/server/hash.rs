@@ -21,11 +21,7 @@ pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
         Ok(entry)
     })
     .await?;
-    out.send(Response::Entries {
-        entries: vec![entry],
-        more: false,
-    })
-    .await
+    out.send(Response::Entries { entries: vec![entry], more: false }).await
 }
 
 pub async fn handle_all(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
@@ -39,19 +35,10 @@ pub async fn handle_all(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
     .await?;
     let mut batches = entries.chunks(ENTRIES_PER_BATCH).peekable();
     if batches.peek().is_none() {
-        return out
-            .send(Response::Entries {
-                entries: Vec::new(),
-                more: false,
-            })
-            .await;
+        return out.send(Response::Entries { entries: Vec::new(), more: false }).await;
     }
     while let Some(batch) = batches.next() {
-        out.send(Response::Entries {
-            entries: batch.to_vec(),
-            more: batches.peek().is_some(),
-        })
-        .await?;
+        out.send(Response::Entries { entries: batch.to_vec(), more: batches.peek().is_some() }).await?;
     }
     Ok(())
 }
@@ -60,9 +47,7 @@ pub async fn handle_all(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
 pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
     let metadata = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
     if !metadata.is_file() {
-        return Err(Error::NotAFile {
-            path: rel.to_string(),
-        });
+        return Err(Error::NotAFile { path: rel.to_string() });
     }
     let stamp = FileStamp::of(&metadata);
     let md5 = match shared.hashes.get(rel, stamp) {
@@ -71,9 +56,7 @@ pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
             let md5 = md5_file(abs)?;
             let after = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
             if FileStamp::of(&after) != stamp {
-                return Err(Error::Changed {
-                    path: rel.to_string(),
-                });
+                return Err(Error::Changed { path: rel.to_string() });
             }
             shared.hashes.insert(rel, stamp, md5);
             md5
@@ -92,9 +75,7 @@ fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
         let mut files = Vec::new();
         for entry in Walk::new(root.to_path_buf(), rel)? {
             match entry {
-                Ok(entry) if entry.kind == EntryKind::File => {
-                    files.push((entry.path.clone(), root.join(&entry.path)))
-                }
+                Ok(entry) if entry.kind == EntryKind::File => files.push((entry.path.clone(), root.join(&entry.path))),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("checkall skips a folder: {e}"),
             }
@@ -104,10 +85,7 @@ fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
         vec![(rel.to_string(), target)]
     };
 
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .min(files.len().max(1));
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(files.len().max(1));
     let next = AtomicUsize::new(0);
     let mut results: Vec<(usize, Result<Entry>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..workers)
@@ -127,11 +105,7 @@ fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
             .collect();
         workers
             .into_iter()
-            .flat_map(|worker| {
-                worker
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
+            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             .collect()
     });
     results.sort_unstable_by_key(|(i, _)| *i);
@@ -147,13 +121,8 @@ fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
 }
 
 /// Runs blocking filesystem work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
-        Err(Error::io(
-            "<worker>",
-            std::io::Error::other(format!("worker failed: {e}")),
-        ))
-    })
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(Error::io("<worker>", std::io::Error::other(format!("worker failed: {e}")))))
 }

@@ -28,15 +28,8 @@ pub struct Record<'a> {
 
 impl History {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        Ok(History {
-            file: Mutex::new(file),
-            path: path.to_path_buf(),
-        })
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        Ok(History { file: Mutex::new(file), path: path.to_path_buf() })
     }
 
     /// Appends one line. A failure to log is reported but never fails the request.

@@ -10,20 +10,13 @@ use crate::error::Result;
 use crate::protocol::{ENTRIES_PER_BATCH, ListFilter, Response};
 use crate::share::{Entry, EntryFilter, Walk};
 
-pub async fn handle(
-    shared: &Arc<Shared>,
-    path: &str,
-    filter: &ListFilter,
-    out: &mut Responder,
-) -> Result<()> {
+pub async fn handle(shared: &Arc<Shared>, path: &str, filter: &ListFilter, out: &mut Responder) -> Result<()> {
     let filter = EntryFilter::new(filter)?;
     let resolved = shared.share.resolve(path)?;
     let (batches_tx, mut batches_rx) = mpsc::channel::<Result<Vec<Entry>>>(4);
     let root = shared.share.root().to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let result = walk_in_batches(root, &resolved.rel, &filter, |batch| {
-            batches_tx.blocking_send(Ok(batch)).is_ok()
-        });
+        let result = walk_in_batches(root, &resolved.rel, &filter, |batch| batches_tx.blocking_send(Ok(batch)).is_ok());
         if let Err(e) = result {
             let _ = batches_tx.blocking_send(Err(e));
         }
@@ -33,19 +26,11 @@ pub async fn handle(
     while let Some(batch) = batches_rx.recv().await {
         let batch = batch?;
         if !held.is_empty() {
-            out.send(Response::Entries {
-                entries: std::mem::take(&mut held),
-                more: true,
-            })
-            .await?;
+            out.send(Response::Entries { entries: std::mem::take(&mut held), more: true }).await?;
         }
         held = batch;
     }
-    out.send(Response::Entries {
-        entries: held,
-        more: false,
-    })
-    .await
+    out.send(Response::Entries { entries: held, more: false }).await
 }
 
 /// Walks `rel` (a folder, or a single entry) and hands over filtered batches; stops when `emit` returns false.
@@ -58,15 +43,8 @@ fn walk_in_batches(
     let target = root.join(rel);
     let metadata = std::fs::metadata(&target).map_err(|e| crate::error::Error::io(&target, e))?;
     if !metadata.is_dir() {
-        let entry = Entry::from_metadata(
-            rel.to_string(),
-            &std::fs::symlink_metadata(&target).unwrap_or(metadata),
-        );
-        let batch = if filter.matches(&entry) {
-            vec![entry]
-        } else {
-            Vec::new()
-        };
+        let entry = Entry::from_metadata(rel.to_string(), &std::fs::symlink_metadata(&target).unwrap_or(metadata));
+        let batch = if filter.matches(&entry) { vec![entry] } else { Vec::new() };
         emit(batch);
         return Ok(());
     }
@@ -82,10 +60,7 @@ fn walk_in_batches(
         if filter.matches(&entry) {
             batch.push(entry);
             if batch.len() == ENTRIES_PER_BATCH
-                && !emit(std::mem::replace(
-                    &mut batch,
-                    Vec::with_capacity(ENTRIES_PER_BATCH),
-                ))
+                && !emit(std::mem::replace(&mut batch, Vec::with_capacity(ENTRIES_PER_BATCH)))
             {
                 return Ok(());
             }

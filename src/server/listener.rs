@@ -16,11 +16,7 @@ use crate::wire::FrameWriter;
 /// How long open connections get to finish after shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-pub async fn run(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) -> Result<()> {
+pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) -> Result<()> {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));
     let tracker = TaskTracker::new();
     loop {
@@ -51,14 +47,8 @@ pub async fn run(
         }
     }
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "connections still open after {} s; closing anyway",
-            SHUTDOWN_GRACE.as_secs()
-        );
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still open after {} s; closing anyway", SHUTDOWN_GRACE.as_secs());
     }
     let shared_for_flush = shared.clone();
     tokio::task::spawn_blocking(move || shared_for_flush.hashes.flush())
@@ -67,9 +57,7 @@ pub async fn run(
 }
 
 /// Accepts one connection, retrying transient failures (such as running out of file descriptors) with backoff.
-async fn accept_with_backoff(
-    listener: &TcpListener,
-) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+async fn accept_with_backoff(listener: &TcpListener) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
     let mut backoff = Duration::from_millis(1);
     loop {
         match listener.accept().await {
@@ -87,13 +75,6 @@ async fn accept_with_backoff(
 /// Tells a connection over the limit why it is being closed, instead of leaving it hanging.
 async fn refuse_busy(stream: TcpStream, peer: String, max: usize) {
     let mut writer = FrameWriter::new(stream, &peer);
-    let body = ErrorBody {
-        code: ErrorCode::Busy,
-        message: format!("server busy: all {max} connections are in use"),
-    };
-    let _ = tokio::time::timeout(
-        Duration::from_secs(1),
-        writer.send(&ServerFrame::Fatal(body)),
-    )
-    .await;
+    let body = ErrorBody { code: ErrorCode::Busy, message: format!("server busy: all {max} connections are in use") };
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.send(&ServerFrame::Fatal(body))).await;
 }

@@ -69,24 +69,14 @@ impl Server {
         std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| Error::net(&config.listen, e))?;
-        let shared = Arc::new(Shared {
-            share,
-            hashes,
-            history,
-            tickets: Tickets::default(),
-            config,
-        });
+        let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::net(&config.listen, e))?;
+        let shared = Arc::new(Shared { share, hashes, history, tickets: Tickets::default(), config });
         Ok(Server { listener, shared })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener
-            .local_addr()
-            .map_err(|e| Error::net(&self.shared.config.listen, e))
+        self.listener.local_addr().map_err(|e| Error::net(&self.shared.config.listen, e))
     }
 
     /// The canonical folder being served.
@@ -102,11 +92,7 @@ impl Server {
     /// Binds and runs on a background task; returns the address and a token that stops it.
     pub async fn spawn(
         config: ServerConfig,
-    ) -> Result<(
-        SocketAddr,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<()>>,
-    )> {
+    ) -> Result<(SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<()>>)> {
         let server = Server::bind(config).await?;
         let addr = server.local_addr()?;
         let shutdown = CancellationToken::new();

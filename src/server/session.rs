@@ -20,8 +20,7 @@ use super::history::Record;
 use super::{Shared, bulk, download, hash, list};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Channel, ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame,
-    ServerHello, codec,
+    Channel, ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, codec,
 };
 use crate::wire::{FrameReader, FrameWriter};
 
@@ -35,12 +34,7 @@ pub fn software() -> String {
 }
 
 /// Serves one accepted connection until it closes, fails, idles out or the server shuts down.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let peer = peer.to_string();
     let (read, write) = stream.into_split();
@@ -53,12 +47,7 @@ pub async fn serve(
         Ok(Ok(Some(ClientFrame::Hello(hello)))) => hello,
         Ok(Ok(None)) => return,
         Ok(Ok(Some(_))) => {
-            return fatal(
-                &mut writer,
-                ErrorCode::BadRequest,
-                "the first frame must be hello".into(),
-            )
-            .await;
+            return fatal(&mut writer, ErrorCode::BadRequest, "the first frame must be hello".into()).await;
         }
         Ok(Err(e)) => return fatal(&mut writer, ErrorCode::BadRequest, e.to_string()).await,
         Err(_) => {
@@ -66,10 +55,7 @@ pub async fn serve(
             return fatal(&mut writer, ErrorCode::Timeout, message).await;
         }
     };
-    let ours = ServerHello {
-        protocol_version: PROTOCOL_VERSION,
-        software: software(),
-    };
+    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: software() };
     if writer.send(&ServerFrame::Hello(ours)).await.is_err() {
         return;
     }
@@ -99,9 +85,7 @@ pub async fn serve(
 }
 
 async fn fatal(writer: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: String) {
-    let _ = writer
-        .send(&ServerFrame::Fatal(ErrorBody { code, message }))
-        .await;
+    let _ = writer.send(&ServerFrame::Fatal(ErrorBody { code, message })).await;
 }
 
 async fn control(
@@ -133,29 +117,19 @@ async fn control(
         match next {
             Err(_) if in_flight.available_permits() == MAX_REQUESTS_PER_CONNECTION => {
                 let message = format!("closing connection idle for {} s", idle.as_secs());
-                break Some(ErrorBody {
-                    code: ErrorCode::Timeout,
-                    message,
-                });
+                break Some(ErrorBody { code: ErrorCode::Timeout, message });
             }
             Err(_) => continue,
             Ok(Ok(None)) => break None,
             Ok(Err(e)) => break Some(e.to_body()),
             Ok(Ok(Some(ClientFrame::Hello(_)))) => {
-                break Some(ErrorBody {
-                    code: ErrorCode::BadRequest,
-                    message: "hello sent twice".into(),
-                });
+                break Some(ErrorBody { code: ErrorCode::BadRequest, message: "hello sent twice".into() });
             }
             Ok(Ok(Some(ClientFrame::Request { id, body }))) => {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break None;
                 };
-                let responder = Responder {
-                    id,
-                    frames: frames_tx.clone(),
-                    bytes: 0,
-                };
+                let responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
                 let shared = shared.clone();
                 let peer = peer.clone();
                 requests.spawn(async move {
@@ -215,9 +189,6 @@ impl Responder {
         self.frames
             .send(buf.freeze())
             .await
-            .map_err(|_| Error::Closed {
-                addr: "client".into(),
-                during: "while answering",
-            })
+            .map_err(|_| Error::Closed { addr: "client".into(), during: "while answering" })
     }
 }

@@ -17,27 +17,16 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts a temporary file next to `dest`. Its permissions are those of an existing `dest`, or `rw-r--r--`.
     pub fn create(dest: &Path) -> Result<Self> {
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = dest
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let permissions = std::fs::metadata(dest)
-            .map(|m| m.permissions())
-            .unwrap_or_else(|_| default_permissions());
+        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let permissions = std::fs::metadata(dest).map(|m| m.permissions()).unwrap_or_else(|_| default_permissions());
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}.tandem-"))
             .suffix(".tmp")
             .permissions(permissions)
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
-        Ok(AtomicFile {
-            temp,
-            dest: dest.to_path_buf(),
-        })
+        Ok(AtomicFile { temp, dest: dest.to_path_buf() })
     }
 
     /// The open temporary file, for writing.
@@ -54,14 +43,10 @@ impl AtomicFile {
     pub fn commit(self, mtime_ns: Option<i64>) -> Result<()> {
         let file = self.temp.as_file();
         if let Some(mtime_ns) = mtime_ns {
-            file.set_modified(ns_to_system_time(mtime_ns))
-                .map_err(|e| Error::io(self.temp.path(), e))?;
+            file.set_modified(ns_to_system_time(mtime_ns)).map_err(|e| Error::io(self.temp.path(), e))?;
         }
-        file.sync_all()
-            .map_err(|e| Error::io(self.temp.path(), e))?;
-        self.temp
-            .persist(&self.dest)
-            .map_err(|e| Error::io(&self.dest, e.error))?;
+        file.sync_all().map_err(|e| Error::io(self.temp.path(), e))?;
+        self.temp.persist(&self.dest).map_err(|e| Error::io(&self.dest, e.error))?;
         // Make the rename itself durable.
         if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty())
             && let Ok(dir) = File::open(dir)
@@ -87,10 +72,7 @@ fn default_permissions() -> Permissions {
     }
     #[cfg(not(unix))]
     {
-        File::open(".")
-            .and_then(|f| f.metadata())
-            .map(|m| m.permissions())
-            .expect("metadata of current folder")
+        File::open(".").and_then(|f| f.metadata()).map(|m| m.permissions()).expect("metadata of current folder")
     }
 }
 
@@ -116,10 +98,7 @@ mod tests {
         file.commit(Some(1_600_000_000_000_000_123)).unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
         let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
-        assert_eq!(
-            crate::share::system_time_to_ns(mtime),
-            1_600_000_000_000_000_123
-        );
+        assert_eq!(crate::share::system_time_to_ns(mtime), 1_600_000_000_000_000_123);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

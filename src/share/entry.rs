@@ -54,13 +54,7 @@ impl Entry {
         } else {
             EntryKind::File
         };
-        Entry {
-            path,
-            kind,
-            size: metadata.len(),
-            mtime_ns: mtime_ns(metadata),
-            md5: None,
-        }
+        Entry { path, kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), md5: None }
     }
 
     /// The last path component.
@@ -83,11 +77,7 @@ impl FileStamp {
         let inode = std::os::unix::fs::MetadataExt::ino(metadata);
         #[cfg(not(unix))]
         let inode = 0;
-        FileStamp {
-            size: metadata.len(),
-            mtime_ns: mtime_ns(metadata),
-            inode,
-        }
+        FileStamp { size: metadata.len(), mtime_ns: mtime_ns(metadata), inode }
     }
 }
 
@@ -99,8 +89,6 @@ fn mtime_ns(metadata: &Metadata) -> i64 {
 pub fn system_time_to_ns(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_nanos())
-            .map(|ns| -ns)
-            .unwrap_or(i64::MIN),
+        Err(before) => i64::try_from(before.duration().as_nanos()).map(|ns| -ns).unwrap_or(i64::MIN),
     }
 }

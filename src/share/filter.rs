@@ -32,9 +32,7 @@ impl EntryFilter {
     }
 
     pub fn matches(&self, entry: &Entry) -> bool {
-        if self.from_ns.is_some_and(|from| entry.mtime_ns < from)
-            || self.to_ns.is_some_and(|to| entry.mtime_ns > to)
-        {
+        if self.from_ns.is_some_and(|from| entry.mtime_ns < from) || self.to_ns.is_some_and(|to| entry.mtime_ns > to) {
             return false;
         }
         match &self.pattern {
@@ -51,21 +49,12 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex> {
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| Error::BadRegex {
-            pattern: pattern.to_string(),
-            reason: first_line(&e.to_string()),
-        })
+        .map_err(|e| Error::BadRegex { pattern: pattern.to_string(), reason: first_line(&e.to_string()) })
 }
 
 /// regex's messages draw a caret diagram over several lines; keep the line that says what is wrong.
 fn first_line(message: &str) -> String {
-    message
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or(message)
-        .trim_start_matches("error: ")
-        .to_string()
+    message.lines().rev().find(|l| l.starts_with("error:")).unwrap_or(message).trim_start_matches("error: ").to_string()
 }
 
 #[cfg(test)]
@@ -74,13 +63,7 @@ mod tests {
     use crate::share::EntryKind;
 
     fn entry(path: &str, mtime_ns: i64) -> Entry {
-        Entry {
-            path: path.into(),
-            kind: EntryKind::File,
-            size: 0,
-            mtime_ns,
-            md5: None,
-        }
+        Entry { path: path.into(), kind: EntryKind::File, size: 0, mtime_ns, md5: None }
     }
 
     #[test]
@@ -96,19 +79,12 @@ mod tests {
         assert!(range.matches(&entry("a", 20)));
         assert!(!range.matches(&entry("a", 21)));
 
-        let by_name = EntryFilter::new(&ListFilter {
-            pattern: Some("^docs".into()),
-            ..Default::default()
-        })
-        .unwrap();
+        let by_name = EntryFilter::new(&ListFilter { pattern: Some("^docs".into()), ..Default::default() }).unwrap();
         assert!(!by_name.matches(&entry("docs/readme.md", 0)));
         assert!(by_name.matches(&entry("x/docs.txt", 0)));
-        let by_path = EntryFilter::new(&ListFilter {
-            pattern: Some("^docs".into()),
-            match_path: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let by_path =
+            EntryFilter::new(&ListFilter { pattern: Some("^docs".into()), match_path: true, ..Default::default() })
+                .unwrap();
         assert!(by_path.matches(&entry("docs/readme.md", 0)));
         assert!(!by_path.matches(&entry("x/docs.txt", 0)));
     }

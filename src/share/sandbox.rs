@@ -58,26 +58,18 @@ impl Share {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A dangling symlink exists but leads nowhere; say where it tried to go if that was outside.
                 return Err(match std::fs::symlink_metadata(&joined) {
-                    Ok(_) => Error::InvalidPath {
-                        path: remote.to_string(),
-                        reason: "symbolic link leads nowhere",
-                    },
+                    Ok(_) => Error::InvalidPath { path: remote.to_string(), reason: "symbolic link leads nowhere" },
                     Err(_) => Error::NotFound { path: rel },
                 });
             }
             Err(e) => return Err(Error::io(joined, e)),
         };
-        let inside = abs
-            .strip_prefix(&self.root)
-            .map_err(|_| Error::InvalidPath {
-                path: remote.to_string(),
-                reason: "a symbolic link leads outside the share",
-            })?;
+        let inside = abs.strip_prefix(&self.root).map_err(|_| Error::InvalidPath {
+            path: remote.to_string(),
+            reason: "a symbolic link leads outside the share",
+        })?;
         if inside.components().any(|c| c.as_os_str() == STATE_DIR) {
-            return Err(Error::InvalidPath {
-                path: remote.to_string(),
-                reason: "tandem's state folder is private",
-            });
+            return Err(Error::InvalidPath { path: remote.to_string(), reason: "tandem's state folder is private" });
         }
         Ok(Resolved { rel, abs })
     }
@@ -85,12 +77,7 @@ impl Share {
 
 /// Checks a remote path's text and returns it as a clean relative path (`""` for the root).
 pub fn normalize(remote: &str) -> Result<String> {
-    let refuse = |reason| {
-        Err(Error::InvalidPath {
-            path: remote.to_string(),
-            reason,
-        })
-    };
+    let refuse = |reason| Err(Error::InvalidPath { path: remote.to_string(), reason });
     if remote.contains('\0') {
         return refuse("contains a NUL byte");
     }

@@ -20,10 +20,7 @@ impl Walk {
     /// Walks the folder at `root/rel`; `rel` is a clean relative path (`""` for the root).
     pub fn new(root: PathBuf, rel: &str) -> Result<Self> {
         let entries = read_sorted(&root, rel)?;
-        Ok(Walk {
-            stack: vec![entries.into_iter()],
-            root,
-        })
+        Ok(Walk { stack: vec![entries.into_iter()], root })
     }
 }
 
@@ -62,11 +59,7 @@ fn read_sorted(root: &std::path::Path, rel: &str) -> Result<Vec<Entry>> {
         if name == STATE_DIR {
             continue;
         }
-        let path = if rel.is_empty() {
-            name.to_string()
-        } else {
-            format!("{rel}/{name}")
-        };
+        let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
         match item.metadata() {
             Ok(metadata) => entries.push(Entry::from_metadata(path, &metadata)),
             // Deleted between read_dir and stat: it is simply no longer there.
@@ -85,13 +78,7 @@ mod tests {
     #[test]
     fn walks_sorted_pre_order_skipping_state() {
         let dir = tempfile::tempdir().unwrap();
-        for path in [
-            "b/z.txt",
-            "b/a/deep.txt",
-            "a.txt",
-            ".tandem/hashes",
-            "c/.tandem/x",
-        ] {
+        for path in ["b/z.txt", "b/a/deep.txt", "a.txt", ".tandem/hashes", "c/.tandem/x"] {
             let path = dir.path().join(path);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, b"x").unwrap();
@@ -99,8 +86,7 @@ mod tests {
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
         let walk = Walk::new(dir.path().to_path_buf(), "").unwrap();
-        let listed: Vec<(String, EntryKind)> =
-            walk.map(|e| e.unwrap()).map(|e| (e.path, e.kind)).collect();
+        let listed: Vec<(String, EntryKind)> = walk.map(|e| e.unwrap()).map(|e| (e.path, e.kind)).collect();
         let expected = [
             ("a.txt", EntryKind::File),
             ("b", EntryKind::Dir),
@@ -110,8 +96,7 @@ mod tests {
             ("c", EntryKind::Dir),
             ("link", EntryKind::Symlink),
         ];
-        let expected: Vec<(String, EntryKind)> =
-            expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
+        let expected: Vec<(String, EntryKind)> = expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
         assert_eq!(listed, expected);
     }
 }

@@ -50,16 +50,7 @@ pub fn send_file(
         now == Some(expected) && on_disk == Some(expected)
     };
     if !unchanged(&file) {
-        return finish(
-            stream,
-            peer,
-            0,
-            None,
-            Err(Error::Changed {
-                path: rel.to_string(),
-            }
-            .to_body()),
-        );
+        return finish(stream, peer, 0, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
     let hasher = known_md5.is_none().then(|| HasherThread::spawn(HASH_QUEUE));
     let mut sent = 0u64;
@@ -72,9 +63,7 @@ pub fn send_file(
         if chunk.is_empty() {
             break; // shrank while being read: reported below
         }
-        stream
-            .write_all(&(chunk.len() as u32).to_be_bytes())
-            .map_err(net)?;
+        stream.write_all(&(chunk.len() as u32).to_be_bytes()).map_err(net)?;
         stream.write_all(&chunk).map_err(net)?;
         sent += chunk.len() as u64;
         if let Some(hasher) = &hasher {
@@ -83,16 +72,7 @@ pub fn send_file(
     }
     let computed = hasher.map(HasherThread::finish);
     if sent != expected.size || !unchanged(&file) {
-        return finish(
-            stream,
-            peer,
-            sent,
-            None,
-            Err(Error::Changed {
-                path: rel.to_string(),
-            }
-            .to_body()),
-        );
+        return finish(stream, peer, sent, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
     let md5 = computed.or(known_md5).expect("either known or computed");
     finish(stream, peer, sent, computed, Ok(md5))
@@ -118,15 +98,8 @@ fn finish(
     let mut buf = bytes::BytesMut::with_capacity(64);
     buf.extend_from_slice(&0u32.to_be_bytes());
     codec::encode(&trailer, &mut buf)?;
-    stream
-        .write_all(&buf)
-        .and_then(|()| stream.flush())
-        .map_err(|e| Error::net(peer, e))?;
-    Ok(Sent {
-        bytes,
-        computed_md5,
-        trailer,
-    })
+    stream.write_all(&buf).and_then(|()| stream.flush()).map_err(|e| Error::net(peer, e))?;
+    Ok(Sent { bytes, computed_md5, trailer })
 }
 
 /// Reads up to `len` bytes (fewer only at end of file) into a fresh buffer, without zero-filling it first.
@@ -168,10 +141,7 @@ pub fn receive_file(
         }
         let chunk = read_chunk(stream, len).map_err(|e| read_error(peer, e))?;
         if chunk.len() != len {
-            return Err(Error::Closed {
-                addr: peer.to_string(),
-                during: "in the middle of the file",
-            });
+            return Err(Error::Closed { addr: peer.to_string(), during: "in the middle of the file" });
         }
         out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
         hasher.feed(chunk);
@@ -181,31 +151,20 @@ pub fn receive_file(
     let md5 = hasher.finish();
     let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
     let mut body = vec![0u8; len];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| read_error(peer, e))?;
+    stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
     let trailer = codec::decode(&body, "transfer trailer")?;
-    Ok(Received {
-        bytes: received,
-        md5,
-        trailer,
-    })
+    Ok(Received { bytes: received, md5, trailer })
 }
 
 fn read_header(stream: &mut impl Read, peer: &str) -> Result<[u8; frame::HEADER_LEN]> {
     let mut header = [0u8; frame::HEADER_LEN];
-    stream
-        .read_exact(&mut header)
-        .map_err(|e| read_error(peer, e))?;
+    stream.read_exact(&mut header).map_err(|e| read_error(peer, e))?;
     Ok(header)
 }
 
 fn read_error(peer: &str, e: std::io::Error) -> Error {
     match e.kind() {
-        ErrorKind::UnexpectedEof => Error::Closed {
-            addr: peer.to_string(),
-            during: "in the middle of the file",
-        },
+        ErrorKind::UnexpectedEof => Error::Closed { addr: peer.to_string(), during: "in the middle of the file" },
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout {
             addr: peer.to_string(),
             seconds: crate::client::TRANSFER_TIMEOUT.as_secs(),

@@ -1,0 +1,129 @@
+//! Shared helpers: temporary shares, a `tandem serve` child process, running the CLI, and an independent MD5.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tandem");
+
+/// A `tandem serve` process over a temporary folder, killed on drop.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: String,
+    pub root: tempfile::TempDir,
+}
+
+impl ServeProcess {
+    pub fn start(root: tempfile::TempDir) -> Self {
+        Self::start_with(root, &[])
+    }
+
+    pub fn start_with(root: tempfile::TempDir, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg(root.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tandem serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).expect("read the serving line");
+        let addr = first.trim().rsplit(" on ").next().expect("address in the serving line").to_string();
+        assert!(first.starts_with("serving "), "unexpected first line: {first:?}");
+        ServeProcess { child, addr, root }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    /// Runs a client command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.addr, args)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn cli(addr: &str, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("TANDEM_REMOTE", addr).env_remove("TANDEM_TOKEN").output().expect("run tandem")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and parses stdout as JSON.
+pub fn json(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "command failed: {}", stderr(output));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
+}
+
+/// Writes a file, creating its folders, with a fixed mtime so tests can reason about it.
+pub fn write_file(root: &Path, rel: &str, bytes: &[u8], mtime_secs: u64) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    set_mtime(&path, UNIX_EPOCH + Duration::from_secs(mtime_secs));
+}
+
+pub fn set_mtime(path: &Path, time: SystemTime) {
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(time).unwrap();
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so large test files are not all zeros.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// MD5 from coreutils' md5sum: independent of tandem's own code.
+pub fn md5sum(path: &Path) -> String {
+    let output = Command::new("md5sum").arg(path).output().expect("run md5sum");
+    assert!(output.status.success());
+    stdout(&output).split_whitespace().next().unwrap().to_string()
+}
+
+/// RFC 3339 UTC with nanoseconds, as `--json` prints mtimes, computed from the file's metadata.
+pub fn rfc3339(time: SystemTime) -> String {
+    let d = time.duration_since(UNIX_EPOCH).unwrap();
+    chrono::DateTime::from_timestamp(d.as_secs() as i64, d.subsec_nanos())
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Names of the files left in a folder (to prove no temporary file stayed behind).
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// An in-process server on a free port, for tests that use the client library directly.
+pub async fn in_process(root: &Path) -> (String, tokio_util::sync::CancellationToken) {
+    let mut config = tandem::server::ServerConfig::new(root);
+    config.listen = "127.0.0.1:0".into();
+    let (addr, shutdown, _task) = tandem::server::Server::spawn(config).await.expect("start server");
+    (addr.to_string(), shutdown)
+}

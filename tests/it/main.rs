@@ -1,0 +1,9 @@
+//! The integration suite: real `tandem` servers on 127.0.0.1:0 over temporary folders, driven through the real
+//! binary and through the client library. One binary, so the suite links once.
+
+mod common;
+
+mod cli;
+mod concurrency;
+mod download;
+mod safety;
