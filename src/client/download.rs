@@ -57,7 +57,7 @@ pub async fn download_tcp(
     let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
         let mut file = AtomicFile::create(&dest_for_write)?;
         let temp_path = file.temp_path().to_path_buf();
-        let received = tcp::receive_file(&mut stream, file.file(), &temp_path, &peer, announced.size, &progress)?;
+        let received = tcp::receive_file(&mut stream, &mut file, &temp_path, &peer, announced.size, &progress)?;
         let shown = announced.path.clone();
         let (size, md5) = match received.trailer {
             BulkTrailer::Failed(body) => return Err(Error::Remote(body)),

@@ -119,7 +119,7 @@ pub struct Received {
 /// Receives a bulk stream into `out`, refusing more than `max_size` bytes. Hashing runs on a second thread.
 pub fn receive_file(
     stream: &mut impl Read,
-    out: &mut File,
+    out: &mut impl Write,
     out_path: &Path,
     peer: &str,
     max_size: u64,
