@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -18,6 +19,8 @@ use crate::share::FileStamp;
 
 /// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
 const HASH_QUEUE: usize = 8;
+/// Chunks waiting for the disk: enough to ride out a writeback stall of a few tens of milliseconds.
+const WRITE_QUEUE: usize = 32;
 /// The trailer is a few dozen bytes; refuse anything large.
 const MAX_TRAILER_LEN: usize = 64 * 1024;
 
@@ -30,9 +33,10 @@ pub struct Sent {
     pub trailer: BulkTrailer,
 }
 
-/// Sends the file at `path`, which must still be the version `expected` describes. `known_md5` spares the hashing.
+/// Sends the file at `path`, which must still be the version `expected` describes. `known_md5` spares the hashing,
+/// and then the bytes go from the page cache to the socket with `sendfile`, never through user space.
 pub fn send_file(
-    stream: &mut impl Write,
+    stream: &mut (impl Write + AsRawFd),
     path: &Path,
     rel: &str,
     peer: &str,
@@ -56,6 +60,14 @@ pub fn send_file(
     let mut sent = 0u64;
     while sent < expected.size {
         let want = (expected.size - sent).min(MAX_CHUNK_LEN as u64) as usize;
+        if hasher.is_none() {
+            let copied = send_chunk_zero_copy(stream, &file, sent, want).map_err(net)?;
+            sent += copied as u64;
+            if copied < want {
+                break; // shrank while being read: reported below
+            }
+            continue;
+        }
         let chunk = match read_chunk(&mut file, want) {
             Ok(chunk) => chunk,
             Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
@@ -76,6 +88,53 @@ pub fn send_file(
     }
     let md5 = computed.or(known_md5).expect("either known or computed");
     finish(stream, peer, sent, computed, Ok(md5))
+}
+
+/// Sends one chunk of `len` bytes from `file` at `offset` without copying them through user space. If the file
+/// ends early (it shrank), the rest of the promised chunk is zeros so the stream stays in step; returns how many
+/// real bytes went out, and the caller reports the change in the trailer.
+fn send_chunk_zero_copy(
+    stream: &mut (impl Write + AsRawFd),
+    file: &File,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    stream.write_all(&(len as u32).to_be_bytes())?;
+    let mut done = 0;
+    while done < len {
+        let n = sendfile(stream, file, offset + done as u64, len - done)?;
+        if n == 0 {
+            stream.write_all(&vec![0u8; len - done])?;
+            break;
+        }
+        done += n;
+    }
+    Ok(done)
+}
+
+#[cfg(target_os = "linux")]
+fn sendfile(stream: &impl AsRawFd, file: &File, offset: u64, len: usize) -> std::io::Result<usize> {
+    let mut offset = offset as libc::off_t;
+    loop {
+        // SAFETY: both descriptors are open for the call, and `offset` is a valid, exclusively borrowed off_t.
+        let n = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, len) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Elsewhere, a plain positioned read and write.
+#[cfg(not(target_os = "linux"))]
+fn sendfile(stream: &mut impl Write, file: &File, offset: u64, len: usize) -> std::io::Result<usize> {
+    let mut buf = vec![0u8; len];
+    let n = std::os::unix::fs::FileExt::read_at(file, &mut buf, offset)?;
+    stream.write_all(&buf[..n])?;
+    Ok(n)
 }
 
 /// Sends no data, only a trailer saying why.
@@ -116,21 +175,59 @@ pub struct Received {
     pub trailer: BulkTrailer,
 }
 
-/// Receives a bulk stream into `out`, refusing more than `max_size` bytes. Hashing runs on a second thread.
+/// Receives a bulk stream into `out`, refusing more than `max_size` bytes.
+///
+/// Three threads share the work: this one reads the socket, one hashes, one writes to disk. Each has its own
+/// bounded queue, so a disk that stalls for a moment does not stop hashing, and memory stays bounded.
 pub fn receive_file(
     stream: &mut impl Read,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
     out_path: &Path,
     peer: &str,
     max_size: u64,
     progress: &Progress,
 ) -> Result<Received> {
     let hasher = HasherThread::spawn(HASH_QUEUE);
+    let received = std::thread::scope(|scope| {
+        let (to_disk, from_net) = std::sync::mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
+        let writer = scope.spawn(move || -> Result<()> {
+            for chunk in from_net {
+                out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
+            }
+            Ok(())
+        });
+        let read = receive_chunks(stream, peer, out_path, max_size, progress, |chunk| {
+            hasher.feed(chunk.clone());
+            to_disk.send(chunk).is_ok()
+        });
+        drop(to_disk);
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A disk error explains a stop better than whatever reading did next.
+        written.and(read)
+    });
+    let md5 = hasher.finish();
+    let received = received?;
+    let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
+    let trailer = codec::decode(&body, "transfer trailer")?;
+    Ok(Received { bytes: received, md5, trailer })
+}
+
+/// Reads data chunks until the zero-length end marker, handing each to `deliver`; stops early if it says no.
+fn receive_chunks(
+    stream: &mut impl Read,
+    peer: &str,
+    out_path: &Path,
+    max_size: u64,
+    progress: &Progress,
+    mut deliver: impl FnMut(Bytes) -> bool,
+) -> Result<u64> {
     let mut received = 0u64;
     loop {
         let len = frame::parse_header(read_header(stream, peer)?, MAX_CHUNK_LEN)?;
         if len == 0 {
-            break;
+            return Ok(received);
         }
         if received + len as u64 > max_size {
             return Err(Error::SizeMismatch {
@@ -143,17 +240,12 @@ pub fn receive_file(
         if chunk.len() != len {
             return Err(Error::Closed { addr: peer.to_string(), during: "in the middle of the file" });
         }
-        out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
-        hasher.feed(chunk);
         received += len as u64;
+        if !deliver(chunk) {
+            return Ok(received);
+        }
         progress.set(received);
     }
-    let md5 = hasher.finish();
-    let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
-    let trailer = codec::decode(&body, "transfer trailer")?;
-    Ok(Received { bytes: received, md5, trailer })
 }
 
 fn read_header(stream: &mut impl Read, peer: &str) -> Result<[u8; frame::HEADER_LEN]> {
