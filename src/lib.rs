@@ -13,12 +13,14 @@
 //! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
 //! - [`client`]: the control connection and the download driver.
 //! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
+//! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
 //! - [`timefmt`]: parsing and printing times the way people type and read them.
 //! - [`cli`]: the command-line contract: arguments, dispatch, tables and JSON.
 //! - [`error`]: typed errors that name the path or value involved.
 
 pub mod cli;
 pub mod client;
+pub mod compare;
 pub mod digest;
 pub mod error;
 pub mod protocol;

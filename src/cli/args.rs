@@ -35,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a folder to tandem clients over TCP
     Serve(ServeArgs),
+    /// A guided tour against an embedded server over a sample share
+    Demo,
     /// List the remote share recursively
     #[command(subcommand)]
     Index(IndexCommand),

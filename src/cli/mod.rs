@@ -2,6 +2,7 @@
 //! Errors come back as [`crate::Error`]; `main` prints them as `error: …` and exits 1.
 
 mod args;
+mod demo;
 pub mod output;
 mod progress;
 
@@ -23,6 +24,7 @@ use crate::transfer::Progress;
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Demo => demo::run().await,
         Command::Index(command) => {
             let filter = index_filter(&command)?;
             let conn = Connection::connect(&cli.remote).await?;

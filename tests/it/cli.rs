@@ -186,3 +186,31 @@ fn global_flags_are_accepted_anywhere() {
     let output = cli("127.0.0.1:9", &["--json", "-r", &server.addr, "hash", "verify", "a.txt"]);
     assert_eq!(json(&output)["md5"], md5sum(&server.path("a.txt")));
 }
+
+#[test]
+fn demo_runs_end_to_end_in_a_temporary_folder() {
+    let cwd = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(BIN)
+        .arg("demo")
+        .current_dir(cwd.path())
+        .env("TANDEM_DEMO_BIG_MIB", "8")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        "$ tandem index longlist",
+        "$ tandem hash checkall",
+        "  ≠  notes/changelog.md               differs",
+        "  +  draft.txt                        only here (local)",
+        "  +  videos/holiday.bin               only on the remote",
+        "size      8 MiB (8388608 bytes)",
+        "  =  videos/holiday.bin               same on both sides",
+        "\thashall\tpath=\"\"\tok\t",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let demo_root = text.lines().next().unwrap().split(" from ").nth(1).unwrap().split(" on ").next().unwrap();
+    assert!(!std::path::Path::new(demo_root).exists(), "demo folder {demo_root} removed");
+    assert!(names_in(cwd.path()).is_empty(), "nothing written to the current folder");
+}
