@@ -136,12 +136,12 @@ async fn second_checkall(files: usize) {
     let (addr, shutdown) = start_server(share.path()).await;
     let conn = Connection::connect(&addr).await.expect("connect");
     let started = Instant::now();
-    assert_eq!(conn.hash_all("").await.expect("checkall").len(), files);
+    assert_eq!(conn.hash_all("", None).await.expect("checkall").len(), files);
     let first = started.elapsed();
     let mut runs = Vec::new();
     for _ in 0..RUNS {
         let started = Instant::now();
-        assert_eq!(conn.hash_all("").await.expect("checkall").len(), files);
+        assert_eq!(conn.hash_all("", None).await.expect("checkall").len(), files);
         runs.push(started.elapsed());
     }
     let second = median(runs);

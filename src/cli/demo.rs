@@ -58,7 +58,7 @@ pub async fn run() -> Result<()> {
     print(&output::entries_table(&conn.list("", ListFilter::default()).await?, false))?;
 
     step("tandem hash checkall")?;
-    let remote = conn.hash_all("").await?;
+    let remote = conn.hash_all("", None).await?;
     print(&output::entries_table(&remote, true))?;
 
     step("compare the local folder with the share (MD5 on both sides)")?;

@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Hash(HashCommand::Checkall) => {
             let conn = Connection::connect(&cli.remote).await?;
-            let entries = conn.hash_all("").await?;
+            let entries = conn.hash_all("", None).await?;
             if cli.json {
                 print_json(&output::entries_json(&entries))
             } else {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
@@ -31,6 +32,8 @@ struct Inner {
     outgoing: mpsc::Sender<ClientFrame>,
     /// Requests waiting for answers. A std mutex: held for map operations only.
     pending: Mutex<Pending>,
+    /// Cancelled when the connection ends, for whoever wants to notice without sending a request.
+    closed: CancellationToken,
 }
 
 #[derive(Default)]
@@ -64,6 +67,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             outgoing,
             pending: Mutex::default(),
+            closed: CancellationToken::new(),
         });
         tokio::spawn(write_frames(FrameWriter::new(write, addr), outgoing_rx));
         tokio::spawn(route_responses(FrameReader::new(read, addr), inner.clone()));
@@ -77,6 +81,16 @@ impl Connection {
     /// The server's hello.
     pub fn server(&self) -> &ServerHello {
         &self.inner.server
+    }
+
+    /// Resolves once the connection has ended, for whatever reason.
+    pub async fn closed(&self) {
+        self.inner.closed.cancelled().await
+    }
+
+    /// Why the connection ended, if it has.
+    pub fn close_reason(&self) -> Option<ErrorBody> {
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).closed.clone()
     }
 
     /// Sends a request; its answers arrive on the returned stream.
@@ -110,9 +124,9 @@ impl Connection {
         entries.pop().ok_or_else(|| self.unexpected("an empty answer to a hash request"))
     }
 
-    /// The MD5 of every file below `path`.
-    pub async fn hash_all(&self, path: &str) -> Result<Vec<Entry>> {
-        let responses = self.request(Request::HashAll { path: path.to_string() }).await?;
+    /// The MD5 of every file below `path`, at most `max_depth` levels down.
+    pub async fn hash_all(&self, path: &str, max_depth: Option<u32>) -> Result<Vec<Entry>> {
+        let responses = self.request(Request::HashAll { path: path.to_string(), max_depth }).await?;
         collect_entries(responses).await
     }
 
@@ -210,6 +224,8 @@ async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>
         let _ = sender.send(Err(Error::Remote(reason.clone())));
     }
     pending.closed = Some(reason);
+    drop(pending);
+    inner.closed.cancel();
 }
 
 async fn collect_entries(mut responses: Responses) -> Result<Vec<Entry>> {

@@ -58,8 +58,13 @@ pub enum Request {
     List { path: String, filter: ListFilter },
     /// The MD5 of one file.
     Hash { path: String },
-    /// The MD5 of every file below `path`.
-    HashAll { path: String },
+    /// The MD5 of every file below `path`, at most `max_depth` levels down (`None`: no limit; `Some(1)`: the
+    /// folder's own files).
+    HashAll {
+        path: String,
+        #[serde(default)]
+        max_depth: Option<u32>,
+    },
     /// A ticket for fetching one file over a bulk channel.
     Download { path: String },
 }
@@ -79,7 +84,8 @@ impl Request {
     pub fn arguments(&self) -> String {
         match self {
             Request::List { path, filter } => format!("path={path:?} {filter}").trim_end().to_string(),
-            Request::Hash { path } | Request::HashAll { path } | Request::Download { path } => {
+            Request::HashAll { path, max_depth: Some(depth) } => format!("path={path:?} depth={depth}"),
+            Request::Hash { path } | Request::HashAll { path, .. } | Request::Download { path } => {
                 format!("path={path:?}")
             }
         }
@@ -96,21 +102,28 @@ pub struct ListFilter {
     /// Only entries whose name (or whole path, with `match_path`) matches this regular expression.
     pub pattern: Option<String>,
     pub match_path: bool,
+    /// How many levels below the path to list: `Some(1)` is the folder's own entries, `None` is everything.
+    #[serde(default)]
+    pub max_depth: Option<u32>,
 }
 
 impl std::fmt::Display for ListFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
         if let Some(from) = self.modified_from_ns {
-            write!(f, "from={from} ")?;
+            parts.push(format!("from={from}"));
         }
         if let Some(to) = self.modified_to_ns {
-            write!(f, "to={to} ")?;
+            parts.push(format!("to={to}"));
         }
         if let Some(pattern) = &self.pattern {
             let key = if self.match_path { "path_regex" } else { "regex" };
-            write!(f, "{key}={pattern:?}")?;
+            parts.push(format!("{key}={pattern:?}"));
         }
-        Ok(())
+        if let Some(depth) = self.max_depth {
+            parts.push(format!("depth={depth}"));
+        }
+        write!(f, "{}", parts.join(" "))
     }
 }
 

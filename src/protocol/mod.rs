@@ -30,7 +30,7 @@
 //! |------------------------|-------------------------------------------------|
 //! | `List { path, filter }`| `Entries` batches: every entry below `path`     |
 //! | `Hash { path }`        | one `Entries` batch with one hashed file        |
-//! | `HashAll { path }`     | `Entries` batches: every file below `path`, hashed |
+//! | `HashAll { path, max_depth }` | `Entries` batches: every file below `path`, hashed |
 //! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
 //!
 //! # Bulk channel

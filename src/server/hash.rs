@@ -24,11 +24,11 @@ pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
     out.send(Response::Entries { entries: vec![entry], more: false }).await
 }
 
-pub async fn handle_all(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
+pub async fn handle_all(shared: &Arc<Shared>, path: &str, max_depth: Option<u32>, out: &mut Responder) -> Result<()> {
     let resolved = shared.share.resolve(path)?;
     let shared_for_hash = shared.clone();
     let entries = blocking(move || {
-        let entries = hash_tree(&shared_for_hash, &resolved.rel)?;
+        let entries = hash_tree(&shared_for_hash, &resolved.rel, max_depth)?;
         shared_for_hash.hashes.flush()?;
         Ok(entries)
     })
@@ -68,12 +68,12 @@ pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
 }
 
 /// Hashes every regular file below `rel`, on all cores, in path order. Files deleted meanwhile are left out.
-fn hash_tree(shared: &Shared, rel: &str) -> Result<Vec<Entry>> {
+fn hash_tree(shared: &Shared, rel: &str, max_depth: Option<u32>) -> Result<Vec<Entry>> {
     let root = shared.share.root();
     let target = root.join(rel);
     let files: Vec<(String, PathBuf)> = if target.is_dir() {
         let mut files = Vec::new();
-        for entry in Walk::new(root.to_path_buf(), rel)? {
+        for entry in Walk::new(root.to_path_buf(), rel)?.max_depth(max_depth) {
             match entry {
                 Ok(entry) if entry.kind == EntryKind::File => files.push((entry.path.clone(), root.join(&entry.path))),
                 Ok(_) => {}

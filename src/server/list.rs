@@ -49,7 +49,7 @@ fn walk_in_batches(
         return Ok(());
     }
     let mut batch = Vec::with_capacity(ENTRIES_PER_BATCH);
-    for entry in Walk::new(root, rel)? {
+    for entry in Walk::new(root, rel)?.max_depth(filter.max_depth()) {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {

@@ -157,7 +157,7 @@ async fn run_request(request: Request, mut out: Responder, peer: &str, shared: &
     let result = match &request {
         Request::List { path, filter } => list::handle(shared, path, filter, &mut out).await,
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
-        Request::HashAll { path } => hash::handle_all(shared, path, &mut out).await,
+        Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
         Request::Download { path } => download::handle(shared, path, peer, &mut out).await,
     };
     if let Err(e) = &result {

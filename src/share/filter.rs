@@ -18,6 +18,7 @@ pub struct EntryFilter {
     to_ns: Option<i64>,
     pattern: Option<Regex>,
     match_path: bool,
+    max_depth: Option<u32>,
 }
 
 impl EntryFilter {
@@ -28,7 +29,13 @@ impl EntryFilter {
             to_ns: filter.modified_to_ns,
             pattern,
             match_path: filter.match_path,
+            max_depth: filter.max_depth,
         })
+    }
+
+    /// How deep the listing goes; see [`ListFilter::max_depth`].
+    pub fn max_depth(&self) -> Option<u32> {
+        self.max_depth
     }
 
     pub fn matches(&self, entry: &Entry) -> bool {

@@ -14,13 +14,21 @@ pub struct Walk {
     stack: Vec<std::vec::IntoIter<Entry>>,
     /// Absolute location of the share root the relative paths are based on.
     root: PathBuf,
+    /// Folders this many levels down are listed but not entered.
+    max_depth: Option<u32>,
 }
 
 impl Walk {
     /// Walks the folder at `root/rel`; `rel` is a clean relative path (`""` for the root).
     pub fn new(root: PathBuf, rel: &str) -> Result<Self> {
         let entries = read_sorted(&root, rel)?;
-        Ok(Walk { stack: vec![entries.into_iter()], root })
+        Ok(Walk { stack: vec![entries.into_iter()], root, max_depth: None })
+    }
+
+    /// Limits the walk to `depth` levels (`Some(1)`: the folder's own entries); `None` walks everything.
+    pub fn max_depth(mut self, depth: Option<u32>) -> Self {
+        self.max_depth = depth;
+        self
     }
 }
 
@@ -34,7 +42,8 @@ impl Iterator for Walk {
                 self.stack.pop();
                 continue;
             };
-            if entry.kind == EntryKind::Dir {
+            let may_descend = self.max_depth.is_none_or(|depth| self.stack.len() < depth as usize);
+            if entry.kind == EntryKind::Dir && may_descend {
                 match read_sorted(&self.root, &entry.path) {
                     Ok(children) => self.stack.push(children.into_iter()),
                     Err(err) => return Some(Err(err)),
@@ -98,5 +107,12 @@ mod tests {
         ];
         let expected: Vec<(String, EntryKind)> = expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
         assert_eq!(listed, expected);
+
+        let top: Vec<String> =
+            Walk::new(dir.path().to_path_buf(), "").unwrap().max_depth(Some(1)).map(|e| e.unwrap().path).collect();
+        assert_eq!(top, ["a.txt", "b", "c", "link"]);
+        let two: Vec<String> =
+            Walk::new(dir.path().to_path_buf(), "b").unwrap().max_depth(Some(2)).map(|e| e.unwrap().path).collect();
+        assert_eq!(two, ["b/a", "b/a/deep.txt", "b/z.txt"]);
     }
 }
