@@ -14,6 +14,8 @@
 //! - [`client`]: the control connection and the download driver.
 //! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
 //! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
+//! - [`task`]: running blocking filesystem work off the async threads.
+//! - [`tui`]: the two-pane terminal UI: app state, keys, background worker, views.
 //! - [`timefmt`]: parsing and printing times the way people type and read them.
 //! - [`cli`]: the command-line contract: arguments, dispatch, tables and JSON.
 //! - [`error`]: typed errors that name the path or value involved.
@@ -26,8 +28,10 @@ pub mod error;
 pub mod protocol;
 pub mod server;
 pub mod share;
+pub mod task;
 pub mod timefmt;
 pub mod transfer;
+pub mod tui;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -35,8 +35,10 @@ pub struct Cli {
 pub enum Command {
     /// Serve a folder to tandem clients over TCP
     Serve(ServeArgs),
-    /// A guided tour against an embedded server over a sample share
-    Demo,
+    /// The two-pane TUI on a local folder and the remote share
+    Open(OpenArgs),
+    /// The TUI against an embedded server over a sample share
+    Demo(DemoArgs),
     /// List the remote share recursively
     #[command(subcommand)]
     Index(IndexCommand),
@@ -61,6 +63,23 @@ pub struct ServeArgs {
     /// Close a control connection after this many seconds without a request
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub idle_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// Local folder for the left pane
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub local: PathBuf,
+    /// Also serve the local folder to peers on this address
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Print a guided tour of the plain commands instead of opening the TUI
+    #[arg(long)]
+    pub tour: bool,
 }
 
 #[derive(Debug, Subcommand)]

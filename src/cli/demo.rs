@@ -1,7 +1,8 @@
-//! `tandem demo`: a guided run against an embedded server over a sample share, so a new user sees listing,
-//! hashing, comparing and a verified download without setting anything up. The sample data comes from `assets/`
-//! (compiled in) plus one generated large file; everything lives in a temporary folder that is removed at the end,
-//! never in the current folder.
+//! `tandem demo`: the TUI against an embedded server over a sample share, so a new user can try every key without
+//! setting anything up; `--tour` instead prints a guided run of the plain commands (listing, hashing, comparing,
+//! a verified download). The sample data comes from `assets/` (compiled in) plus one generated large file, and
+//! shows every hash status on the first screen. Everything lives in a temporary folder that is removed at the
+//! end, never in the current folder.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,7 +21,7 @@ use crate::transfer::Progress;
 
 /// Size of the generated file in MiB, large enough to watch a transfer; `TANDEM_DEMO_BIG_MIB` overrides it.
 const BIG_FILE_MIB: usize = 256;
-const BIG_FILE: &str = "videos/holiday.bin";
+const BIG_FILE: &str = "holiday video.bin";
 
 mod tandem_assets {
     macro_rules! files {
@@ -29,12 +30,11 @@ mod tandem_assets {
         };
     }
     pub const SHARE: &[(&str, &[u8])] = files!("sample":
-        "readme.txt", "notes/todo.md", "notes/changelog.md", "notes/réunion 2026.txt", "photos/trip to the coast.txt");
-    pub const LOCAL: &[(&str, &[u8])] =
-        files!("local": "readme.txt", "notes/todo.md", "notes/changelog.md", "draft.txt");
+        "readme.txt", "notes/todo.md", "changelog.md", "notes/2026/réunion.txt", "photos/trip to the coast.txt");
+    pub const LOCAL: &[(&str, &[u8])] = files!("local": "readme.txt", "notes/todo.md", "changelog.md", "draft.txt");
 }
 
-pub async fn run() -> Result<()> {
+pub async fn run(tour: bool) -> Result<()> {
     let base =
         tempfile::Builder::new().prefix("tandem-demo-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let share = base.path().join("share");
@@ -47,12 +47,20 @@ pub async fn run() -> Result<()> {
     config.listen = "127.0.0.1:0".into();
     let (addr, shutdown, server) = Server::spawn(config).await?;
     let addr = addr.to_string();
+    let result = if tour { run_tour(&share, &local, &addr).await } else { crate::tui::run(&local, &addr).await };
+    shutdown.cancel();
+    let _ = server.await;
+    result
+}
+
+async fn run_tour(share: &Path, local: &Path, addr: &str) -> Result<()> {
+    let (share, local) = (share.to_path_buf(), local.to_path_buf());
     print(&format!(
         "tandem demo: serving a sample share from {} on {addr}\nlocal folder: {}\n",
         share.display(),
         local.display()
     ))?;
-    let conn = Connection::connect(&addr).await?;
+    let conn = Connection::connect(addr).await?;
 
     step("tandem index longlist")?;
     print(&output::entries_table(&conn.list("", ListFilter::default()).await?, false))?;
@@ -69,12 +77,10 @@ pub async fn run() -> Result<()> {
     }
     print(&table)?;
 
-    let local_videos = local.join(BIG_FILE).parent().map(Path::to_path_buf).unwrap_or_else(|| local.clone());
-    std::fs::create_dir_all(&local_videos).map_err(|e| Error::io(&local_videos, e))?;
-    step(&format!("tandem download tcp {BIG_FILE} --to {}", local_videos.display()))?;
+    step(&format!("tandem download tcp '{BIG_FILE}' --to {}", local.display()))?;
     let progress = Progress::default();
     let bar = progress::show(progress.clone(), BIG_FILE.to_string());
-    let report = download_tcp(&conn, BIG_FILE, &local_videos, &progress).await;
+    let report = download_tcp(&conn, BIG_FILE, &local, &progress).await;
     bar.finish().await;
     print(&output::download_text(&report?))?;
 
@@ -97,8 +103,6 @@ pub async fn run() -> Result<()> {
         "\nTry it on your own folders: `tandem serve DIR` on one machine, then \
          `tandem --remote HOST:7878 index longlist` on another.\n",
     )?;
-    shutdown.cancel();
-    let _ = server.await;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use tokio_util::sync::CancellationToken;
 
-pub use args::{Cli, Command, DownloadArgs, HashCommand, IndexCommand, Protocol, ServeArgs};
+pub use args::{Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs};
 
 use crate::client::{Connection, download_tcp};
 use crate::error::{Error, Result};
@@ -24,7 +24,8 @@ use crate::transfer::Progress;
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args.tour).await,
+        Command::Open(args) => open(args, &cli.remote).await,
         Command::Index(command) => {
             let filter = index_filter(&command)?;
             let conn = Connection::connect(&cli.remote).await?;
@@ -70,6 +71,23 @@ pub fn index_filter(command: &IndexCommand) -> Result<ListFilter> {
             ListFilter { pattern: Some(pattern.clone()), match_path: *path, ..Default::default() }
         }
     })
+}
+
+async fn open(args: OpenArgs, remote: &str) -> Result<()> {
+    let serving = match &args.listen {
+        Some(listen) => {
+            let mut config = ServerConfig::new(&args.local);
+            config.listen = listen.clone();
+            Some(Server::spawn(config).await?)
+        }
+        None => None,
+    };
+    let result = crate::tui::run(&args.local, remote).await;
+    if let Some((_, shutdown, task)) = serving {
+        shutdown.cancel();
+        let _ = task.await;
+    }
+    result
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

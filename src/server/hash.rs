@@ -11,6 +11,7 @@ use crate::digest::md5_file;
 use crate::error::{Error, Result};
 use crate::protocol::{ENTRIES_PER_BATCH, Response};
 use crate::share::{Entry, EntryKind, FileStamp, Walk};
+use crate::task::blocking;
 
 pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
     let resolved = shared.share.resolve(path)?;
@@ -118,11 +119,4 @@ fn hash_tree(shared: &Shared, rel: &str, max_depth: Option<u32>) -> Result<Vec<E
         }
     }
     Ok(entries)
-}
-
-/// Runs blocking filesystem work off the async threads.
-pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| Err(Error::io("<worker>", std::io::Error::other(format!("worker failed: {e}")))))
 }

@@ -1,0 +1,136 @@
+//! The two-pane terminal UI behind `tandem open` and `tandem demo`.
+//!
+//! One loop owns the terminal. It waits for whichever comes first (a key, a report from the background
+//! [`worker`], a timer tick, or SIGTERM), lets [`App`] update its state, drains every other pending report, sends
+//! the resulting jobs to the worker, and draws one frame. The loop never waits on the network: the worker does
+//! all I/O on tokio tasks and reports through a channel. The terminal is restored on quit, on error, on SIGTERM,
+//! and on panic (ratatui's panic hook).
+
+pub mod action;
+pub mod app;
+pub mod keymap;
+pub mod pane;
+pub mod prompt;
+pub mod transfers;
+pub mod view;
+pub mod worker;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use futures::StreamExt;
+use ratatui::DefaultTerminal;
+use tokio::sync::mpsc;
+
+pub use app::App;
+
+use crate::error::{Error, Result};
+use keymap::{KeyMap, KeysConfig};
+use worker::{Event, Job};
+
+/// How often the transfers panel refreshes while something moves.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Opens the TUI on `local_root` (left) and the server at `remote` (right) until the person quits.
+pub async fn run(local_root: &Path, remote: &str) -> Result<()> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Error::io(
+            "<stdout>",
+            std::io::Error::other("the two-pane view needs a terminal; in scripts use `index`, `hash` and `download`"),
+        ));
+    }
+    let local_root = local_root.canonicalize().map_err(|e| Error::io(local_root, e))?;
+    let (keymap, problems) = load_keymap();
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let jobs = worker::spawn(local_root.clone(), remote.to_string(), events_tx);
+    let mut app = App::new(local_root.display().to_string(), remote.to_string(), keymap);
+    for problem in problems {
+        app.message(problem, true);
+    }
+    for job in app.start() {
+        let _ = jobs.send(job);
+    }
+    let mut terminal = ratatui::try_init().map_err(|e| Error::io("<terminal>", e))?;
+    let result = event_loop(&mut terminal, &mut app, &mut events_rx, &jobs).await;
+    ratatui::restore();
+    result
+}
+
+async fn event_loop(
+    terminal: &mut DefaultTerminal,
+    app: &mut App,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    jobs: &mpsc::UnboundedSender<Job>,
+) -> Result<()> {
+    let terminal_error = |e| Error::io("<terminal>", e);
+    let mut keys = EventStream::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut sigterm = terminate_signal()?;
+    let mut redraw = true;
+    loop {
+        if redraw {
+            terminal.draw(|frame| view::draw(frame, app)).map_err(terminal_error)?;
+        }
+        let mut new_jobs = Vec::new();
+        redraw = true;
+        tokio::select! {
+            key = keys.next() => match key {
+                Some(Ok(TermEvent::Key(key))) if key.kind != KeyEventKind::Release => new_jobs = app.on_key(key),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(terminal_error(e)),
+                None => return Ok(()),
+            },
+            Some(event) = events.recv() => new_jobs = app.on_event(event),
+            _ = tick.tick() => {
+                app.on_tick(Instant::now());
+                redraw = app.animating();
+            }
+            _ = sigterm.recv() => app.should_quit = true,
+        }
+        // Take every report that is already waiting before drawing once.
+        while let Ok(event) = events.try_recv() {
+            new_jobs.extend(app.on_event(event));
+        }
+        for job in new_jobs {
+            let _ = jobs.send(job);
+        }
+        if app.should_quit {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn terminate_signal() -> Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::terminate()).map_err(|e| Error::io("<signal>", e))
+}
+
+/// The key bindings: defaults, then the `[keys]` table of the configuration file. Problems come back as
+/// messages for the status bar rather than stopping the TUI.
+fn load_keymap() -> (KeyMap, Vec<String>) {
+    let Some(path) = config_file() else { return (KeyMap::default(), Vec::new()) };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (KeyMap::default(), Vec::new()),
+        Err(e) => return (KeyMap::default(), vec![format!("{}: {e}", path.display())]),
+    };
+    match toml::from_str::<KeysConfig>(&text) {
+        Ok(config) => KeyMap::with_config(&config),
+        Err(e) => (KeyMap::default(), vec![format!("{}: {}", path.display(), e.message())]),
+    }
+}
+
+/// `$XDG_CONFIG_HOME/tandem/config.toml`.
+pub fn config_file() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "tandem").map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// `$XDG_STATE_HOME/tandem/`, where the TUI writes its log.
+pub fn state_dir() -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", "tandem")?;
+    Some(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf())
+}

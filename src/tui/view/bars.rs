@@ -1,0 +1,79 @@
+//! The one-line bars: title (where each pane points, connection and sync state), the connection banner, the
+//! status line (or the prompt being typed) and the key hints.
+
+use ratatui::Frame;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::tui::action::Action;
+use crate::tui::app::{App, Mode};
+use crate::tui::worker::ConnectionState;
+
+pub fn title(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, color) = match &app.connection {
+        ConnectionState::Connecting => ("connecting…".to_string(), Color::Yellow),
+        ConnectionState::Connected { .. } => ("connected".to_string(), Color::Green),
+        ConnectionState::Lost { .. } => ("disconnected".to_string(), Color::Red),
+    };
+    let line = Line::from(vec![
+        Span::styled(" tandem ", Style::new().bold().reversed()),
+        Span::raw(format!("  remote {} ", app.remote_label)),
+        Span::styled(state, Style::new().fg(color).bold()),
+        Span::raw("   sync "),
+        Span::styled("off", Style::new().fg(Color::DarkGray)),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+pub fn banner_height(app: &App) -> u16 {
+    u16::from(matches!(app.connection, ConnectionState::Lost { .. }))
+}
+
+pub fn banner(frame: &mut Frame, area: Rect, app: &App) {
+    if let ConnectionState::Lost { reason, retry_in } = &app.connection {
+        let text = format!(" connection lost: {reason} — reconnecting every {} s ", retry_in.as_secs().max(1));
+        frame.render_widget(Paragraph::new(text).style(Style::new().bg(Color::Red).fg(Color::White).bold()), area);
+    }
+}
+
+pub fn status(frame: &mut Frame, area: Rect, app: &App) {
+    if let Mode::Prompt(prompt) = &app.mode {
+        let label = prompt.kind.label();
+        let mut spans = vec![Span::styled(label, Style::new().bold()), Span::raw(prompt.text.clone())];
+        if let Some(error) = &prompt.error {
+            spans[1] = Span::styled(prompt.text.clone(), Style::new().fg(Color::Red));
+            spans.push(Span::styled(format!("   {error}"), Style::new().fg(Color::Red)));
+        }
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        let x = area.x + (label.chars().count() + prompt.cursor) as u16;
+        frame.set_cursor_position(Position::new(x.min(area.right().saturating_sub(1)), area.y));
+        return;
+    }
+    let Some(line) = app.status() else { return };
+    let style = if line.error { Style::new().fg(Color::Red) } else { Style::new() };
+    frame.render_widget(Paragraph::new(format!(" {}", line.text)).style(style), area);
+}
+
+pub fn hints(frame: &mut Frame, area: Rect, app: &App) {
+    let hint = |action: Action, label: &'static str| -> Vec<Span<'static>> {
+        let key = app.keymap.keys_for(action).first().map(|k| k.to_string()).unwrap_or_default();
+        vec![Span::styled(key, Style::new().add_modifier(Modifier::REVERSED)), Span::raw(format!(" {label}  "))]
+    };
+    let spans: Vec<Span> = [
+        (Action::Help, "help"),
+        (Action::SwitchPane, "pane"),
+        (Action::DownloadTcp, "download"),
+        (Action::DownloadUdp, "udp"),
+        (Action::Verify, "verify"),
+        (Action::FilterRegex, "filter"),
+        (Action::FilterTime, "time"),
+        (Action::CommandLine, "command"),
+        (Action::Quit, "quit"),
+    ]
+    .into_iter()
+    .flat_map(|(action, label)| hint(action, label))
+    .collect();
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}

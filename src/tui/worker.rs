@@ -1,0 +1,357 @@
+//! The TUI's background side. The UI sends [`Job`]s and receives [`Event`]s; everything here runs on tokio tasks
+//! and blocking threads, so the UI thread only draws and handles keys.
+//!
+//! A supervisor task keeps one control connection to the remote, reconnecting with backoff when it drops, and
+//! reports each change of state. Each job runs on its own task; downloads run two at a time.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::pane::{Side, join};
+use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
+use crate::client::{Connection, DownloadReport, download_tcp};
+use crate::digest::{HashCache, Md5Digest, md5_file};
+use crate::error::{Error, Result};
+use crate::protocol::ListFilter;
+use crate::share::{Entry, EntryKind, FileStamp, Walk};
+use crate::task::blocking;
+use crate::transfer::Progress;
+
+/// Downloads running at once; the rest wait in the queue.
+const PARALLEL_DOWNLOADS: usize = 2;
+/// Above this many names, one `HashAll` of the folder beats one request per file.
+const HASH_ALL_THRESHOLD: usize = 64;
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Work the UI asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Job {
+    /// The entries of one folder.
+    List { side: Side, dir: String },
+    /// The MD5 of some files of one folder.
+    Hash { side: Side, dir: String, names: Vec<String> },
+    /// Download remote files and folders into a local folder (relative to the local root).
+    Download { paths: Vec<(String, EntryKind)>, local_dir: String },
+    /// A command line typed at the `:` prompt; downloads land in `local_dir`.
+    Command { line: String, local_dir: String },
+}
+
+/// What the background reports.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Listed {
+        side: Side,
+        dir: String,
+        result: std::result::Result<Vec<Entry>, String>,
+    },
+    /// MD5s of files of `dir`; `None` where hashing failed.
+    Hashed {
+        side: Side,
+        dir: String,
+        results: Vec<(String, Option<Md5Digest>)>,
+    },
+    TransferQueued {
+        id: u64,
+        name: String,
+        size: u64,
+        progress: Progress,
+    },
+    TransferStarted {
+        id: u64,
+    },
+    TransferFinished {
+        id: u64,
+        local_dir: String,
+        result: std::result::Result<DownloadReport, String>,
+    },
+    Connection(ConnectionState),
+    /// Text produced by a `:` command.
+    Output {
+        title: String,
+        text: String,
+    },
+    Message {
+        text: String,
+        error: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionState {
+    Connecting,
+    Connected { server: String },
+    Lost { reason: String, retry_in: Duration },
+}
+
+/// Starts the background side; returns the channel that takes jobs.
+pub fn spawn(local_root: PathBuf, remote: String, events: mpsc::UnboundedSender<Event>) -> mpsc::UnboundedSender<Job> {
+    let (conn_tx, conn_rx) = watch::channel(None);
+    tokio::spawn(supervise(remote, conn_tx, events.clone()));
+    let worker = Arc::new(Worker {
+        local_root,
+        events,
+        conn: conn_rx,
+        local_hashes: HashCache::in_memory(),
+        downloads: Arc::new(Semaphore::new(PARALLEL_DOWNLOADS)),
+        next_id: AtomicU64::new(1),
+    });
+    let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
+    tokio::spawn(async move {
+        while let Some(job) = jobs_rx.recv().await {
+            let worker = worker.clone();
+            tokio::spawn(async move { worker.run(job).await });
+        }
+    });
+    jobs_tx
+}
+
+/// Keeps a connection to `remote`, reconnecting with backoff, and publishes the current one.
+async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, events: mpsc::UnboundedSender<Event>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let _ = events.send(Event::Connection(ConnectionState::Connecting));
+        let reason = match Connection::connect(&remote).await {
+            Ok(conn) => {
+                backoff = Duration::from_millis(500);
+                let server = conn.server().software.clone();
+                let _ = events.send(Event::Connection(ConnectionState::Connected { server }));
+                current.send_replace(Some(conn.clone()));
+                conn.closed().await;
+                current.send_replace(None);
+                conn.close_reason().map(|r| r.message).unwrap_or_else(|| "connection closed".into())
+            }
+            Err(e) => e.to_string(),
+        };
+        if events.is_closed() {
+            return;
+        }
+        let _ = events.send(Event::Connection(ConnectionState::Lost { reason, retry_in: backoff }));
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+struct Worker {
+    local_root: PathBuf,
+    events: mpsc::UnboundedSender<Event>,
+    conn: watch::Receiver<Option<Connection>>,
+    /// MD5s of local files, keyed like the server's cache so unchanged files are not read twice.
+    local_hashes: HashCache,
+    downloads: Arc<Semaphore>,
+    next_id: AtomicU64,
+}
+
+impl Worker {
+    fn send(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn connection(&self) -> Result<Connection> {
+        self.conn.borrow().clone().ok_or_else(|| Error::Closed { addr: "remote".into(), during: "(reconnecting)" })
+    }
+
+    async fn run(self: Arc<Self>, job: Job) {
+        match job {
+            Job::List { side, dir } => {
+                let result = self.list(side, &dir).await.map_err(|e| e.to_string());
+                self.send(Event::Listed { side, dir, result });
+            }
+            Job::Hash { side, dir, names } => {
+                let results = match side {
+                    Side::Local => self.clone().hash_local(dir.clone(), names).await,
+                    Side::Remote => self.hash_remote(&dir, names).await,
+                };
+                self.send(Event::Hashed { side, dir, results });
+            }
+            Job::Download { paths, local_dir } => {
+                if let Err(e) = self.clone().download(paths, local_dir).await {
+                    self.send(Event::Message { text: e.to_string(), error: true });
+                }
+            }
+            Job::Command { line, local_dir } => self.command(&line, local_dir).await,
+        }
+    }
+
+    async fn list(&self, side: Side, dir: &str) -> Result<Vec<Entry>> {
+        let entries = match side {
+            Side::Remote => {
+                let filter = ListFilter { max_depth: Some(1), ..Default::default() };
+                self.connection()?.list(dir, filter).await?
+            }
+            Side::Local => {
+                let root = self.local_root.clone();
+                let dir = dir.to_string();
+                blocking(move || Walk::new(root, &dir)?.max_depth(Some(1)).collect::<Result<Vec<Entry>>>()).await?
+            }
+        };
+        // Sorting 100,000 names takes a moment: do it here, never on the UI thread.
+        blocking(move || {
+            let mut entries = entries;
+            entries.sort_by_cached_key(|e| (e.kind != EntryKind::Dir, e.name().to_lowercase(), e.name().to_string()));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn hash_local(self: Arc<Self>, dir: String, names: Vec<String>) -> Vec<(String, Option<Md5Digest>)> {
+        let worker = self.clone();
+        blocking(move || {
+            Ok(names
+                .into_iter()
+                .map(|name| {
+                    let rel = join(&dir, &name);
+                    let md5 = worker.hash_local_file(&rel).map_err(|e| tracing::warn!("{e}")).ok();
+                    (name, md5)
+                })
+                .collect())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    fn hash_local_file(&self, rel: &str) -> Result<Md5Digest> {
+        let path = self.local_root.join(rel);
+        let stamp = FileStamp::of(&std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?);
+        if let Some(md5) = self.local_hashes.get(rel, stamp) {
+            return Ok(md5);
+        }
+        let md5 = md5_file(&path)?;
+        self.local_hashes.insert(rel, stamp, md5);
+        Ok(md5)
+    }
+
+    async fn hash_remote(&self, dir: &str, names: Vec<String>) -> Vec<(String, Option<Md5Digest>)> {
+        let failed = |names: Vec<String>| names.into_iter().map(|n| (n, None)).collect();
+        let conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(_) => return failed(names),
+        };
+        if names.len() > HASH_ALL_THRESHOLD {
+            return match conn.hash_all(dir, Some(1)).await {
+                Ok(entries) => {
+                    let known: std::collections::HashMap<String, Option<Md5Digest>> =
+                        entries.into_iter().map(|e| (e.name().to_string(), e.md5)).collect();
+                    names.into_iter().map(|n| (n.clone(), known.get(&n).copied().flatten())).collect()
+                }
+                Err(e) => {
+                    self.send(Event::Message { text: e.to_string(), error: true });
+                    failed(names)
+                }
+            };
+        }
+        let requests = names.iter().map(|name| {
+            let (conn, path) = (conn.clone(), join(dir, name));
+            async move { conn.hash(&path).await }
+        });
+        let answers = futures::future::join_all(requests).await;
+        names.into_iter().zip(answers).map(|(name, answer)| (name, answer.ok().and_then(|e| e.md5))).collect()
+    }
+
+    /// Queues every file of `paths` (folders are expanded) for download into `local_dir`.
+    async fn download(self: Arc<Self>, paths: Vec<(String, EntryKind)>, local_dir: String) -> Result<()> {
+        let conn = self.connection()?;
+        let mut files: Vec<(String, String)> = Vec::new();
+        for (path, kind) in paths {
+            if kind != EntryKind::Dir {
+                files.push((path, local_dir.clone()));
+                continue;
+            }
+            // A folder: everything below it, recreating its structure under the local folder.
+            let base = path.rsplit_once('/').map(|(parent, _)| parent.len() + 1).unwrap_or(0);
+            files.push((String::new(), join(&local_dir, &path[base..])));
+            for entry in conn.list(&path, ListFilter::default()).await? {
+                let relative = &entry.path[base..];
+                match entry.kind {
+                    EntryKind::Dir => files.push((String::new(), join(&local_dir, relative))),
+                    _ => {
+                        let target = relative.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                        files.push((entry.path.clone(), join(&local_dir, target)));
+                    }
+                }
+            }
+        }
+        for (remote, local) in files {
+            let folder = self.local_root.join(&local);
+            std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            if remote.is_empty() {
+                continue; // a folder to create, nothing to fetch
+            }
+            self.clone().queue_download(conn.clone(), remote, local);
+        }
+        Ok(())
+    }
+
+    fn queue_download(self: Arc<Self>, conn: Connection, remote: String, local_dir: String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = Progress::default();
+        let name = remote.rsplit('/').next().unwrap_or(&remote).to_string();
+        self.send(Event::TransferQueued { id, name, size: 0, progress: progress.clone() });
+        tokio::spawn(async move {
+            let Ok(_permit) = self.downloads.clone().acquire_owned().await else { return };
+            self.send(Event::TransferStarted { id });
+            let dest = self.local_root.join(&local_dir);
+            let result = download_tcp(&conn, &remote, &dest, &progress).await.map_err(|e| e.to_string());
+            self.send(Event::TransferFinished { id, local_dir, result });
+        });
+    }
+
+    /// Runs a `:` command line with the CLI's own parser.
+    async fn command(self: Arc<Self>, line: &str, local_dir: String) {
+        let Some(words) = shlex::split(line) else {
+            return self.send(Event::Message { text: format!("unbalanced quotes in {line:?}"), error: true });
+        };
+        let cli = match Cli::try_parse_from(std::iter::once("tandem".to_string()).chain(words)) {
+            Ok(cli) => cli,
+            Err(e) => return self.send(Event::Output { title: format!(":{line}"), text: e.render().to_string() }),
+        };
+        let title = format!(":{line}");
+        let result: Result<Option<String>> = async {
+            match cli.command {
+                Command::Index(index) => {
+                    let filter = index_filter(&index)?;
+                    let entries = self.connection()?.list("", filter).await?;
+                    Ok(Some(output::entries_table(&entries, false)))
+                }
+                Command::Hash(HashCommand::Verify { path }) => {
+                    Ok(Some(output::entry_fields(&self.connection()?.hash(&path).await?)))
+                }
+                Command::Hash(HashCommand::Checkall) => {
+                    Ok(Some(output::entries_table(&self.connection()?.hash_all("", None).await?, true)))
+                }
+                Command::Download(args) if args.protocol == Protocol::Udp => Err(udp_unavailable()),
+                Command::Download(args) => {
+                    let target = if args.to == std::path::Path::new(".") {
+                        local_dir.clone()
+                    } else {
+                        args.to.display().to_string()
+                    };
+                    self.clone().download(vec![(args.path, EntryKind::File)], target).await?;
+                    Ok(None)
+                }
+                Command::Serve(_) | Command::Demo(_) | Command::Open(_) => Err(Error::Malformed {
+                    what: "command",
+                    reason: "this command does not run inside the TUI; use it from a shell".into(),
+                }),
+            }
+        }
+        .await;
+        match result {
+            Ok(Some(text)) => self.send(Event::Output { title, text }),
+            Ok(None) => {}
+            Err(e) => self.send(Event::Message { text: e.to_string(), error: true }),
+        }
+    }
+}
+
+/// The error the UDP key and command give until the UDP transfer exists.
+pub fn udp_unavailable() -> Error {
+    Error::Malformed {
+        what: "request",
+        reason: "download over UDP is not available in this build yet; `d` downloads over TCP".into(),
+    }
+}
