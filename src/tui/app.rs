@@ -419,6 +419,10 @@ impl App {
                         self.message(format!("connection lost: {reason}"), true);
                         Vec::new()
                     }
+                    // Retrying after a loss: the banner stays up until a connection succeeds.
+                    ConnectionState::Connecting if matches!(self.connection, ConnectionState::Lost { .. }) => {
+                        return Vec::new();
+                    }
                     _ => Vec::new(),
                 };
                 self.connection = state;

@@ -8,6 +8,8 @@
 
 pub mod action;
 pub mod app;
+#[cfg(test)]
+mod app_tests;
 pub mod keymap;
 pub mod pane;
 pub mod prompt;
