@@ -56,24 +56,41 @@ pub fn status(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(format!(" {}", line.text)).style(style), area);
 }
 
+/// Key hints, in order of importance; what does not fit the width is left out (help and quit always stay).
 pub fn hints(frame: &mut Frame, area: Rect, app: &App) {
-    let hint = |action: Action, label: &'static str| -> Vec<Span<'static>> {
-        let key = app.keymap.keys_for(action).first().map(|k| k.to_string()).unwrap_or_default();
-        vec![Span::styled(key, Style::new().add_modifier(Modifier::REVERSED)), Span::raw(format!(" {label}  "))]
-    };
-    let spans: Vec<Span> = [
+    const HINTS: [(Action, &str); 9] = [
         (Action::Help, "help"),
-        (Action::SwitchPane, "pane"),
+        (Action::Quit, "quit"),
         (Action::DownloadTcp, "download"),
-        (Action::DownloadUdp, "udp"),
+        (Action::SwitchPane, "pane"),
         (Action::Verify, "verify"),
         (Action::FilterRegex, "filter"),
-        (Action::FilterTime, "time"),
         (Action::CommandLine, "command"),
-        (Action::Quit, "quit"),
-    ]
-    .into_iter()
-    .flat_map(|(action, label)| hint(action, label))
-    .collect();
+        (Action::FilterTime, "time"),
+        (Action::DownloadUdp, "udp"),
+    ];
+    let key_of = |action| app.keymap.keys_for(action).first().map(|k| k.to_string()).unwrap_or_default();
+    let mut room = area.width as usize;
+    let mut shown = [false; HINTS.len()];
+    for (i, (action, label)) in HINTS.iter().enumerate() {
+        let width = key_of(*action).chars().count() + label.len() + 3;
+        if width <= room {
+            room -= width;
+            shown[i] = true;
+        }
+    }
+    // Display order: navigation first, help and quit last.
+    let order = [3, 2, 8, 4, 5, 7, 6, 0, 1];
+    let spans: Vec<Span> = order
+        .into_iter()
+        .filter(|&i| shown[i])
+        .flat_map(|i| {
+            let (action, label) = HINTS[i];
+            [
+                Span::styled(key_of(action), Style::new().add_modifier(Modifier::REVERSED)),
+                Span::raw(format!(" {label}  ")),
+            ]
+        })
+        .collect();
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

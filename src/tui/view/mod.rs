@@ -4,6 +4,8 @@
 mod bars;
 mod overlay;
 mod pane;
+#[cfg(test)]
+mod snapshots_tests;
 mod transfers;
 
 use ratatui::Frame;

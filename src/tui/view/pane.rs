@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, BorderType, Cell, Paragraph, Row, Table};
+use ratatui::widgets::{Block, BorderType, Cell, Paragraph, Row, Table, Wrap};
 
 use crate::share::EntryKind;
 use crate::timefmt::format_local;
@@ -40,7 +40,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
     frame.render_widget(block, area);
 
     if let Some(error) = &pane.error {
-        let text = Paragraph::new(format!("cannot list this folder: {error}")).style(Style::new().fg(Color::Red));
+        let text = Paragraph::new(format!("cannot list this folder: {error}"))
+            .style(Style::new().fg(Color::Red))
+            .wrap(Wrap { trim: false });
         frame.render_widget(text, inner);
         return;
     }
