@@ -1,17 +1,16 @@
-//! The `tandem` binary: parses the command line, runs the command on a tokio runtime, and turns errors into
-//! `error: …` on stderr with exit status 1 (clap's usage errors exit 2).
+//! The `tandem` binary: parses the command line, sets up logging, runs the command on a tokio runtime, and turns
+//! errors into `error: …` on stderr with exit status 1 (clap's usage errors exit 2).
 
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::Parser;
+use tandem::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = tandem::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new("warn")))
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = Cli::parse();
+    init_logging(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -21,7 +20,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: tandem::cli::Cli) -> anyhow::Result<()> {
+/// Commands log to stderr, except the full-screen TUI, which owns the terminal: it logs to
+/// `$XDG_STATE_HOME/tandem/tandem.log`, never to the screen. `TANDEM_LOG` sets the level (default `warn`).
+fn init_logging(cli: &Cli) {
+    let filter = EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let full_screen = match &cli.command {
+        Command::Open(_) => true,
+        Command::Demo(args) => !args.tour,
+        _ => false,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if !full_screen {
+        builder.with_writer(std::io::stderr).init();
+    } else if let Some(file) = open_log_file() {
+        builder.with_ansi(false).with_writer(Mutex::new(file)).init();
+    } else {
+        builder.with_writer(std::io::sink).init();
+    }
+}
+
+fn open_log_file() -> Option<std::fs::File> {
+    let dir = tandem::tui::state_dir()?;
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tandem.log")).ok()
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(tandem::cli::run(cli))?;
     Ok(())

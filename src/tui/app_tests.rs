@@ -305,6 +305,26 @@ fn a_finished_download_refreshes_the_local_folder() {
     };
     let jobs = app.on_event(Event::TransferFinished { id: 7, local_dir: String::new(), result: Ok(report) });
     assert_eq!(jobs, vec![Job::List { side: Side::Local, dir: String::new() }]);
+
+    // The relisted file has a new mtime: its old MD5 is forgotten and it is hashed again.
+    app.on_event(Event::Hashed {
+        side: Side::Local,
+        dir: String::new(),
+        results: vec![("a.txt".into(), Some(Md5Digest::of(b"old")))],
+    });
+    app.on_event(Event::Hashed {
+        side: Side::Local,
+        dir: String::new(),
+        results: vec![("b.txt".into(), Some(Md5Digest::of(b"b")))],
+    });
+    let relisted = vec![entry("a.txt", EntryKind::File, 1_800_000_000), file("b.txt"), file("mine.txt")];
+    let jobs = app.on_event(Event::Listed { side: Side::Local, dir: String::new(), result: Ok(relisted) });
+    assert_eq!(jobs, vec![Job::Hash { side: Side::Local, dir: String::new(), names: vec!["a.txt".into()] }]);
+    assert_eq!(
+        app.local.hashes.get("b.txt"),
+        Some(&HashState::Known(Md5Digest::of(b"b"))),
+        "unchanged file keeps its MD5"
+    );
 }
 
 #[test]

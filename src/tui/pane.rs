@@ -117,9 +117,14 @@ impl PaneState {
             self.scroll.set(0);
         }
         self.dir = dir;
+        // A known MD5 only stays while the file keeps its size and mtime.
+        let unchanged =
+            |old: Option<&Entry>, new: &Entry| old.is_some_and(|o| (o.size, o.mtime_ns) == (new.size, new.mtime_ns));
+        let still_valid: HashSet<String> =
+            entries.iter().filter(|e| unchanged(self.entry(e.name()), e)).map(|e| e.name().to_string()).collect();
         self.by_name = entries.iter().enumerate().map(|(i, e)| (e.name().to_string(), i)).collect();
         self.entries = entries;
-        self.hashes.retain(|name, _| self.by_name.contains_key(name));
+        self.hashes.retain(|name, state| still_valid.contains(name) || *state == HashState::Pending);
         self.selected.retain(|name| self.by_name.contains_key(name));
         self.loading = false;
         self.error = None;

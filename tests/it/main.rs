@@ -7,3 +7,4 @@ mod cli;
 mod concurrency;
 mod download;
 mod safety;
+mod tui;

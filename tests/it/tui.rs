@@ -1,0 +1,106 @@
+//! The TUI end to end: the real binary in tmux against a real server. It opens, downloads the file under the
+//! cursor with `d`, and the Hash column turns to `=` once the local copy's MD5 matches; `q` exits with status 0.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Polls `check` until it holds or `limit` passes; the last screen goes into the failure message.
+fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool, screen: impl Fn() -> String) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}; screen:\n{}", screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn capture(&self) -> String {
+        let output = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = Command::new("tmux").args(["send-keys", "-t", &self.session]).args(keys).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
+}
+
+fn tmux_available() -> bool {
+    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+}
+
+/// The row of a pane (left or right half of the screen) that names `file`.
+fn row_with(screen: &str, file: &str, right_pane: bool) -> Option<String> {
+    screen.lines().find_map(|line| {
+        let chars: Vec<char> = line.chars().collect();
+        let half = chars.len() / 2;
+        let pane: String = if right_pane { chars[half..].iter().collect() } else { chars[..half].iter().collect() };
+        pane.contains(file).then_some(pane)
+    })
+}
+
+#[test]
+fn download_in_the_tui_turns_the_hash_column_to_equal() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "report 2026.pdf", &pseudo_random(3_000_000, 11), 1_700_000_000);
+    let server = ServeProcess::start(root);
+    let local = tempfile::tempdir().unwrap();
+    // The same name locally with other bytes, so the column starts at ≠ and must turn to =.
+    std::fs::write(local.path().join("report 2026.pdf"), b"an older draft").unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let exit_file = state.path().join("exit");
+    let session = format!("tandem-e2e-{}", std::process::id());
+    let command = format!(
+        "XDG_STATE_HOME={state} XDG_CONFIG_HOME={state} {bin} open --local {local} --remote {addr}; echo $? > {exit}",
+        state = state.path().display(),
+        bin = BIN,
+        local = local.path().display(),
+        addr = server.addr,
+        exit = exit_file.display(),
+    );
+    let started =
+        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "35", &command]).status();
+    assert!(started.unwrap().success());
+    let tmux = Tmux { session };
+
+    let differs = || row_with(&tmux.capture(), "report 2026.pdf", true).is_some_and(|row| row.contains('≠'));
+    wait_for("the remote listing with ≠", Duration::from_secs(20), differs, || tmux.capture());
+    tmux.keys(&["d"]);
+
+    let local_copy = local.path().join("report 2026.pdf");
+    let expected = md5sum(&server.path("report 2026.pdf"));
+    let arrived = || local_copy.exists() && md5sum(&local_copy) == expected;
+    wait_for("the verified local copy", Duration::from_secs(20), arrived, || tmux.capture());
+    let same = || {
+        let screen = tmux.capture();
+        [true, false]
+            .iter()
+            .all(|&right| row_with(&screen, "report 2026.pdf", right).is_some_and(|row| row.contains('=')))
+    };
+    wait_for("= in both panes", Duration::from_secs(20), same, || tmux.capture());
+    assert!(tmux.capture().contains("downloaded report 2026.pdf"), "{}", tmux.capture());
+    assert_eq!(names_in(local.path()), ["report 2026.pdf"], "no temporary file left");
+
+    tmux.keys(&["q"]);
+    let exited = || std::fs::read_to_string(&exit_file).is_ok_and(|s| !s.is_empty());
+    wait_for("the TUI to exit", Duration::from_secs(10), exited, || tmux.capture());
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
+    assert!(Path::new(&state.path().join("tandem/tandem.log")).exists(), "the TUI logs to a file, not the screen");
+}
