@@ -82,6 +82,10 @@ pub enum Error {
     #[error("{path}: size mismatch: expected {expected} bytes, received {actual}")]
     SizeMismatch { path: String, expected: u64, actual: u64 },
 
+    /// Something this build of tandem does not do (yet), with what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
+
     /// The local hash cache database failed.
     #[error("hash cache {}: {source}", path.display())]
     Database { path: PathBuf, source: rusqlite::Error },
@@ -106,6 +110,7 @@ impl Error {
             Error::InvalidPath { .. } => ErrorCode::InvalidPath,
             Error::NotAFile { .. } => ErrorCode::NotAFile,
             Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
+            Error::Unsupported(_) => ErrorCode::BadRequest,
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,

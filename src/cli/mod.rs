@@ -126,10 +126,9 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 
 async fn download(args: DownloadArgs, remote: &str, json: bool) -> Result<()> {
     if args.protocol == Protocol::Udp {
-        return Err(Error::Malformed {
-            what: "command",
-            reason: "download over UDP is not available in this build; use `download tcp`".into(),
-        });
+        return Err(Error::Unsupported(
+            "download over UDP is not available in this build yet; use `download tcp`".into(),
+        ));
     }
     let conn = Connection::connect(remote).await?;
     let progress = Progress::default();

@@ -333,10 +333,9 @@ impl Worker {
                     self.clone().download(vec![(args.path, EntryKind::File)], target).await?;
                     Ok(None)
                 }
-                Command::Serve(_) | Command::Demo(_) | Command::Open(_) => Err(Error::Malformed {
-                    what: "command",
-                    reason: "this command does not run inside the TUI; use it from a shell".into(),
-                }),
+                Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
+                    Err(Error::Unsupported("this command does not run inside the TUI; use it from a shell".into()))
+                }
             }
         }
         .await;
@@ -350,8 +349,5 @@ impl Worker {
 
 /// The error the UDP key and command give until the UDP transfer exists.
 pub fn udp_unavailable() -> Error {
-    Error::Malformed {
-        what: "request",
-        reason: "download over UDP is not available in this build yet; `d` downloads over TCP".into(),
-    }
+    Error::Unsupported("download over UDP is not available in this build yet; `d` downloads over TCP".into())
 }

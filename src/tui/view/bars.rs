@@ -33,7 +33,7 @@ pub fn banner_height(app: &App) -> u16 {
 
 pub fn banner(frame: &mut Frame, area: Rect, app: &App) {
     if let ConnectionState::Lost { reason, retry_in } = &app.connection {
-        let text = format!(" connection lost: {reason} — reconnecting every {} s ", retry_in.as_secs().max(1));
+        let text = format!(" connection lost: {reason} — next try in {} s ", retry_in.as_secs().max(1));
         frame.render_widget(Paragraph::new(text).style(Style::new().bg(Color::Red).fg(Color::White).bold()), area);
     }
 }

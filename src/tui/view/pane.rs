@@ -128,7 +128,10 @@ fn footer(pane: &PaneState) -> String {
     let mut parts = vec![if pane.filter.is_active() {
         format!("{} of {}", pane.visible.len(), pane.entries.len())
     } else {
-        format!("{} entries", pane.entries.len())
+        match pane.entries.len() {
+            1 => "1 entry".to_string(),
+            n => format!("{n} entries"),
+        }
     }];
     if !pane.selected.is_empty() {
         parts.push(format!("{} selected", pane.selected.len()));
