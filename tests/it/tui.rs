@@ -104,3 +104,34 @@ fn download_in_the_tui_turns_the_hash_column_to_equal() {
     assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
     assert!(Path::new(&state.path().join("tandem/tandem.log")).exists(), "the TUI logs to a file, not the screen");
 }
+
+#[test]
+fn open_with_listen_serves_the_local_folder_to_peers() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        return;
+    }
+    let local = tempfile::tempdir().unwrap();
+    write_file(local.path(), "shared from the laptop.txt", b"both boxes serve", 1_700_000_000);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let state = tempfile::tempdir().unwrap();
+    let session = format!("tandem-listen-{}", std::process::id());
+    let command = format!(
+        "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --listen {listen} --remote 127.0.0.1:9",
+        s = state.path().display(),
+        local = local.path().display(),
+    );
+    let started =
+        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &command]).status();
+    assert!(started.unwrap().success());
+    let tmux = Tmux { session };
+    let listed = || {
+        let output = cli(&listen, &["index", "longlist", "--json"]);
+        output.status.success() && stdout(&output).contains("shared from the laptop.txt")
+    };
+    wait_for("the TUI's own server to answer", Duration::from_secs(20), listed, || tmux.capture());
+    // Its remote pane, pointed at a closed port, shows the banner instead of hanging.
+    let banner = || tmux.capture().contains("connection lost: 127.0.0.1:9");
+    wait_for("the connection banner", Duration::from_secs(20), banner, || tmux.capture());
+}
