@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs};
 
-use crate::client::{Connection, download_tcp};
+use crate::client::{Connection, UdpOptions, download_tcp, download_udp};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::server::{Server, ServerConfig};
@@ -125,15 +125,13 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 }
 
 async fn download(args: DownloadArgs, remote: &str, json: bool) -> Result<()> {
-    if args.protocol == Protocol::Udp {
-        return Err(Error::Unsupported(
-            "download over UDP is not available in this build yet; use `download tcp`".into(),
-        ));
-    }
     let conn = Connection::connect(remote).await?;
     let progress = Progress::default();
     let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
-    let result = download_tcp(&conn, &args.path, &args.to, &progress).await;
+    let result = match args.protocol {
+        Protocol::Tcp => download_tcp(&conn, &args.path, &args.to, &progress).await,
+        Protocol::Udp => download_udp(&conn, &args.path, &args.to, &progress, UdpOptions::default()).await,
+    };
     if let Some(bar) = bar {
         bar.finish().await;
     }

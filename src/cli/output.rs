@@ -84,7 +84,7 @@ pub fn entry_fields(entry: &Entry) -> String {
 
 /// `download --json`.
 pub fn download_json(report: &DownloadReport) -> Value {
-    json!({
+    let mut value = json!({
         "path": report.path,
         "dest": report.dest.display().to_string(),
         "size": report.size,
@@ -95,7 +95,13 @@ pub fn download_json(report: &DownloadReport) -> Value {
         "from_cache": report.from_cache,
         "resumed_from": report.resumed_from,
         "seconds": report.seconds,
-    })
+    });
+    if let Some(udp) = report.udp {
+        value["datagrams_sent"] = json!(udp.datagrams_sent);
+        value["datagrams_received"] = json!(udp.datagrams_received);
+        value["retransmits"] = json!(udp.retransmits);
+    }
+    value
 }
 
 /// `download` for people.

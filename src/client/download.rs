@@ -1,16 +1,20 @@
-//! Downloading one file: ask for a ticket on the control connection, stream the bytes over a bulk connection
-//! into a temporary file beside the destination while hashing them, and rename it into place only when its MD5
-//! equals the server's. Any failure leaves the destination as it was and no temporary file behind.
+//! Downloading one file: ask for a ticket on the control connection, receive the bytes over a bulk TCP
+//! connection or a UDP session into a temporary file beside the destination while hashing them, and rename it
+//! into place only when its MD5 equals the server's. Any failure leaves the destination as it was and no
+//! temporary file behind.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::TRANSFER_TIMEOUT;
 use super::connection::{Connection, open};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, Channel};
-use crate::share::{AtomicFile, normalize};
+use crate::protocol::{BulkTrailer, Channel, Ticket};
+use crate::share::{AtomicFile, Entry, normalize};
+use crate::transfer::udp::link::{Link, loss_from_env};
+use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
 
 /// What a finished download did; the fields of `download --json`.
@@ -29,6 +33,30 @@ pub struct DownloadReport {
     pub from_cache: bool,
     pub resumed_from: u64,
     pub seconds: f64,
+    /// Datagram counts, for UDP.
+    pub udp: Option<UdpStats>,
+}
+
+/// How a UDP download runs.
+#[derive(Debug, Clone)]
+pub struct UdpOptions {
+    /// Where to send datagrams; by default the server's own address (UDP shares its port number).
+    pub server: Option<SocketAddr>,
+    pub payload: usize,
+    pub idle_timeout: Duration,
+    /// Fraction of datagrams this side drops each way; by default `TANDEM_UDP_LOSS`.
+    pub loss: f64,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        UdpOptions {
+            server: None,
+            payload: udp::DEFAULT_PAYLOAD,
+            idle_timeout: udp::DEFAULT_IDLE_TIMEOUT,
+            loss: loss_from_env(),
+        }
+    }
 }
 
 /// Downloads `remote` into the folder `dest_dir` over a bulk TCP connection.
@@ -39,10 +67,7 @@ pub async fn download_tcp(
     progress: &Progress,
 ) -> Result<DownloadReport> {
     let started = Instant::now();
-    check_folder(dest_dir)?;
-    let (ticket, entry) = conn.download_ticket(remote).await?;
-    let dest = dest_dir.join(file_name(&entry.path)?);
-    progress.set_total(entry.size);
+    let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
     let (stream, _, already_read) = open(conn.addr(), Channel::Bulk { ticket }).await?;
     let peer = conn.addr().to_string();
     let stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
@@ -50,56 +75,132 @@ pub async fn download_tcp(
     stream.set_read_timeout(Some(TRANSFER_TIMEOUT)).map_err(|e| Error::net(&peer, e))?;
     // Bytes that arrived behind the server's hello are the start of the stream.
     let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
-
     let progress = progress.clone();
     let announced = entry.clone();
-    let dest_for_write = dest.clone();
-    let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
+    let ((bytes, _), md5) = write_verified(&dest, entry.clone(), move |file, temp_path| {
+        let received = tcp::receive_file(&mut stream, file, temp_path, &peer, announced.size, &progress)?;
+        match received.trailer {
+            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+            BulkTrailer::Done { size, .. } if size != received.bytes => {
+                Err(Error::SizeMismatch { path: announced.path.clone(), expected: size, actual: received.bytes })
+            }
+            BulkTrailer::Done { md5, .. } => Ok((received.bytes, received.md5, md5, None)),
+        }
+    })
+    .await?;
+    Ok(report(entry, dest, bytes, md5, "tcp", started, None))
+}
+
+/// Downloads `remote` into the folder `dest_dir` over tandem's reliable UDP protocol.
+pub async fn download_udp(
+    conn: &Connection,
+    remote: &str,
+    dest_dir: &Path,
+    progress: &Progress,
+    options: UdpOptions,
+) -> Result<DownloadReport> {
+    let started = Instant::now();
+    let server = match options.server {
+        Some(server) => server,
+        None => resolve(conn.addr()).await?,
+    };
+    let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
+    let progress = progress.clone();
+    let size = entry.size;
+    let ((bytes, stats), md5) = write_verified(&dest, entry.clone(), move |file, temp_path| {
+        let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
+        let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
+        let job = receiver::ReceiveJob {
+            link: &link,
+            server,
+            session: ticket.0,
+            size,
+            payload: options.payload,
+            idle_timeout: options.idle_timeout,
+            progress: &progress,
+        };
+        let received = receiver::receive(&job, file, temp_path)?;
+        Ok((size, received.md5, received.server_md5, Some(received.stats)))
+    })
+    .await?;
+    Ok(report(entry, dest, bytes, md5, "udp", started, stats))
+}
+
+/// Asks for the ticket and works out the destination; the folder must exist before anything else happens.
+async fn prepare(
+    conn: &Connection,
+    remote: &str,
+    dest_dir: &Path,
+    progress: &Progress,
+) -> Result<(Ticket, Entry, PathBuf)> {
+    let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
+    if !metadata.is_dir() {
+        return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
+    }
+    let (ticket, entry) = conn.download_ticket(remote).await?;
+    let dest = dest_dir.join(file_name(&entry.path)?);
+    progress.set_total(entry.size);
+    Ok((ticket, entry, dest))
+}
+
+/// What a receiver hands back: bytes written, their MD5, the server's MD5, and UDP counts.
+type Receipt = (u64, Md5Digest, Md5Digest, Option<UdpStats>);
+
+/// Runs `receive` into a temporary file beside `dest` on a blocking thread, checks the MD5s, then commits.
+async fn write_verified(
+    dest: &Path,
+    announced: Entry,
+    receive: impl FnOnce(&mut AtomicFile, &Path) -> Result<Receipt> + Send + 'static,
+) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
+    let dest_for_write = dest.to_path_buf();
+    tokio::task::spawn_blocking(move || {
         let mut file = AtomicFile::create(&dest_for_write)?;
         let temp_path = file.temp_path().to_path_buf();
-        let received = tcp::receive_file(&mut stream, &mut file, &temp_path, &peer, announced.size, &progress)?;
-        let shown = announced.path.clone();
-        let (size, md5) = match received.trailer {
-            BulkTrailer::Failed(body) => return Err(Error::Remote(body)),
-            BulkTrailer::Done { size, md5 } => (size, md5),
-        };
-        if size != received.bytes {
-            return Err(Error::SizeMismatch { path: shown, expected: size, actual: received.bytes });
-        }
-        // The trailer's MD5, and the ticket's when the server knew it up front, must both match the bytes.
-        for expected in [Some(md5), announced.md5].into_iter().flatten() {
-            if expected != received.md5 {
-                let (expected, actual) = (expected.to_string(), received.md5.to_string());
-                return Err(Error::Md5Mismatch { path: shown, expected, actual });
+        let (bytes, received_md5, server_md5, stats) = receive(&mut file, &temp_path)?;
+        // The server's final MD5, and the ticket's when the server knew it up front, must match the bytes.
+        for expected in [Some(server_md5), announced.md5].into_iter().flatten() {
+            if expected != received_md5 {
+                let (expected, actual) = (expected.to_string(), received_md5.to_string());
+                return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
             }
         }
         file.commit(Some(announced.mtime_ns))?;
-        Ok((received.bytes, md5))
+        Ok(((bytes, stats), received_md5))
     })
     .await
-    .map_err(|e| Error::io(&dest, std::io::Error::other(format!("download task failed: {e}"))))??;
+    .map_err(|e| Error::io(dest, std::io::Error::other(format!("download task failed: {e}"))))?
+}
 
-    Ok(DownloadReport {
+fn report(
+    entry: Entry,
+    dest: PathBuf,
+    bytes: u64,
+    md5: Md5Digest,
+    protocol: &'static str,
+    started: Instant,
+    udp: Option<UdpStats>,
+) -> DownloadReport {
+    DownloadReport {
         path: entry.path,
         dest,
         size: bytes,
         md5,
         mtime_ns: entry.mtime_ns,
-        protocol: "tcp",
+        protocol,
         bytes_received: bytes,
         from_cache: false,
         resumed_from: 0,
         seconds: started.elapsed().as_secs_f64(),
-    })
+        udp,
+    }
 }
 
-/// The destination folder must exist before anything is asked of the server.
-fn check_folder(dir: &Path) -> Result<()> {
-    let metadata = std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-    if !metadata.is_dir() {
-        return Err(Error::io(dir, std::io::Error::other("not a folder")));
-    }
-    Ok(())
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| Error::net(addr, e))?
+        .next()
+        .ok_or_else(|| Error::net(addr, std::io::Error::other("no address found")))
 }
 
 /// The last component of a path the server sent, checked so it cannot name anything outside the folder.

@@ -7,7 +7,7 @@ mod download;
 use std::time::Duration;
 
 pub use connection::{Connection, Responses, open as open_channel};
-pub use download::{DownloadReport, download_tcp};
+pub use download::{DownloadReport, UdpOptions, download_tcp, download_udp};
 
 /// How long a connection attempt or a hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -13,6 +13,7 @@ mod listener;
 mod session;
 mod state;
 mod tickets;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::share::Share;
+use crate::transfer::udp::link::Link;
 
 pub use history::History;
 pub use state::Shared;
@@ -59,6 +61,9 @@ impl ServerConfig {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// The UDP socket on the same port number as the TCP listener.
+    udp: Arc<Link>,
+    refused: Arc<udp::Refused>,
 }
 
 impl Server {
@@ -70,8 +75,13 @@ impl Server {
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
         let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::net(&config.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
+        let udp = Arc::new(
+            Link::bind(addr, crate::transfer::udp::link::loss_from_env())
+                .map_err(|e| Error::net(format!("{addr} (UDP)"), e))?,
+        );
         let shared = Arc::new(Shared { share, hashes, history, tickets: Tickets::default(), config });
-        Ok(Server { listener, shared })
+        Ok(Server { listener, shared, udp, refused: Arc::default() })
     }
 
     /// The address actually bound (useful with port 0).
@@ -84,9 +94,18 @@ impl Server {
         self.shared.share.root()
     }
 
+    /// Datagrams the UDP side has refused so far (malformed, or of no session).
+    pub fn refused(&self) -> Arc<udp::Refused> {
+        self.refused.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then closes every connection and saves the hash cache.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
-        listener::run(self.listener, self.shared, shutdown).await
+        let (udp, shared, refused, stop) = (self.udp, self.shared.clone(), self.refused, shutdown.clone());
+        let dispatcher = std::thread::spawn(move || udp::dispatch(udp, shared, refused, stop));
+        let result = listener::run(self.listener, self.shared, shutdown).await;
+        let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+        result
     }
 
     /// Binds and runs on a background task; returns the address and a token that stops it.

@@ -1,7 +1,11 @@
 //! Moving file bytes between machines, separate from the control connection. [`tcp`] is the bulk stream over a
-//! second TCP connection. Every transfer ends with an MD5 check; nothing unverified reaches the destination.
+//! second TCP connection; [`udp`] is tandem's own reliable UDP protocol. Both receivers hand bytes to
+//! [`sink`], which writes and hashes them on their own threads. Every transfer ends with an MD5 check; nothing
+//! unverified reaches the destination.
 
+pub mod sink;
 pub mod tcp;
+pub mod udp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,6 +12,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::Progress;
+use super::sink::with_verified_sink;
 use crate::digest::{HasherThread, Md5Digest};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
@@ -19,8 +20,6 @@ use crate::share::FileStamp;
 
 /// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
 const HASH_QUEUE: usize = 8;
-/// Chunks waiting for the disk: enough to ride out a writeback stall of a few tens of milliseconds.
-const WRITE_QUEUE: usize = 32;
 /// The trailer is a few dozen bytes; refuse anything large.
 const MAX_TRAILER_LEN: usize = 64 * 1024;
 
@@ -175,10 +174,8 @@ pub struct Received {
     pub trailer: BulkTrailer,
 }
 
-/// Receives a bulk stream into `out`, refusing more than `max_size` bytes.
-///
-/// Three threads share the work: this one reads the socket, one hashes, one writes to disk. Each has its own
-/// bounded queue, so a disk that stalls for a moment does not stop hashing, and memory stays bounded.
+/// Receives a bulk stream into `out`, refusing more than `max_size` bytes; bytes are written and hashed on
+/// their own threads ([`with_verified_sink`]) while this one reads the socket.
 pub fn receive_file(
     stream: &mut impl Read,
     out: &mut (impl Write + Send),
@@ -187,26 +184,9 @@ pub fn receive_file(
     max_size: u64,
     progress: &Progress,
 ) -> Result<Received> {
-    let hasher = HasherThread::spawn(HASH_QUEUE);
-    let received = std::thread::scope(|scope| {
-        let (to_disk, from_net) = std::sync::mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
-        let writer = scope.spawn(move || -> Result<()> {
-            for chunk in from_net {
-                out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
-            }
-            Ok(())
-        });
-        let read = receive_chunks(stream, peer, out_path, max_size, progress, |chunk| {
-            hasher.feed(chunk.clone());
-            to_disk.send(chunk).is_ok()
-        });
-        drop(to_disk);
-        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        // A disk error explains a stop better than whatever reading did next.
-        written.and(read)
-    });
-    let md5 = hasher.finish();
-    let received = received?;
+    let (received, md5) = with_verified_sink(out, out_path, |deliver| {
+        receive_chunks(stream, peer, out_path, max_size, progress, deliver)
+    })?;
     let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
@@ -221,7 +201,7 @@ fn receive_chunks(
     out_path: &Path,
     max_size: u64,
     progress: &Progress,
-    mut deliver: impl FnMut(Bytes) -> bool,
+    deliver: &mut dyn FnMut(Bytes) -> bool,
 ) -> Result<u64> {
     let mut received = 0u64;
     loop {

@@ -302,6 +302,7 @@ fn a_finished_download_refreshes_the_local_folder() {
         from_cache: false,
         resumed_from: 0,
         seconds: 0.1,
+        udp: None,
     };
     let jobs = app.on_event(Event::TransferFinished { id: 7, local_dir: String::new(), result: Ok(report) });
     assert_eq!(jobs, vec![Job::List { side: Side::Local, dir: String::new() }]);

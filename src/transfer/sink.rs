@@ -1,0 +1,45 @@
+//! Where received bytes go: a writer thread that puts them on disk and a hasher thread that computes their MD5,
+//! each behind its own bounded queue. A disk that stalls for a moment does not stop hashing, a slow disk slows
+//! the network reader instead of filling memory, and the caller gets the MD5 of exactly what was written.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+
+use bytes::Bytes;
+
+use crate::digest::{HasherThread, Md5Digest};
+use crate::error::{Error, Result};
+
+/// Chunks waiting for the hasher and for the disk.
+const HASH_QUEUE: usize = 8;
+const WRITE_QUEUE: usize = 32;
+
+/// Runs `receive` with a `deliver` function that sends bytes, in order, to disk and to the hasher. `deliver`
+/// returns false once the disk has failed; the disk's error is then what this returns.
+pub fn with_verified_sink<T>(
+    out: &mut (impl Write + Send),
+    out_path: &Path,
+    receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
+) -> Result<(T, Md5Digest)> {
+    let hasher = HasherThread::spawn(HASH_QUEUE);
+    let received = std::thread::scope(|scope| {
+        let (to_disk, from_net) = mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
+        let writer = scope.spawn(move || -> Result<()> {
+            for chunk in from_net {
+                out.write_all(&chunk).map_err(|e| Error::io(out_path, e))?;
+            }
+            Ok(())
+        });
+        let result = receive(&mut |chunk: Bytes| {
+            hasher.feed(chunk.clone());
+            to_disk.send(chunk).is_ok()
+        });
+        drop(to_disk);
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A disk error explains a stop better than whatever the network did next.
+        written.and(result)
+    });
+    let md5 = hasher.finish();
+    Ok((received?, md5))
+}

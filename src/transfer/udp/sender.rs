@@ -1,0 +1,223 @@
+//! The sending side of a UDP transfer, on a blocking thread per session. The server's dispatcher hands it the
+//! acks of its session through a channel; it reads the file in order, keeps the payloads not yet acknowledged for
+//! retransmission, and lets [`SendWindow`] decide what goes out next.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::link::Link;
+use super::packet::{self, DATA_HEADER_LEN, FLAG_FIN, Packet};
+use super::packet_count;
+use super::window::{Next, SendWindow};
+use crate::digest::{HasherThread, Md5Digest};
+use crate::error::{Error, Result};
+use crate::share::FileStamp;
+
+/// Data packets sent before looking for acks again.
+const BURST: usize = 64;
+/// How often `Done` is repeated while waiting for the receiver's final ack.
+const DONE_ATTEMPTS: u32 = 20;
+
+/// Fail codes, for the receiver's message.
+pub const FAIL_CHANGED: u8 = 1;
+pub const FAIL_TICKET: u8 = 2;
+pub const FAIL_IO: u8 = 3;
+
+/// Everything one session needs to know.
+pub struct SendJob {
+    pub session: u64,
+    pub peer: SocketAddr,
+    pub path: PathBuf,
+    /// The path as the client named it, for messages.
+    pub rel: String,
+    pub stamp: FileStamp,
+    pub known_md5: Option<Md5Digest>,
+    pub payload: usize,
+    pub peer_window: u32,
+    pub idle_timeout: Duration,
+}
+
+pub struct Sent {
+    pub bytes: u64,
+    pub retransmits: u64,
+    pub computed_md5: Option<Md5Digest>,
+}
+
+/// Runs the session to its end: every packet acknowledged and `Done` confirmed, or an error.
+pub fn send(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
+    let result = run(link, job, acks);
+    if let Err(e) = &result {
+        let code = if matches!(e, Error::Changed { .. }) { FAIL_CHANGED } else { FAIL_IO };
+        let message = e.to_string();
+        let mut buf = Vec::new();
+        packet::encode(&Packet::Fail { session: job.session, code, message: &message }, &mut buf);
+        let _ = link.send_to(&buf, job.peer);
+    }
+    result
+}
+
+fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
+    let net = |e| Error::net(job.peer, e);
+    let epoch = Instant::now();
+    let now_us = || epoch.elapsed().as_micros() as u64;
+    let mut source = Source::open(job)?;
+    let total = u32::try_from(packet_count(job.stamp.size, job.payload))
+        .map_err(|_| Error::io(&job.path, std::io::Error::other("too large for one UDP transfer")))?;
+    let mut window = SendWindow::new(total, job.peer_window, now_us());
+    let mut datagram = vec![0u8; DATA_HEADER_LEN + job.payload];
+
+    while !window.is_complete() {
+        for _ in 0..BURST {
+            let Some(next) = window.next() else { break };
+            let seq = match next {
+                Next::New(seq) | Next::Retransmit(seq) => seq,
+            };
+            let payload = source.payload(seq)?;
+            let sent_us = now_us();
+            packet::write_data_header(&mut datagram, job.session, seq, sent_us as u32);
+            datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + payload.len()].copy_from_slice(&payload);
+            link.send_to(&datagram[..DATA_HEADER_LEN + payload.len()], job.peer).map_err(net)?;
+            window.on_sent(next, sent_us);
+        }
+        // With room left in the window, only look for acks already waiting; otherwise wait for one.
+        let wait = if window.can_send() {
+            Duration::ZERO
+        } else {
+            let deadline = window.deadline_us().unwrap_or(now_us() + 1_000);
+            Duration::from_micros(deadline.saturating_sub(now_us()).max(200))
+        };
+        let handle = |bytes: Vec<u8>, window: &mut SendWindow| {
+            if let Ok(Packet::Ack(ack)) = packet::decode(&bytes) {
+                window.on_ack(ack.cumulative, &ack.ranges, ack.window, ack.echo_us, now_us());
+            }
+        };
+        match acks.recv_timeout(wait) {
+            Ok(bytes) => {
+                handle(bytes, &mut window);
+                while let Ok(bytes) = acks.try_recv() {
+                    handle(bytes, &mut window);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => window.on_timeout(now_us()),
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Closed { addr: job.peer.to_string(), during: "(server shutting down)" });
+            }
+        }
+        source.forget_below(window.cumulative());
+        if now_us() - window.last_progress_us > job.idle_timeout.as_micros() as u64 {
+            return Err(silent(job));
+        }
+    }
+
+    let computed_md5 = source.finish()?;
+    let md5 = computed_md5.or(job.known_md5).ok_or_else(|| Error::Changed { path: job.rel.clone() })?;
+    let done = Packet::Done {
+        session: job.session,
+        size: job.stamp.size,
+        packets: total,
+        retransmits: window.retransmits,
+        md5: md5.0,
+    };
+    let mut buf = Vec::new();
+    packet::encode(&done, &mut buf);
+    let wait = Duration::from_micros(window.rtt.rto_us()).max(Duration::from_millis(20));
+    for _ in 0..DONE_ATTEMPTS {
+        link.send_to(&buf, job.peer).map_err(net)?;
+        match acks.recv_timeout(wait) {
+            Ok(bytes) => {
+                if matches!(packet::decode(&bytes), Ok(Packet::Ack(ack)) if ack.flags & FLAG_FIN != 0) {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    Ok(Sent { bytes: job.stamp.size, retransmits: window.retransmits, computed_md5 })
+}
+
+fn silent(job: &SendJob) -> Error {
+    Error::Timeout { addr: job.peer.to_string(), seconds: job.idle_timeout.as_secs(), during: "waiting for acks" }
+}
+
+/// The file's payloads: read once, in order, in blocks of whole packets; kept until acknowledged.
+struct Source<'a> {
+    job: &'a SendJob,
+    file: File,
+    /// Payloads not yet acknowledged, by sequence number.
+    kept: BTreeMap<u32, Bytes>,
+    next_to_read: u32,
+    total: u32,
+    hasher: Option<HasherThread>,
+}
+
+/// Packets read from the file at a time (about 1 MiB at the default payload size).
+const PACKETS_PER_READ: u32 = 749;
+
+impl<'a> Source<'a> {
+    fn open(job: &'a SendJob) -> Result<Self> {
+        let file = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
+        let now = file.metadata().map(|m| FileStamp::of(&m)).map_err(|e| Error::io(&job.path, e))?;
+        if now != job.stamp {
+            return Err(Error::Changed { path: job.rel.clone() });
+        }
+        let total = packet_count(job.stamp.size, job.payload) as u32;
+        let hasher = job.known_md5.is_none().then(|| HasherThread::spawn(8));
+        Ok(Source { job, file, kept: BTreeMap::new(), next_to_read: 0, total, hasher })
+    }
+
+    fn payload(&mut self, seq: u32) -> Result<Bytes> {
+        while seq >= self.next_to_read {
+            self.read_block()?;
+        }
+        // A payload already acknowledged is never asked for again; an empty one would be a window bug.
+        Ok(self.kept.get(&seq).cloned().unwrap_or_default())
+    }
+
+    fn read_block(&mut self) -> Result<()> {
+        let payload = self.job.payload as u64;
+        let first = self.next_to_read as u64;
+        let packets = PACKETS_PER_READ.min(self.total - self.next_to_read) as u64;
+        let want = (packets * payload).min(self.job.stamp.size - first * payload) as usize;
+        let mut block = Vec::with_capacity(want);
+        (&mut self.file).take(want as u64).read_to_end(&mut block).map_err(|e| Error::io(&self.job.path, e))?;
+        if block.len() != want {
+            return Err(Error::Changed { path: self.job.rel.clone() });
+        }
+        let block = Bytes::from(block);
+        if let Some(hasher) = &self.hasher {
+            hasher.feed(block.clone());
+        }
+        for i in 0..packets {
+            let start = (i * payload) as usize;
+            let end = (start + self.job.payload).min(block.len());
+            self.kept.insert(self.next_to_read, block.slice(start..end));
+            self.next_to_read += 1;
+        }
+        Ok(())
+    }
+
+    fn forget_below(&mut self, cumulative: u32) {
+        if self.kept.first_key_value().is_some_and(|(first, _)| *first < cumulative) {
+            self.kept = self.kept.split_off(&cumulative);
+        }
+    }
+
+    /// Confirms the file is still the version announced, and returns the MD5 computed while reading, if any.
+    fn finish(self) -> Result<Option<Md5Digest>> {
+        let md5 = self.hasher.map(HasherThread::finish);
+        let now = std::fs::metadata(&self.job.path).map(|m| FileStamp::of(&m)).ok();
+        let open = self.file.metadata().map(|m| FileStamp::of(&m)).ok();
+        if now != Some(self.job.stamp) || open != Some(self.job.stamp) {
+            return Err(Error::Changed { path: self.job.rel.clone() });
+        }
+        Ok(md5)
+    }
+}

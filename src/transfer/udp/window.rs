@@ -1,0 +1,434 @@
+//! Selective-repeat window logic, sans-IO: plain state machines over sequence numbers and microsecond clocks, so
+//! every loss, duplication and reordering pattern can be tested without a socket.
+//!
+//! [`SendWindow`] decides what the sender sends next. It keeps packets in flight up to the smaller of its
+//! congestion window and the receiver's advertised window. Acks carry a cumulative point plus SACK ranges. A
+//! packet counts as lost when a packet sent at least a reorder window later (a quarter of the minimum RTT, at
+//! least [`MIN_REORDER_WINDOW_US`]) was acknowledged and it sits at least [`REORDER_THRESHOLD`] sequence numbers
+//! below the highest acknowledged one, as in TCP's RACK, so reordering is not mistaken for loss; or when the retransmission timer (RFC 6298: smoothed RTT
+//! plus four deviations, doubled on each expiry) runs out; then only the oldest packet is sent again and the
+//! timer is re-armed, so a lost ack does not resend a whole window.
+//!
+//! Congestion control is AIMD with slow start, made tolerant of random loss: a lossy link (radio, a flaky
+//! tunnel) drops packets without being congested, and halving on every loss would crawl. The window is halved,
+//! at most once per window of data, when the recent loss rate (a moving average per packet) passes
+//! [`LOSS_TOLERANCE`], when the RTT has grown well past its minimum (a queue is building), or when the
+//! retransmission timer runs out. Otherwise losses are only repaired.
+//!
+//! [`ReceiveWindow`] stores packets that arrive ahead of the next expected one and releases payloads strictly in
+//! order, so the receiver can write and hash the file as one sequential stream.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+/// Packets acknowledged above a missing one before it counts as lost (as TCP's three duplicate acks).
+pub const REORDER_THRESHOLD: u32 = 3;
+/// Packets may arrive this much out of their sending order (µs) before one counts as lost.
+pub const MIN_REORDER_WINDOW_US: u64 = 1_000;
+const MIN_CWND: f64 = 4.0;
+/// Loss rate above which losses are taken as congestion.
+pub const LOSS_TOLERANCE: f64 = 0.35;
+/// Weight of one packet in the loss-rate average.
+const LOSS_WEIGHT: f64 = 1.0 / 256.0;
+const INITIAL_CWND: f64 = 32.0;
+/// Bounds on the retransmission timeout in microseconds: low enough for loopback, high enough to stop a storm.
+const MIN_RTO_US: u64 = 5_000;
+const MAX_RTO_US: u64 = 2_000_000;
+const INITIAL_RTO_US: u64 = 200_000;
+
+/// RTT estimation and the retransmission timeout, as in RFC 6298.
+#[derive(Debug, Clone)]
+pub struct Rtt {
+    srtt_us: Option<f64>,
+    rttvar_us: f64,
+    rto_us: u64,
+}
+
+impl Default for Rtt {
+    fn default() -> Self {
+        Rtt { srtt_us: None, rttvar_us: 0.0, rto_us: INITIAL_RTO_US }
+    }
+}
+
+impl Rtt {
+    pub fn sample(&mut self, rtt_us: u64) {
+        let r = rtt_us as f64;
+        match self.srtt_us {
+            None => {
+                self.srtt_us = Some(r);
+                self.rttvar_us = r / 2.0;
+            }
+            Some(srtt) => {
+                self.rttvar_us = 0.75 * self.rttvar_us + 0.25 * (srtt - r).abs();
+                self.srtt_us = Some(0.875 * srtt + 0.125 * r);
+            }
+        }
+        let srtt = self.srtt_us.unwrap_or(r);
+        self.rto_us = ((srtt + (4.0 * self.rttvar_us).max(1000.0)) as u64).clamp(MIN_RTO_US, MAX_RTO_US);
+    }
+
+    pub fn rto_us(&self) -> u64 {
+        self.rto_us
+    }
+
+    pub fn srtt_us(&self) -> Option<f64> {
+        self.srtt_us
+    }
+
+    fn back_off(&mut self) {
+        self.rto_us = (self.rto_us * 2).min(MAX_RTO_US);
+    }
+}
+
+/// What to send next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    New(u32),
+    Retransmit(u32),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    sent_us: u64,
+}
+
+/// The sender's side of selective repeat with congestion control.
+#[derive(Debug)]
+pub struct SendWindow {
+    total: u32,
+    next_new: u32,
+    /// Every sequence number below this is acknowledged.
+    cumulative: u32,
+    in_flight: BTreeMap<u32, Flight>,
+    lost: BTreeSet<u32>,
+    /// Highest sequence number acknowledged so far, and the latest send time among acknowledged packets.
+    highest_acked: Option<u32>,
+    latest_acked_sent_us: u64,
+    cwnd: f64,
+    ssthresh: f64,
+    peer_window: u32,
+    /// Losses of packets below this were already answered by halving the window.
+    recovery_until: u32,
+    /// Moving average of "this packet was lost", per packet sent.
+    loss_rate: f64,
+    /// Smallest RTT seen, the baseline for queueing delay.
+    min_rtt_us: Option<u64>,
+    /// The retransmission timer does not fire again before this time.
+    timer_rearmed_us: u64,
+    pub rtt: Rtt,
+    pub retransmits: u64,
+    pub last_progress_us: u64,
+}
+
+impl SendWindow {
+    /// A window for `total` packets; `peer_window` is the receiver's buffer, from its start request.
+    pub fn new(total: u32, peer_window: u32, now_us: u64) -> Self {
+        SendWindow {
+            total,
+            next_new: 0,
+            cumulative: 0,
+            in_flight: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            highest_acked: None,
+            latest_acked_sent_us: 0,
+            cwnd: INITIAL_CWND,
+            ssthresh: f64::INFINITY,
+            peer_window: peer_window.max(1),
+            recovery_until: 0,
+            loss_rate: 0.0,
+            min_rtt_us: None,
+            timer_rearmed_us: 0,
+            rtt: Rtt::default(),
+            retransmits: 0,
+            last_progress_us: now_us,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.cumulative >= self.total
+    }
+
+    pub fn cumulative(&self) -> u32 {
+        self.cumulative
+    }
+
+    pub fn cwnd(&self) -> f64 {
+        self.cwnd
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// True if [`SendWindow::next`] would give a packet now.
+    pub fn can_send(&self) -> bool {
+        (self.in_flight.len() as f64) < self.cwnd.min(self.peer_window as f64)
+            && (!self.lost.is_empty() || self.next_new < self.total)
+    }
+
+    /// The next packet the window allows, lost ones first; `None` when the window is full or all is sent.
+    pub fn next(&mut self) -> Option<Next> {
+        let limit = self.cwnd.min(self.peer_window as f64);
+        if self.in_flight.len() as f64 >= limit {
+            return None;
+        }
+        if let Some(seq) = self.lost.pop_first() {
+            return Some(Next::Retransmit(seq));
+        }
+        (self.next_new < self.total).then(|| {
+            self.next_new += 1;
+            Next::New(self.next_new - 1)
+        })
+    }
+
+    pub fn on_sent(&mut self, next: Next, now_us: u64) {
+        let seq = match next {
+            Next::New(seq) => seq,
+            Next::Retransmit(seq) => {
+                self.retransmits += 1;
+                seq
+            }
+        };
+        self.in_flight.insert(seq, Flight { sent_us: now_us });
+    }
+
+    /// Applies an acknowledgement: cumulative point, SACK ranges, the receiver's window and an RTT sample.
+    pub fn on_ack(&mut self, cumulative: u32, ranges: &[(u32, u32)], peer_window: u32, echo_us: u32, now_us: u64) {
+        self.peer_window = peer_window.max(1);
+        let cumulative = cumulative.min(self.total);
+        let mut newly_acked = 0u32;
+        if cumulative > self.cumulative {
+            let acked: Vec<u32> = self.in_flight.range(..cumulative).map(|(s, _)| *s).collect();
+            for seq in acked {
+                self.acknowledge(seq);
+                newly_acked += 1;
+            }
+            self.lost = self.lost.split_off(&cumulative);
+            newly_acked = newly_acked.max(cumulative - self.cumulative);
+            self.cumulative = cumulative;
+            self.mark_highest(cumulative - 1);
+        }
+        for &(first, end) in ranges {
+            let (first, end) = (first.max(self.cumulative), end.min(self.total));
+            if first >= end {
+                continue;
+            }
+            let acked: Vec<u32> = self.in_flight.range(first..end).map(|(s, _)| *s).collect();
+            for seq in acked {
+                self.acknowledge(seq);
+                newly_acked += 1;
+            }
+            let lost_acked: Vec<u32> = self.lost.range(first..end).copied().collect();
+            for seq in lost_acked {
+                self.lost.remove(&seq);
+            }
+            self.mark_highest(end - 1);
+        }
+        if newly_acked > 0 {
+            self.last_progress_us = now_us;
+            let sample = (now_us as u32).wrapping_sub(echo_us) as u64;
+            if sample < MAX_RTO_US * 4 {
+                self.rtt.sample(sample);
+                self.min_rtt_us = Some(self.min_rtt_us.map_or(sample, |m| m.min(sample)));
+            }
+            self.loss_rate *= (1.0 - LOSS_WEIGHT).powi(newly_acked as i32);
+            if self.queue_building() {
+                self.back_off();
+            } else {
+                self.grow(newly_acked);
+            }
+        }
+        self.detect_losses();
+    }
+
+    /// Smoothed RTT well above the minimum seen: packets are queueing somewhere.
+    fn queue_building(&self) -> bool {
+        match (self.rtt.srtt_us(), self.min_rtt_us) {
+            (Some(srtt), Some(min)) => srtt > (min as f64) * 4.0 + 20_000.0,
+            _ => false,
+        }
+    }
+
+    /// Halves the window, at most once per window of data.
+    fn back_off(&mut self) {
+        if self.cumulative >= self.recovery_until {
+            self.ssthresh = (self.cwnd / 2.0).max(MIN_CWND);
+            self.cwnd = self.ssthresh;
+            self.recovery_until = self.next_new;
+        }
+    }
+
+    fn acknowledge(&mut self, seq: u32) {
+        if let Some(flight) = self.in_flight.remove(&seq) {
+            self.latest_acked_sent_us = self.latest_acked_sent_us.max(flight.sent_us);
+        }
+    }
+
+    fn mark_highest(&mut self, seq: u32) {
+        self.highest_acked = Some(self.highest_acked.map_or(seq, |h| h.max(seq)));
+    }
+
+    fn grow(&mut self, acked: u32) {
+        for _ in 0..acked {
+            if self.cwnd < self.ssthresh {
+                self.cwnd += 1.0;
+            } else {
+                self.cwnd += 1.0 / self.cwnd;
+            }
+        }
+        self.cwnd = self.cwnd.min(self.peer_window as f64 * 2.0).max(MIN_CWND);
+    }
+
+    /// Packets sent before an acknowledged one and far enough below the highest acknowledged are lost.
+    fn detect_losses(&mut self) {
+        let Some(highest) = self.highest_acked else { return };
+        let Some(below) = highest.checked_sub(REORDER_THRESHOLD - 1) else { return };
+        let reorder_window = self.min_rtt_us.map_or(0, |rtt| rtt / 4).max(MIN_REORDER_WINDOW_US);
+        let lost: Vec<u32> = self
+            .in_flight
+            .range(..below)
+            .filter(|(_, f)| f.sent_us + reorder_window <= self.latest_acked_sent_us)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in lost {
+            self.in_flight.remove(&seq);
+            self.lost.insert(seq);
+            self.loss_rate += LOSS_WEIGHT * (1.0 - self.loss_rate);
+        }
+        if self.loss_rate > LOSS_TOLERANCE {
+            self.back_off();
+        }
+    }
+
+    /// Smoothed fraction of packets lost recently.
+    pub fn loss_rate(&self) -> f64 {
+        self.loss_rate
+    }
+
+    /// When the retransmission timer fires: the oldest packet in flight plus the timeout, in µs.
+    pub fn deadline_us(&self) -> Option<u64> {
+        let oldest = self.in_flight.values().map(|f| f.sent_us).min()?;
+        Some((oldest + self.rtt.rto_us()).max(self.timer_rearmed_us))
+    }
+
+    /// Retransmission timer: the oldest packet in flight is sent again, the window halves, the timer backs off.
+    pub fn on_timeout(&mut self, now_us: u64) {
+        if self.deadline_us().is_none_or(|deadline| deadline > now_us) {
+            return;
+        }
+        let Some((&oldest, _)) = self.in_flight.iter().min_by_key(|(_, f)| f.sent_us) else { return };
+        self.in_flight.remove(&oldest);
+        self.lost.insert(oldest);
+        self.back_off();
+        self.rtt.back_off();
+        self.timer_rearmed_us = now_us + self.rtt.rto_us();
+    }
+}
+
+/// The receiver's side: buffers packets ahead of the next expected one and hands payloads out in order.
+#[derive(Debug)]
+pub struct ReceiveWindow {
+    total: u32,
+    /// Next sequence number to hand out in order.
+    next: u32,
+    /// Packets `next ..` that have arrived; index 0 is `next`.
+    ahead: VecDeque<Option<Bytes>>,
+    capacity: u32,
+    stored: u32,
+    pub duplicates: u64,
+    /// Send time of the last data packet, to echo for RTT.
+    pub last_sent_us: u32,
+}
+
+/// What became of one arriving packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    Stored,
+    /// Arrived before, or already handed out.
+    Duplicate,
+    /// Beyond the window or the end of the file: a misbehaving sender.
+    OutOfRange,
+}
+
+impl ReceiveWindow {
+    pub fn new(total: u32, capacity: u32) -> Self {
+        ReceiveWindow {
+            total,
+            next: 0,
+            ahead: VecDeque::new(),
+            capacity: capacity.max(1),
+            stored: 0,
+            duplicates: 0,
+            last_sent_us: 0,
+        }
+    }
+
+    pub fn on_data(&mut self, seq: u32, payload: Bytes) -> Arrival {
+        if seq < self.next {
+            self.duplicates += 1;
+            return Arrival::Duplicate;
+        }
+        if seq >= self.total || seq - self.next >= self.capacity {
+            return Arrival::OutOfRange;
+        }
+        let index = (seq - self.next) as usize;
+        if self.ahead.len() <= index {
+            self.ahead.resize(index + 1, None);
+        }
+        if self.ahead[index].is_some() {
+            self.duplicates += 1;
+            return Arrival::Duplicate;
+        }
+        self.ahead[index] = Some(payload);
+        self.stored += 1;
+        Arrival::Stored
+    }
+
+    /// The next payload in order, if it has arrived.
+    pub fn pop_ready(&mut self) -> Option<Bytes> {
+        let payload = self.ahead.front_mut()?.take()?;
+        self.ahead.pop_front();
+        self.next += 1;
+        self.stored -= 1;
+        Some(payload)
+    }
+
+    pub fn cumulative(&self) -> u32 {
+        self.next
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.next >= self.total
+    }
+
+    /// Room left for packets ahead of the gap.
+    pub fn free(&self) -> u32 {
+        self.capacity - self.stored
+    }
+
+    /// Ranges held above the cumulative point, lowest first, at most `max`.
+    pub fn ranges(&self, max: usize) -> Vec<(u32, u32)> {
+        let mut ranges = Vec::new();
+        let mut start: Option<u32> = None;
+        for (i, slot) in self.ahead.iter().enumerate() {
+            let seq = self.next + i as u32;
+            match (slot.is_some(), start) {
+                (true, None) => start = Some(seq),
+                (false, Some(first)) => {
+                    ranges.push((first, seq));
+                    start = None;
+                    if ranges.len() == max {
+                        return ranges;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(first) = start {
+            ranges.push((first, self.next + self.ahead.len() as u32));
+        }
+        ranges.truncate(max);
+        ranges
+    }
+}
