@@ -75,7 +75,7 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
 
     while !window.is_complete() {
         for _ in 0..BURST {
-            let Some(next) = window.next() else { break };
+            let Some(next) = window.next_packet() else { break };
             let seq = match next {
                 Next::New(seq) | Next::Retransmit(seq) => seq,
             };

@@ -54,7 +54,7 @@ fn simulate(total: u32, loss: f64, duplicate: f64, jitter_us: u64, seed: u64) ->
         if sender.is_complete() && receiver.is_complete() {
             return (delivered, sender.retransmits);
         }
-        while let Some(next) = sender.next() {
+        while let Some(next) = sender.next_packet() {
             let seq = match next {
                 Next::New(seq) | Next::Retransmit(seq) => seq,
             };

@@ -161,14 +161,14 @@ impl SendWindow {
         self.in_flight.len()
     }
 
-    /// True if [`SendWindow::next`] would give a packet now.
+    /// True if [`SendWindow::next_packet`] would give a packet now.
     pub fn can_send(&self) -> bool {
         (self.in_flight.len() as f64) < self.cwnd.min(self.peer_window as f64)
             && (!self.lost.is_empty() || self.next_new < self.total)
     }
 
     /// The next packet the window allows, lost ones first; `None` when the window is full or all is sent.
-    pub fn next(&mut self) -> Option<Next> {
+    pub fn next_packet(&mut self) -> Option<Next> {
         let limit = self.cwnd.min(self.peer_window as f64);
         if self.in_flight.len() as f64 >= limit {
             return None;
