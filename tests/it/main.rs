@@ -8,3 +8,4 @@ mod concurrency;
 mod download;
 mod safety;
 mod tui;
+mod udp;
