@@ -11,7 +11,8 @@ use super::keymap::{Key, KeyMap};
 use super::pane::{HashState, PaneState, Side, parent};
 use super::prompt::{Prompt, PromptKind};
 use super::transfers::{Transfer, TransferState};
-use super::worker::{ConnectionState, Event, Job, udp_unavailable};
+use super::worker::{ConnectionState, Event, Job};
+use crate::cli::Protocol;
 use crate::share::{EntryKind, compile_pattern};
 use crate::timefmt::{Bound, parse_time};
 
@@ -171,10 +172,10 @@ impl App {
                 pane.toggle_selected();
                 pane.move_by(1);
             }
-            Action::DownloadTcp => return self.download(),
-            Action::Copy if side == Side::Remote => return self.download(),
+            Action::DownloadTcp => return self.download(Protocol::Tcp),
+            Action::DownloadUdp => return self.download(Protocol::Udp),
+            Action::Copy if side == Side::Remote => return self.download(Protocol::Tcp),
             Action::Copy => self.message("uploading from the local pane is not available in this build yet", true),
-            Action::DownloadUdp => self.message(udp_unavailable().to_string(), true),
             Action::Verify => {
                 let names: Vec<String> = self.pane(side).selection().iter().map(|e| e.name().to_string()).collect();
                 return self.verify(names, true);
@@ -231,7 +232,7 @@ impl App {
         vec![Job::List { side, dir: parent(&pane.dir) }]
     }
 
-    fn download(&mut self) -> Vec<Job> {
+    fn download(&mut self, protocol: Protocol) -> Vec<Job> {
         if self.active != Side::Remote {
             self.message("downloads start from the remote pane: press Tab to switch to it", true);
             return Vec::new();
@@ -242,7 +243,7 @@ impl App {
             return Vec::new();
         }
         self.remote.selected.clear();
-        vec![Job::Download { paths, local_dir: self.local.dir.clone() }]
+        vec![Job::Download { paths, local_dir: self.local.dir.clone(), protocol }]
     }
 
     /// Hashes `names` on whichever sides hold them as files; `force` hashes again what is already known.
@@ -378,8 +379,12 @@ impl App {
                     }
                 }
             }
-            Event::TransferQueued { id, name, size, progress } => {
-                self.transfers.push(Transfer::new(id, name, "TCP", size, progress));
+            Event::TransferQueued { id, name, protocol, progress } => {
+                let label = match protocol {
+                    Protocol::Tcp => "TCP",
+                    Protocol::Udp => "UDP",
+                };
+                self.transfers.push(Transfer::new(id, name, label, progress));
             }
             Event::TransferStarted { id } => {
                 if let Some(t) = self.transfers.iter_mut().find(|t| t.id == id) {

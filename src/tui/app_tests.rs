@@ -7,6 +7,7 @@ use super::app::{App, Mode};
 use super::keymap::{KeyMap, KeysConfig};
 use super::pane::{HashState, Side, hash_mark};
 use super::worker::{ConnectionState, Event, Job};
+use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 
@@ -145,13 +146,18 @@ fn d_downloads_the_selection_into_the_local_folder() {
         vec![Job::Download {
             paths: vec![("a.txt".into(), EntryKind::File), ("b.txt".into(), EntryKind::File)],
             local_dir: String::new(),
+            protocol: Protocol::Tcp,
         }]
     );
     assert!(app.remote.selected.is_empty());
     // Without a selection, the entry under the cursor; a folder goes whole.
     press(&mut app, "g");
     let jobs = app.on_key(key(KeyCode::F(5)));
-    assert_eq!(jobs, vec![Job::Download { paths: vec![("docs".into(), EntryKind::Dir)], local_dir: String::new() }]);
+    let docs = vec![("docs".into(), EntryKind::Dir)];
+    assert_eq!(jobs, vec![Job::Download { paths: docs.clone(), local_dir: String::new(), protocol: Protocol::Tcp }]);
+    // u is the same over UDP.
+    let jobs = press(&mut app, "u");
+    assert_eq!(jobs, vec![Job::Download { paths: docs, local_dir: String::new(), protocol: Protocol::Udp }]);
     // From the local pane, d explains itself instead.
     app.on_key(key(KeyCode::Tab));
     assert!(press(&mut app, "d").is_empty());
@@ -163,7 +169,6 @@ fn d_downloads_the_selection_into_the_local_folder() {
 fn keys_for_features_not_built_yet_say_so() {
     let mut app = listed();
     for (keys, expected) in [
-        ("u", "download over UDP is not available in this build yet"),
         ("s", "auto-sync is not available in this build yet"),
         ("L", "locking files is not available in this build yet"),
     ] {
@@ -286,7 +291,8 @@ fn lost_connection_is_reported_once_and_recovery_relists() {
 fn a_finished_download_refreshes_the_local_folder() {
     let mut app = listed();
     let progress = crate::transfer::Progress::default();
-    app.on_event(Event::TransferQueued { id: 7, name: "a.txt".into(), size: 10, progress });
+    app.on_event(Event::TransferQueued { id: 7, name: "a.txt".into(), protocol: Protocol::Udp, progress });
+    assert_eq!(app.transfers[0].protocol, "UDP");
     app.on_event(Event::TransferStarted { id: 7 });
     let jobs = app.on_event(Event::TransferFinished { id: 7, local_dir: String::new(), result: Err("boom".into()) });
     assert!(jobs.is_empty());

@@ -32,10 +32,7 @@ pub struct Transfer {
 }
 
 impl Transfer {
-    pub fn new(id: u64, name: String, protocol: &'static str, size: u64, progress: Progress) -> Self {
-        if size > 0 {
-            progress.set_total(size);
-        }
+    pub fn new(id: u64, name: String, protocol: &'static str, progress: Progress) -> Self {
         Transfer {
             id,
             name,

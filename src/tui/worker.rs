@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::pane::{Side, join};
 use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, DownloadReport, download_tcp};
+use crate::client::{Connection, DownloadReport, UdpOptions, download_tcp, download_udp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
@@ -36,7 +36,7 @@ pub enum Job {
     /// The MD5 of some files of one folder.
     Hash { side: Side, dir: String, names: Vec<String> },
     /// Download remote files and folders into a local folder (relative to the local root).
-    Download { paths: Vec<(String, EntryKind)>, local_dir: String },
+    Download { paths: Vec<(String, EntryKind)>, local_dir: String, protocol: Protocol },
     /// A command line typed at the `:` prompt; downloads land in `local_dir`.
     Command { line: String, local_dir: String },
 }
@@ -58,7 +58,7 @@ pub enum Event {
     TransferQueued {
         id: u64,
         name: String,
-        size: u64,
+        protocol: Protocol,
         progress: Progress,
     },
     TransferStarted {
@@ -168,8 +168,8 @@ impl Worker {
                 };
                 self.send(Event::Hashed { side, dir, results });
             }
-            Job::Download { paths, local_dir } => {
-                if let Err(e) = self.clone().download(paths, local_dir).await {
+            Job::Download { paths, local_dir, protocol } => {
+                if let Err(e) = self.clone().download(paths, local_dir, protocol).await {
                     self.send(Event::Message { text: e.to_string(), error: true });
                 }
             }
@@ -253,7 +253,12 @@ impl Worker {
     }
 
     /// Queues every file of `paths` (folders are expanded) for download into `local_dir`.
-    async fn download(self: Arc<Self>, paths: Vec<(String, EntryKind)>, local_dir: String) -> Result<()> {
+    async fn download(
+        self: Arc<Self>,
+        paths: Vec<(String, EntryKind)>,
+        local_dir: String,
+        protocol: Protocol,
+    ) -> Result<()> {
         let conn = self.connection()?;
         let mut files: Vec<(String, String)> = Vec::new();
         for (path, kind) in paths {
@@ -281,21 +286,25 @@ impl Worker {
             if remote.is_empty() {
                 continue; // a folder to create, nothing to fetch
             }
-            self.clone().queue_download(conn.clone(), remote, local);
+            self.clone().queue_download(conn.clone(), remote, local, protocol);
         }
         Ok(())
     }
 
-    fn queue_download(self: Arc<Self>, conn: Connection, remote: String, local_dir: String) {
+    fn queue_download(self: Arc<Self>, conn: Connection, remote: String, local_dir: String, protocol: Protocol) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let progress = Progress::default();
         let name = remote.rsplit('/').next().unwrap_or(&remote).to_string();
-        self.send(Event::TransferQueued { id, name, size: 0, progress: progress.clone() });
+        self.send(Event::TransferQueued { id, name, protocol, progress: progress.clone() });
         tokio::spawn(async move {
             let Ok(_permit) = self.downloads.clone().acquire_owned().await else { return };
             self.send(Event::TransferStarted { id });
             let dest = self.local_root.join(&local_dir);
-            let result = download_tcp(&conn, &remote, &dest, &progress).await.map_err(|e| e.to_string());
+            let result = match protocol {
+                Protocol::Tcp => download_tcp(&conn, &remote, &dest, &progress).await,
+                Protocol::Udp => download_udp(&conn, &remote, &dest, &progress, UdpOptions::default()).await,
+            };
+            let result = result.map_err(|e| e.to_string());
             self.send(Event::TransferFinished { id, local_dir, result });
         });
     }
@@ -323,14 +332,13 @@ impl Worker {
                 Command::Hash(HashCommand::Checkall) => {
                     Ok(Some(output::entries_table(&self.connection()?.hash_all("", None).await?, true)))
                 }
-                Command::Download(args) if args.protocol == Protocol::Udp => Err(udp_unavailable()),
                 Command::Download(args) => {
                     let target = if args.to == std::path::Path::new(".") {
                         local_dir.clone()
                     } else {
                         args.to.display().to_string()
                     };
-                    self.clone().download(vec![(args.path, EntryKind::File)], target).await?;
+                    self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
                 Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
@@ -345,9 +353,4 @@ impl Worker {
             Err(e) => self.send(Event::Message { text: e.to_string(), error: true }),
         }
     }
-}
-
-/// The error the UDP key and command give until the UDP transfer exists.
-pub fn udp_unavailable() -> Error {
-    Error::Unsupported("download over UDP is not available in this build yet; `d` downloads over TCP".into())
 }

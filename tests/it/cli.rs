@@ -175,9 +175,6 @@ fn usage_errors_exit_2_and_an_unreachable_server_exits_1() {
     assert_eq!(output.status.code(), Some(2));
     let output = cli("127.0.0.1:9", &["download", "ftp", "a.txt"]);
     assert_eq!(output.status.code(), Some(2));
-    let output = cli("127.0.0.1:9", &["download", "UDP", "a.txt"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert_eq!(stderr(&output), "error: download over UDP is not available in this build yet; use `download tcp`\n");
     let output = cli("127.0.0.1:9", &["index", "longlist"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(stderr(&output), "error: 127.0.0.1:9: Connection refused (os error 111)\n");

@@ -5,6 +5,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 use crate::transfer::Progress;
@@ -97,13 +98,12 @@ fn help_overlay_lists_every_binding() {
 fn transfer_in_progress() {
     let mut app = start_screen();
     let progress = Progress::default();
-    app.on_event(Event::TransferQueued {
-        id: 1,
-        name: "holiday video.bin".into(),
-        size: 268_435_456,
-        progress: progress.clone(),
-    });
-    app.on_event(Event::TransferQueued { id: 2, name: "todo.md".into(), size: 90, progress: Progress::default() });
+    progress.set_total(268_435_456);
+    let queued = Progress::default();
+    queued.set_total(90);
+    let name = "holiday video.bin".to_string();
+    app.on_event(Event::TransferQueued { id: 1, name, protocol: Protocol::Udp, progress: progress.clone() });
+    app.on_event(Event::TransferQueued { id: 2, name: "todo.md".into(), protocol: Protocol::Tcp, progress: queued });
     app.on_event(Event::TransferStarted { id: 1 });
     progress.set(100 * 1024 * 1024);
     snapshot!("transfer", render(&app, 120, 30));
