@@ -25,6 +25,8 @@ const ACK_TIMER: Duration = Duration::from_micros(500);
 const START_INTERVAL: Duration = Duration::from_millis(100);
 /// In-order bytes gathered before they go to the disk and the hasher.
 const CHUNK: usize = 256 * 1024;
+/// Reads taken from the socket per syscall (each may hold a train of datagrams).
+const BATCH: usize = 16;
 
 pub struct ReceiveJob<'a> {
     pub link: &'a Link,
@@ -45,6 +47,7 @@ pub struct Received {
 
 pub fn receive(job: &ReceiveJob<'_>, out: &mut (impl Write + Send), out_path: &Path) -> Result<Received> {
     let link = job.link;
+    link.connect(job.server).map_err(|e| Error::net(job.server, e))?;
     link.set_read_timeout(Some(ACK_TIMER)).map_err(|e| Error::net(job.server, e))?;
     let ((server_md5, retransmits), md5) = with_verified_sink(out, out_path, |deliver| Session::new(job).run(deliver))?;
     let stats = UdpStats {
@@ -62,6 +65,8 @@ struct Session<'a, 'b> {
     chunk: BytesMut,
     delivered: u64,
     unacked: u32,
+    /// The sender has already been told about the current gap.
+    gap_reported: bool,
     out: Vec<u8>,
 }
 
@@ -75,6 +80,7 @@ impl<'a, 'b> Session<'a, 'b> {
             chunk: BytesMut::with_capacity(CHUNK),
             delivered: 0,
             unacked: 0,
+            gap_reported: false,
             out: Vec::with_capacity(64 + MAX_RANGES * 8),
         }
     }
@@ -82,7 +88,7 @@ impl<'a, 'b> Session<'a, 'b> {
     /// Returns the server's MD5 and retransmission count once everything is in.
     fn run(mut self, deliver: &mut dyn FnMut(Bytes) -> bool) -> Result<(Md5Digest, u64)> {
         let job = self.job;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 65_536]).collect();
         let mut heard_from_server = false;
         let mut last_heard = Instant::now();
         let mut last_start: Option<Instant> = None;
@@ -95,9 +101,10 @@ impl<'a, 'b> Session<'a, 'b> {
                 })?;
                 last_start = Some(Instant::now());
             }
-            let len = match job.link.recv_from(&mut buf) {
-                Ok((len, from)) if from == job.server => len,
-                Ok(_) => continue, // not from our server
+            let arrived = match job.link.recv_batch(&mut bufs) {
+                Ok(arrived) => arrived,
+                // The server's port is not open (yet): keep asking until the idle timeout.
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Vec::new(),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     if self.unacked > 0 {
                         self.ack(0)?;
@@ -113,12 +120,28 @@ impl<'a, 'b> Session<'a, 'b> {
                 }
                 Err(e) => return Err(Error::net(job.server, e)),
             };
-            let Ok(packet) = packet::decode(&buf[..len]) else { continue };
-            if packet.session() != job.session {
-                continue;
+            for (index, offset, len) in arrived {
+                let Ok(packet) = packet::decode(&bufs[index][offset..offset + len]) else { continue };
+                if packet.session() != job.session {
+                    continue;
+                }
+                heard_from_server = true;
+                last_heard = Instant::now();
+                if let Some(done) = self.handle(packet, deliver)? {
+                    return Ok(done);
+                }
             }
-            heard_from_server = true;
-            last_heard = Instant::now();
+        }
+    }
+
+    /// Handles one datagram of this session; returns the server's MD5 and retransmissions once all is in.
+    fn handle(
+        &mut self,
+        packet: Packet<'_>,
+        deliver: &mut dyn FnMut(Bytes) -> bool,
+    ) -> Result<Option<(Md5Digest, u64)>> {
+        let job = self.job;
+        {
             match packet {
                 Packet::Data { seq, sent_us, payload, .. } => {
                     if !self.accept(seq, sent_us, payload, deliver)? {
@@ -139,7 +162,7 @@ impl<'a, 'b> Session<'a, 'b> {
                         for _ in 0..3 {
                             self.ack(FLAG_FIN)?;
                         }
-                        return Ok((Md5Digest(md5), retransmits));
+                        return Ok(Some((Md5Digest(md5), retransmits)));
                     }
                     self.ack(0)?;
                 }
@@ -154,6 +177,7 @@ impl<'a, 'b> Session<'a, 'b> {
                 Packet::Start { .. } | Packet::Ack(_) => {}
             }
         }
+        Ok(None)
     }
 
     /// Takes one data packet; returns false if the disk side has stopped.
@@ -164,29 +188,41 @@ impl<'a, 'b> Session<'a, 'b> {
         payload: &[u8],
         deliver: &mut dyn FnMut(Bytes) -> bool,
     ) -> Result<bool> {
+        if seq >= self.total {
+            return Ok(true); // beyond the file: a datagram that cannot be ours, dropped
+        }
         let expected_len = if seq + 1 == self.total {
             (self.job.size - seq as u64 * self.job.payload as u64) as usize
         } else {
             self.job.payload
         };
-        if payload.len() != expected_len || seq >= self.total {
-            return Ok(true); // a datagram that cannot be ours: dropped
+        if payload.len() != expected_len {
+            return Ok(true);
         }
         self.window.last_sent_us = sent_us;
         let in_order = seq == self.window.cumulative();
-        let arrival = self.window.on_data(seq, Bytes::copy_from_slice(payload));
         let mut alive = true;
+        // The common case on a good link: the next packet, nothing waiting. Straight into the chunk.
+        let arrival = if self.window.take_in_order(seq) {
+            self.chunk.extend_from_slice(payload);
+            self.delivered += payload.len() as u64;
+            Arrival::Stored
+        } else {
+            self.window.on_data(seq, Bytes::copy_from_slice(payload))
+        };
         while let Some(ready) = self.window.pop_ready() {
             self.chunk.extend_from_slice(&ready);
             self.delivered += ready.len() as u64;
-            if self.chunk.len() >= CHUNK {
-                alive &= deliver(self.chunk.split().freeze());
-            }
+        }
+        if self.chunk.len() >= CHUNK {
+            alive &= deliver(self.chunk.split().freeze());
         }
         self.job.progress.set(self.delivered);
         self.unacked += 1;
-        let gap = !in_order || arrival != Arrival::Stored;
-        if gap || self.unacked >= ACK_EVERY || self.window.is_complete() {
+        // A new gap or a duplicate is news for the sender at once; after that, SACKs every few packets suffice.
+        let news = (!in_order && !self.gap_reported) || arrival == Arrival::Duplicate;
+        self.gap_reported = !in_order || (self.gap_reported && !self.window.ranges(1).is_empty());
+        if news || self.unacked >= ACK_EVERY || self.window.is_complete() {
             self.ack(0)?;
         }
         Ok(alive)

@@ -20,8 +20,8 @@ use crate::digest::{HasherThread, Md5Digest};
 use crate::error::{Error, Result};
 use crate::share::FileStamp;
 
-/// Data packets sent before looking for acks again.
-const BURST: usize = 64;
+/// Largest train of datagrams handed to the kernel in one send (the most one UDP GSO send carries).
+const MAX_TRAIN_BYTES: usize = 65_000;
 /// How often `Done` is repeated while waiting for the receiver's final ack.
 const DONE_ATTEMPTS: u32 = 20;
 
@@ -71,20 +71,32 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
     let total = u32::try_from(packet_count(job.stamp.size, job.payload))
         .map_err(|_| Error::io(&job.path, std::io::Error::other("too large for one UDP transfer")))?;
     let mut window = SendWindow::new(total, job.peer_window, now_us());
-    let mut datagram = vec![0u8; DATA_HEADER_LEN + job.payload];
+    // A burst is a train of datagrams laid end to end, every one full-size but possibly the file's last, so the
+    // kernel can send it in one go.
+    let segment = DATA_HEADER_LEN + job.payload;
+    let burst = (MAX_TRAIN_BYTES / segment).clamp(1, 64);
+    let mut train = vec![0u8; burst * segment];
 
     while !window.is_complete() {
-        for _ in 0..BURST {
+        let mut filled = 0;
+        while filled + segment <= train.len() {
             let Some(next) = window.next_packet() else { break };
             let seq = match next {
                 Next::New(seq) | Next::Retransmit(seq) => seq,
             };
             let payload = source.payload(seq)?;
             let sent_us = now_us();
-            packet::write_data_header(&mut datagram, job.session, seq, sent_us as u32);
-            datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + payload.len()].copy_from_slice(&payload);
-            link.send_to(&datagram[..DATA_HEADER_LEN + payload.len()], job.peer).map_err(net)?;
+            let datagram = &mut train[filled..filled + DATA_HEADER_LEN + payload.len()];
+            packet::write_data_header(datagram, job.session, seq, sent_us as u32);
+            datagram[DATA_HEADER_LEN..].copy_from_slice(&payload);
+            filled += DATA_HEADER_LEN + payload.len();
             window.on_sent(next, sent_us);
+            if payload.len() < job.payload {
+                break; // the short last packet ends a train
+            }
+        }
+        if filled > 0 {
+            link.send_train(&train[..filled], segment, job.peer).map_err(net)?;
         }
         // With room left in the window, only look for acks already waiting; otherwise wait for one.
         let wait = if window.can_send() {

@@ -132,3 +132,21 @@ fn retransmissions_stay_close_to_the_loss_rate() {
         assert!(retransmits < 20_000 * 17 / 100, "seed {seed}: {retransmits} retransmissions");
     }
 }
+
+#[test]
+fn a_timeout_always_lets_one_retransmission_through_a_full_window() {
+    // 32 packets in flight, sent 1 ms apart; no ack comes back.
+    let mut window = SendWindow::new(100, 64, 0);
+    for i in 0..32 {
+        let next = window.next_packet().unwrap();
+        window.on_sent(next, i * 1_000);
+    }
+    assert!(!window.can_send(), "the initial window is full");
+    let deadline = window.deadline_us().unwrap();
+    window.on_timeout(deadline);
+    // Only the oldest is overdue; the window halved below what is still in flight, yet the probe goes out.
+    assert_eq!(window.in_flight(), 31);
+    assert!(window.cwnd() < 31.0);
+    assert_eq!(window.next_packet(), Some(Next::Retransmit(0)));
+    assert_eq!(window.next_packet(), None, "one probe per timeout");
+}

@@ -6,8 +6,8 @@
 //! packet counts as lost when a packet sent at least a reorder window later (a quarter of the minimum RTT, at
 //! least [`MIN_REORDER_WINDOW_US`]) was acknowledged and it sits at least [`REORDER_THRESHOLD`] sequence numbers
 //! below the highest acknowledged one, as in TCP's RACK, so reordering is not mistaken for loss; or when the retransmission timer (RFC 6298: smoothed RTT
-//! plus four deviations, doubled on each expiry) runs out; then only the oldest packet is sent again and the
-//! timer is re-armed, so a lost ack does not resend a whole window.
+//! plus four deviations, doubled on each expiry) runs out; then the packets overdue by a whole timeout count as
+//! lost, one retransmission may go out even if the window is full (a probe), and the timer is re-armed.
 //!
 //! Congestion control is AIMD with slow start, made tolerant of random loss: a lossy link (radio, a flaky
 //! tunnel) drops packets without being congested, and halving on every loss would crawl. The window is halved,
@@ -116,6 +116,8 @@ pub struct SendWindow {
     min_rtt_us: Option<u64>,
     /// The retransmission timer does not fire again before this time.
     timer_rearmed_us: u64,
+    /// Retransmissions allowed beyond a full window, granted by the timer.
+    probes: u32,
     pub rtt: Rtt,
     pub retransmits: u64,
     pub last_progress_us: u64,
@@ -139,6 +141,7 @@ impl SendWindow {
             loss_rate: 0.0,
             min_rtt_us: None,
             timer_rearmed_us: 0,
+            probes: 0,
             rtt: Rtt::default(),
             retransmits: 0,
             last_progress_us: now_us,
@@ -163,14 +166,18 @@ impl SendWindow {
 
     /// True if [`SendWindow::next_packet`] would give a packet now.
     pub fn can_send(&self) -> bool {
-        (self.in_flight.len() as f64) < self.cwnd.min(self.peer_window as f64)
-            && (!self.lost.is_empty() || self.next_new < self.total)
+        let room = (self.in_flight.len() as f64) < self.cwnd.min(self.peer_window as f64);
+        (room && (!self.lost.is_empty() || self.next_new < self.total)) || (self.probes > 0 && !self.lost.is_empty())
     }
 
     /// The next packet the window allows, lost ones first; `None` when the window is full or all is sent.
     pub fn next_packet(&mut self) -> Option<Next> {
         let limit = self.cwnd.min(self.peer_window as f64);
         if self.in_flight.len() as f64 >= limit {
+            if self.probes > 0 && !self.lost.is_empty() {
+                self.probes -= 1;
+                return self.lost.pop_first().map(Next::Retransmit);
+            }
             return None;
         }
         if let Some(seq) = self.lost.pop_first() {
@@ -312,14 +319,24 @@ impl SendWindow {
         Some((oldest + self.rtt.rto_us()).max(self.timer_rearmed_us))
     }
 
-    /// Retransmission timer: the oldest packet in flight is sent again, the window halves, the timer backs off.
+    /// Retransmission timer: packets overdue by a whole timeout are lost (the oldest at least), one may be
+    /// sent as a probe even into a full window, the window halves, and the timer backs off.
     pub fn on_timeout(&mut self, now_us: u64) {
         if self.deadline_us().is_none_or(|deadline| deadline > now_us) {
             return;
         }
+        let rto = self.rtt.rto_us();
         let Some((&oldest, _)) = self.in_flight.iter().min_by_key(|(_, f)| f.sent_us) else { return };
-        self.in_flight.remove(&oldest);
-        self.lost.insert(oldest);
+        let mut overdue: Vec<u32> =
+            self.in_flight.iter().filter(|(_, f)| f.sent_us + rto <= now_us).map(|(s, _)| *s).collect();
+        if overdue.is_empty() {
+            overdue.push(oldest);
+        }
+        for seq in overdue {
+            self.in_flight.remove(&seq);
+            self.lost.insert(seq);
+        }
+        self.probes = 1;
         self.back_off();
         self.rtt.back_off();
         self.timer_rearmed_us = now_us + self.rtt.rto_us();
@@ -383,6 +400,18 @@ impl ReceiveWindow {
         self.ahead[index] = Some(payload);
         self.stored += 1;
         Arrival::Stored
+    }
+
+    /// Takes `seq` straight through when it is the next expected packet and nothing waits ahead of it, so the
+    /// caller can copy its payload out without storing it. Returns false if the packet must go through
+    /// [`ReceiveWindow::on_data`].
+    pub fn take_in_order(&mut self, seq: u32) -> bool {
+        if seq == self.next && self.ahead.is_empty() && seq < self.total {
+            self.next += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// The next payload in order, if it has arrived.
