@@ -8,7 +8,9 @@
 //!
 //! Run with `cargo bench --bench foundation`. `TANDEM_BENCH_GIB=0.25` shrinks the big file for a quick look.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -52,7 +54,7 @@ async fn start_server(root: &Path) -> (String, tokio_util::sync::CancellationTok
 async fn download_vs_md5(size: u64) {
     let share = tempfile::tempdir().expect("tempdir");
     let path = share.path().join("big.bin");
-    write_pseudo_random(&path, size);
+    common::write_pseudo_random(&path, size);
     let md5_runs: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let started = Instant::now();
@@ -68,7 +70,7 @@ async fn download_vs_md5(size: u64) {
             let dir = tempfile::tempdir().expect("dir");
             let started = Instant::now();
             let target = dir.path().join("copy.bin");
-            write_pseudo_random(&target, size);
+            common::write_pseudo_random(&target, size);
             std::fs::File::open(&target).and_then(|f| f.sync_all()).expect("fsync");
             started.elapsed()
         })
@@ -208,23 +210,4 @@ fn time_command(program: &str, path: &Path) -> Option<Duration> {
     let started = Instant::now();
     let status = Command::new(program).arg(path).stdout(Stdio::null()).status().ok()?;
     status.success().then(|| started.elapsed())
-}
-
-fn write_pseudo_random(path: &Path, size: u64) {
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut written = 0;
-    while written < size {
-        for word in block.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes());
-        }
-        let n = (size - written).min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).expect("write");
-        written += n as u64;
-    }
-    file.flush().expect("flush");
 }

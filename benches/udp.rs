@@ -7,8 +7,8 @@
 //!
 //! Run with `cargo bench --bench udp`. `TANDEM_BENCH_GIB=0.25` shrinks the file for a quick look.
 
-use std::io::Write;
-use std::path::Path;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tandem::client::{Connection, DownloadReport, UdpOptions, download_tcp, download_udp};
@@ -31,7 +31,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 async fn run(size: u64) {
     let share = tempfile::tempdir().expect("share");
-    write_pseudo_random(&share.path().join("big.bin"), size);
+    common::write_pseudo_random(&share.path().join("big.bin"), size);
     let mut config = ServerConfig::new(share.path());
     config.listen = "127.0.0.1:0".into();
     let (addr, shutdown, _) = Server::spawn(config).await.expect("server");
@@ -96,23 +96,4 @@ async fn timed(conn: &Connection, udp_loss: Option<f64>) -> (Duration, DownloadR
     }
     .expect("download");
     (started.elapsed(), report)
-}
-
-fn write_pseudo_random(path: &Path, size: u64) {
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut written = 0;
-    while written < size {
-        for word in block.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes());
-        }
-        let n = (size - written).min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).expect("write");
-        written += n as u64;
-    }
-    file.flush().expect("flush");
 }
