@@ -119,8 +119,9 @@ async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, e
             Ok(conn) => {
                 backoff = Duration::from_millis(500);
                 let server = conn.server().software.clone();
-                let _ = events.send(Event::Connection(ConnectionState::Connected { server }));
+                // Publish the connection before announcing it: the UI lists the remote as soon as it hears.
                 current.send_replace(Some(conn.clone()));
+                let _ = events.send(Event::Connection(ConnectionState::Connected { server }));
                 conn.closed().await;
                 current.send_replace(None);
                 conn.close_reason().map(|r| r.message).unwrap_or_else(|| "connection closed".into())
