@@ -82,6 +82,14 @@ pub enum Error {
     #[error("{path}: size mismatch: expected {expected} bytes, received {actual}")]
     SizeMismatch { path: String, expected: u64, actual: u64 },
 
+    /// A write to a share served read-only.
+    #[error("{path}: the server is read-only")]
+    ReadOnly { path: String },
+
+    /// A write whose target already exists.
+    #[error("{path}: already exists")]
+    Exists { path: String },
+
     /// Something this build of tandem does not do (yet), with what to do instead.
     #[error("{0}")]
     Unsupported(String),
@@ -111,6 +119,8 @@ impl Error {
             Error::NotAFile { .. } => ErrorCode::NotAFile,
             Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
             Error::Unsupported(_) => ErrorCode::BadRequest,
+            Error::ReadOnly { .. } => ErrorCode::ReadOnly,
+            Error::Exists { .. } => ErrorCode::Exists,
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,

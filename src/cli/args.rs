@@ -47,6 +47,8 @@ pub enum Command {
     Hash(HashCommand),
     /// Download one remote file, verified by MD5
     Download(DownloadArgs),
+    /// Upload one local file, written atomically on the server; a replaced file goes to its trash
+    Upload(UploadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,18 @@ pub struct ServeArgs {
     /// Close a control connection after this many seconds without a request
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub idle_timeout: u64,
+    /// Refuse every write (upload, mkdir, delete, rename)
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// Local file to send
+    pub local: PathBuf,
+    /// Where to put it in the share (default: its file name at the share's root)
+    #[arg(value_name = "REMOTE_PATH")]
+    pub remote_path: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,11 @@ use std::io::Write;
 
 use tokio_util::sync::CancellationToken;
 
-pub use args::{Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs};
+pub use args::{
+    Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs, UploadArgs,
+};
 
-use crate::client::{Connection, UdpOptions, download_tcp, download_udp};
+use crate::client::{Connection, UdpOptions, download_tcp, download_udp, upload_tcp};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::server::{Server, ServerConfig};
@@ -51,6 +53,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Download(args) => download(args, &cli.remote, cli.json).await,
+        Command::Upload(args) => {
+            let remote = match &args.remote_path {
+                Some(remote) => remote.clone(),
+                None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            };
+            let conn = Connection::connect(&cli.remote).await?;
+            let report = upload_tcp(&conn, &args.local, &remote).await?;
+            if cli.json { print_json(&output::upload_json(&report)) } else { print(&output::upload_text(&report)) }
+        }
     }
 }
 
@@ -95,6 +106,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     config.listen = args.listen;
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
+    config.read_only = args.read_only;
     let server = Server::bind(config).await?;
     print(&format!("serving {} on {}\n", server.root().display(), server.local_addr()?))?;
     let shutdown = CancellationToken::new();

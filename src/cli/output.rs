@@ -4,7 +4,7 @@
 use humansize::{BINARY, format_size};
 use serde_json::{Value, json};
 
-use crate::client::DownloadReport;
+use crate::client::{DownloadReport, UploadReport};
 use crate::share::{Entry, EntryKind};
 use crate::timefmt::{format_local, format_rfc3339};
 
@@ -102,6 +102,35 @@ pub fn download_json(report: &DownloadReport) -> Value {
         value["retransmits"] = json!(udp.retransmits);
     }
     value
+}
+
+/// `upload --json`.
+pub fn upload_json(report: &UploadReport) -> Value {
+    json!({
+        "path": report.path,
+        "source": report.source.display().to_string(),
+        "size": report.size,
+        "md5": report.md5.to_string(),
+        "mtime": format_rfc3339(report.mtime_ns),
+        "mode": format!("{:o}", report.mode),
+        "protocol": "tcp",
+        "bytes_sent": report.bytes_sent,
+        "seconds": report.seconds,
+    })
+}
+
+/// `upload` for people.
+pub fn upload_text(report: &UploadReport) -> String {
+    format!(
+        "uploaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmode      {:o}\nmd5       {}  verified by the server\n",
+        report.source.display(),
+        report.path,
+        format_size(report.size, BINARY),
+        report.size,
+        format_local(report.mtime_ns),
+        report.mode,
+        report.md5,
+    )
 }
 
 /// `download` for people.

@@ -140,6 +140,40 @@ impl Connection {
         }
     }
 
+    /// A ticket for sending a file of `size` bytes to `path`, to get this mtime and mode.
+    pub async fn upload_ticket(&self, path: &str, size: u64, mtime_ns: i64, mode: u32) -> Result<(Ticket, Entry)> {
+        let mut responses = self.request(Request::Upload { path: path.to_string(), size, mtime_ns, mode }).await?;
+        match responses.next().await? {
+            Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
+            Some(Response::Error(body)) => Err(Error::Remote(body)),
+            _ => Err(self.unexpected("an upload answer without a ticket")),
+        }
+    }
+
+    /// Creates a folder (and its parents) in the share.
+    pub async fn mkdir(&self, path: &str) -> Result<Option<Entry>> {
+        self.write(Request::Mkdir { path: path.to_string() }).await
+    }
+
+    /// Moves a file or folder of the share to its trash.
+    pub async fn delete(&self, path: &str) -> Result<()> {
+        self.write(Request::Delete { path: path.to_string() }).await.map(|_| ())
+    }
+
+    /// Renames within the share; refused if `to` exists.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<Option<Entry>> {
+        self.write(Request::Rename { from: from.to_string(), to: to.to_string() }).await
+    }
+
+    async fn write(&self, request: Request) -> Result<Option<Entry>> {
+        let mut responses = self.request(request).await?;
+        match responses.next().await? {
+            Some(Response::Done { entry }) => Ok(entry),
+            Some(Response::Error(body)) => Err(Error::Remote(body)),
+            _ => Err(self.unexpected("an answer to a write that is not `Done`")),
+        }
+    }
+
     fn unexpected(&self, what: &str) -> Error {
         Error::Malformed { what: "server answer", reason: format!("{} sent {what}", self.inner.addr) }
     }
@@ -239,10 +273,10 @@ async fn collect_entries(mut responses: Responses) -> Result<Vec<Entry>> {
                 }
             }
             Response::Error(body) => return Err(Error::Remote(body)),
-            Response::Ticket { .. } => {
+            Response::Ticket { .. } | Response::Done { .. } => {
                 return Err(Error::Malformed {
                     what: "server answer",
-                    reason: "a ticket where entries were expected".into(),
+                    reason: "not the entries that were asked for".into(),
                 });
             }
         }

@@ -1,13 +1,15 @@
 //! The client side of the protocol: a control [`Connection`] that multiplexes requests, typed helpers for each
-//! request, and the download driver.
+//! request, and the download and upload drivers.
 
 mod connection;
 mod download;
+mod upload;
 
 use std::time::Duration;
 
 pub use connection::{Connection, Responses, open as open_channel};
 pub use download::{DownloadReport, UdpOptions, download_tcp, download_udp};
+pub use upload::{UploadReport, upload_tcp};
 
 /// How long a connection attempt or a hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -67,6 +67,14 @@ pub enum Request {
     },
     /// A ticket for fetching one file over a bulk channel.
     Download { path: String },
+    /// A ticket for sending one file over a bulk channel, to be stored at `path` with this mtime and mode.
+    Upload { path: String, size: u64, mtime_ns: i64, mode: u32 },
+    /// Creates a folder and any missing parents.
+    Mkdir { path: String },
+    /// Moves a file or folder to the share's trash.
+    Delete { path: String },
+    /// Renames within the share; refused if `to` exists.
+    Rename { from: String, to: String },
 }
 
 impl Request {
@@ -77,6 +85,10 @@ impl Request {
             Request::Hash { .. } => "hash",
             Request::HashAll { .. } => "hashall",
             Request::Download { .. } => "download",
+            Request::Upload { .. } => "upload",
+            Request::Mkdir { .. } => "mkdir",
+            Request::Delete { .. } => "delete",
+            Request::Rename { .. } => "rename",
         }
     }
 
@@ -85,9 +97,13 @@ impl Request {
         match self {
             Request::List { path, filter } => format!("path={path:?} {filter}").trim_end().to_string(),
             Request::HashAll { path, max_depth: Some(depth) } => format!("path={path:?} depth={depth}"),
-            Request::Hash { path } | Request::HashAll { path, .. } | Request::Download { path } => {
-                format!("path={path:?}")
-            }
+            Request::Upload { path, size, .. } => format!("path={path:?} size={size}"),
+            Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
+            Request::Hash { path }
+            | Request::HashAll { path, .. }
+            | Request::Download { path }
+            | Request::Mkdir { path }
+            | Request::Delete { path } => format!("path={path:?}"),
         }
     }
 }
@@ -140,6 +156,10 @@ pub enum Response {
         ticket: Ticket,
         entry: Entry,
     },
+    /// A write request (mkdir, delete, rename) is done; `entry` describes the result where there is one.
+    Done {
+        entry: Option<Entry>,
+    },
     Error(ErrorBody),
 }
 
@@ -175,4 +195,8 @@ pub enum ErrorCode {
     VersionMismatch,
     /// A ticket that is unknown, used or expired.
     BadTicket,
+    /// The server refuses all writes.
+    ReadOnly,
+    /// The target of a write already exists.
+    Exists,
 }

@@ -32,6 +32,8 @@
 //! | `Hash { path }`        | one `Entries` batch with one hashed file        |
 //! | `HashAll { path, max_depth }` | `Entries` batches: every file below `path`, hashed |
 //! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
+//! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
+//! | `Mkdir`, `Delete`, `Rename` | `Done`; deletes go to the share's trash |
 //!
 //! # Bulk channel
 //!
@@ -40,6 +42,10 @@
 //! that many bytes. A zero length ends the data, and one last frame follows: a [`BulkTrailer`] with the MD5 of the
 //! bytes sent, or an error such as "file changed while it was being read". The receiver trusts nothing until the
 //! trailer's MD5 equals its own.
+//!
+//! An upload runs the same stream the other way: the client sends the chunks and a trailer with its MD5; the
+//! server writes them to a temporary file, checks size and MD5, moves any file it replaces to `.tandem/trash/`,
+//! renames the new file into place, and answers with one more `BulkTrailer` frame: its verdict.
 
 pub mod codec;
 pub mod frame;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Shared;
 use super::session::Responder;
-use super::tickets::PendingDownload;
+use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
 use crate::protocol::Response;
 use crate::share::{Entry, FileStamp};
@@ -19,11 +19,11 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Resp
     let stamp = FileStamp::of(&metadata);
     let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
     entry.md5 = shared.hashes.get(&resolved.rel, stamp);
-    let ticket = shared.tickets.issue(PendingDownload {
+    let ticket = shared.tickets.issue(Grant::Download(PendingDownload {
         abs: resolved.abs,
         entry: entry.clone(),
         stamp,
         peer: peer.to_string(),
-    });
+    }));
     out.send(Response::Ticket { ticket, entry }).await
 }

@@ -5,6 +5,7 @@
 //! ticket. Request kinds live one per file ([`list`], [`hash`], [`download`]); [`bulk`] streams file bytes.
 
 mod bulk;
+mod change;
 mod download;
 mod hash;
 mod history;
@@ -14,6 +15,7 @@ mod session;
 mod state;
 mod tickets;
 pub mod udp;
+mod upload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +45,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// A new connection must say hello within this time.
     pub handshake_timeout: Duration,
+    /// Refuse every write: uploads, mkdir, delete, rename.
+    pub read_only: bool,
 }
 
 impl ServerConfig {
@@ -53,6 +57,7 @@ impl ServerConfig {
             max_connections: 256,
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
+            read_only: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
-use super::{Shared, bulk, download, hash, list};
+use super::{Shared, bulk, change, download, hash, list, upload};
 use crate::error::{Error, Result};
 use crate::protocol::{
     Channel, ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, codec,
@@ -159,6 +159,12 @@ async fn run_request(request: Request, mut out: Responder, peer: &str, shared: &
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
         Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
         Request::Download { path } => download::handle(shared, path, peer, &mut out).await,
+        Request::Upload { path, size, mtime_ns, mode } => {
+            upload::handle(shared, path, (*size, *mtime_ns, *mode), peer, &mut out).await
+        }
+        Request::Mkdir { path } => change::mkdir(shared, path, &mut out).await,
+        Request::Delete { path } => change::delete(shared, path, &mut out).await,
+        Request::Rename { from, to } => change::rename(shared, from, to, &mut out).await,
     };
     if let Err(e) = &result {
         let _ = out.send(Response::Error(e.to_body())).await;

@@ -1,5 +1,5 @@
-//! One-time download tickets: a control request reserves a file, and the bulk connection that presents the
-//! ticket gets exactly that file, once, within [`TICKET_LIFETIME`].
+//! One-time transfer tickets: a control request reserves a download or an upload, and the bulk connection (or
+//! UDP session) that presents the ticket gets exactly that, once, within [`TICKET_LIFETIME`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,31 +25,56 @@ pub struct PendingDownload {
     pub peer: String,
 }
 
+/// What a client may send: one file, to be stored at `abs` with this size, mtime and mode.
+#[derive(Debug, Clone)]
+pub struct PendingUpload {
+    pub rel: String,
+    pub abs: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    pub peer: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Grant {
+    Download(PendingDownload),
+    Upload(PendingUpload),
+}
+
 #[derive(Default)]
 pub struct Tickets {
     /// A std mutex: held only for a map operation, never across an await.
-    pending: Mutex<HashMap<Ticket, (Instant, PendingDownload)>>,
+    pending: Mutex<HashMap<Ticket, (Instant, Grant)>>,
 }
 
 impl Tickets {
-    /// Issues a fresh random ticket for `download`, dropping expired ones.
-    pub fn issue(&self, download: PendingDownload) -> Ticket {
+    /// Issues a fresh random ticket for `grant`, dropping expired ones.
+    pub fn issue(&self, grant: Grant) -> Ticket {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         pending.retain(|_, (issued, _)| now.duration_since(*issued) < TICKET_LIFETIME);
         loop {
             let ticket = Ticket(rand::random());
             if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(ticket) {
-                slot.insert((now, download));
+                slot.insert((now, grant));
                 return ticket;
             }
         }
     }
 
     /// Takes a ticket out, so it cannot be used again. `None` if unknown, used or expired.
-    pub fn redeem(&self, ticket: Ticket) -> Option<PendingDownload> {
+    pub fn redeem(&self, ticket: Ticket) -> Option<Grant> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let (issued, download) = pending.remove(&ticket)?;
-        (issued.elapsed() < TICKET_LIFETIME).then_some(download)
+        let (issued, grant) = pending.remove(&ticket)?;
+        (issued.elapsed() < TICKET_LIFETIME).then_some(grant)
+    }
+
+    /// Redeems a ticket that must be a download (UDP sessions only send).
+    pub fn redeem_download(&self, ticket: Ticket) -> Option<PendingDownload> {
+        match self.redeem(ticket)? {
+            Grant::Download(download) => Some(download),
+            Grant::Upload(_) => None,
+        }
     }
 }

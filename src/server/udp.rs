@@ -110,7 +110,7 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
 
 /// Redeems the ticket a `Start` names; an unknown one is answered with `Fail`.
 fn start(shared: &Shared, link: &Link, session: u64, from: SocketAddr, window: u32, payload: u16) -> Option<SendJob> {
-    let Some(pending) = shared.tickets.redeem(Ticket(session)) else {
+    let Some(pending) = shared.tickets.redeem_download(Ticket(session)) else {
         let mut buf = Vec::new();
         let message = "download ticket unknown, used or expired";
         packet::encode(&Packet::Fail { session, code: FAIL_TICKET, message }, &mut buf);

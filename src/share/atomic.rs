@@ -45,6 +45,18 @@ impl AtomicFile {
         self.temp.path()
     }
 
+    /// Gives the file these permission bits (as `ls -l` shows them) when it is committed.
+    pub fn set_mode(&self, mode: u32) -> Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let permissions = Permissions::from_mode(mode & 0o7777);
+            std::fs::set_permissions(self.temp.path(), permissions).map_err(|e| Error::io(self.temp.path(), e))?;
+        }
+        let _ = mode;
+        Ok(())
+    }
+
     /// Flushes the bytes to disk, sets the modification time, and renames the file over the destination.
     pub fn commit(self, mtime_ns: Option<i64>) -> Result<()> {
         let file = self.temp.as_file();

@@ -1,5 +1,5 @@
-//! The served folder: the path sandbox every remote path goes through, the directory walk, entry metadata and
-//! atomic writes.
+//! The served folder: the path sandbox every remote path goes through, the directory walk, entry metadata,
+//! atomic writes and the trash.
 //!
 //! A [`Share`] is a canonical root directory. [`Share::resolve`] is the one place a path from the network becomes
 //! a filesystem path; nothing else in the server joins remote strings onto the root.
@@ -8,10 +8,12 @@ mod atomic;
 mod entry;
 mod filter;
 mod sandbox;
+mod trash;
 mod walk;
 
 pub use atomic::AtomicFile;
 pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, system_time_to_ns};
 pub use filter::{EntryFilter, compile_pattern};
 pub use sandbox::{Resolved, Share, normalize};
+pub use trash::move_to_trash;
 pub use walk::Walk;

@@ -75,6 +75,36 @@ impl Share {
     }
 }
 
+impl Share {
+    /// Resolves a path that a write will create or replace: its text must pass [`normalize`] and name something
+    /// below the root, and the deepest folder of it that exists must really be inside the share. Missing parent
+    /// folders are allowed (the caller creates them). `abs` is where the entry will be.
+    pub fn resolve_for_write(&self, remote: &str) -> Result<Resolved> {
+        let rel = normalize(remote)?;
+        if rel.is_empty() {
+            return Err(Error::InvalidPath { path: remote.to_string(), reason: "names the share itself" });
+        }
+        let joined = self.root.join(&rel);
+        let mut existing = joined.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        while !existing.exists() {
+            match existing.parent() {
+                Some(parent) => existing = parent.to_path_buf(),
+                None => break,
+            }
+        }
+        let real = existing.canonicalize().map_err(|e| Error::io(&existing, e))?;
+        let inside = real.strip_prefix(&self.root).map_err(|_| Error::InvalidPath {
+            path: remote.to_string(),
+            reason: "a symbolic link leads outside the share",
+        })?;
+        if inside.components().any(|c| c.as_os_str() == STATE_DIR) {
+            return Err(Error::InvalidPath { path: remote.to_string(), reason: "tandem's state folder is private" });
+        }
+        let below = joined.strip_prefix(&existing).unwrap_or(Path::new(""));
+        Ok(Resolved { rel, abs: real.join(below) })
+    }
+}
+
 /// Checks a remote path's text and returns it as a clean relative path (`""` for the root).
 pub fn normalize(remote: &str) -> Result<String> {
     let refuse = |reason| Err(Error::InvalidPath { path: remote.to_string(), reason });

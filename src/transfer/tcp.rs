@@ -187,11 +187,23 @@ pub fn receive_file(
     let (received, md5) = with_verified_sink(out, out_path, |deliver| {
         receive_chunks(stream, peer, out_path, max_size, progress, deliver)
     })?;
+    let trailer = read_trailer(stream, peer)?;
+    Ok(Received { bytes: received, md5, trailer })
+}
+
+/// Reads one trailer frame: the end of a stream, or an upload's verdict.
+pub fn read_trailer(stream: &mut impl Read, peer: &str) -> Result<BulkTrailer> {
     let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
     let mut body = vec![0u8; len];
     stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
-    let trailer = codec::decode(&body, "transfer trailer")?;
-    Ok(Received { bytes: received, md5, trailer })
+    codec::decode(&body, "transfer trailer")
+}
+
+/// Writes one trailer frame on its own (an upload's verdict).
+pub fn write_trailer(stream: &mut impl Write, peer: &str, trailer: &BulkTrailer) -> Result<()> {
+    let mut buf = bytes::BytesMut::with_capacity(64);
+    codec::encode(trailer, &mut buf)?;
+    stream.write_all(&buf).and_then(|()| stream.flush()).map_err(|e| Error::net(peer, e))
 }
 
 /// Reads data chunks until the zero-length end marker, handing each to `deliver`; stops early if it says no.

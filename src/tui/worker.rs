@@ -342,7 +342,7 @@ impl Worker {
                     self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
-                Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
+                Command::Serve(_) | Command::Demo(_) | Command::Open(_) | Command::Upload(_) => {
                     Err(Error::Unsupported("this command does not run inside the TUI; use it from a shell".into()))
                 }
             }

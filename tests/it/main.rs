@@ -9,3 +9,4 @@ mod download;
 mod safety;
 mod tui;
 mod udp;
+mod upload;

@@ -1,0 +1,76 @@
+//! Uploading one file: ask for a ticket, stream the bytes (hashed as they go) over a bulk TCP connection, and
+//! wait for the server's verdict. The server writes the file atomically, keeps any version it replaces in its
+//! trash, and gives the file the local mtime and permission bits.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::TRANSFER_TIMEOUT;
+use super::connection::{Connection, open};
+use crate::digest::Md5Digest;
+use crate::error::{Error, Result};
+use crate::protocol::{BulkTrailer, Channel};
+use crate::share::FileStamp;
+use crate::transfer::tcp;
+
+/// What a finished upload did; the fields of `upload --json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UploadReport {
+    /// Where the file now is in the share.
+    pub path: String,
+    pub source: PathBuf,
+    pub size: u64,
+    pub md5: Md5Digest,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    pub bytes_sent: u64,
+    pub seconds: f64,
+}
+
+/// Uploads the local file `local` to `remote` in the share.
+pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str) -> Result<UploadReport> {
+    let started = Instant::now();
+    let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
+    if !metadata.is_file() {
+        return Err(Error::io(local, std::io::Error::other("not a regular file")));
+    }
+    let stamp = FileStamp::of(&metadata);
+    #[cfg(unix)]
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
+    #[cfg(not(unix))]
+    let mode = 0o644;
+    let (ticket, entry) = conn.upload_ticket(remote, stamp.size, stamp.mtime_ns, mode).await?;
+    let (stream, _, _) = open(conn.addr(), Channel::Bulk { ticket }).await?;
+    let peer = conn.addr().to_string();
+    let mut stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
+    stream.set_nonblocking(false).map_err(|e| Error::net(&peer, e))?;
+    stream.set_read_timeout(Some(TRANSFER_TIMEOUT)).map_err(|e| Error::net(&peer, e))?;
+    let source = local.to_path_buf();
+    let shown = entry.path.clone();
+    let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
+        let sent = tcp::send_file(&mut stream, &source, &source.display().to_string(), &peer, stamp, None)?;
+        let ours = match sent.trailer {
+            BulkTrailer::Done { md5, .. } => md5,
+            BulkTrailer::Failed(body) => return Err(Error::Remote(body)),
+        };
+        match tcp::read_trailer(&mut stream, &peer)? {
+            BulkTrailer::Done { md5, size } if md5 == ours && size == sent.bytes => Ok((sent.bytes, md5)),
+            BulkTrailer::Done { md5, .. } => {
+                Err(Error::Md5Mismatch { path: shown, expected: ours.to_string(), actual: md5.to_string() })
+            }
+            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+        }
+    })
+    .await
+    .map_err(|e| Error::io(local, std::io::Error::other(format!("upload task failed: {e}"))))??;
+    Ok(UploadReport {
+        path: entry.path,
+        source: local.to_path_buf(),
+        size: bytes,
+        md5,
+        mtime_ns: stamp.mtime_ns,
+        mode,
+        bytes_sent: bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
