@@ -59,7 +59,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             };
             let conn = Connection::connect(&cli.remote).await?;
-            let report = upload_tcp(&conn, &args.local, &remote).await?;
+            let progress = Progress::default();
+            let bar = (!cli.json).then(|| progress::show(progress.clone(), remote.clone()));
+            let result = upload_tcp(&conn, &args.local, &remote, &progress).await;
+            if let Some(bar) = bar {
+                bar.finish().await;
+            }
+            let report = result?;
             if cli.json { print_json(&output::upload_json(&report)) } else { print(&output::upload_text(&report)) }
         }
     }

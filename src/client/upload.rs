@@ -11,7 +11,7 @@ use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Channel};
 use crate::share::FileStamp;
-use crate::transfer::tcp;
+use crate::transfer::{Progress, tcp};
 
 /// What a finished upload did; the fields of `upload --json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,13 +28,15 @@ pub struct UploadReport {
 }
 
 /// Uploads the local file `local` to `remote` in the share.
-pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str) -> Result<UploadReport> {
+pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str, progress: &Progress) -> Result<UploadReport> {
     let started = Instant::now();
     let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
     if !metadata.is_file() {
         return Err(Error::io(local, std::io::Error::other("not a regular file")));
     }
     let stamp = FileStamp::of(&metadata);
+    progress.set_total(stamp.size);
+    let progress = progress.clone();
     #[cfg(unix)]
     let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
     #[cfg(not(unix))]
@@ -48,7 +50,7 @@ pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str) -> Result
     let source = local.to_path_buf();
     let shown = entry.path.clone();
     let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
-        let sent = tcp::send_file(&mut stream, &source, &source.display().to_string(), &peer, stamp, None)?;
+        let sent = tcp::send_file(&mut stream, &source, &source.display().to_string(), &peer, stamp, None, &progress)?;
         let ours = match sent.trailer {
             BulkTrailer::Done { md5, .. } => md5,
             BulkTrailer::Failed(body) => return Err(Error::Remote(body)),

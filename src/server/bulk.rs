@@ -66,7 +66,8 @@ fn send(
     download: PendingDownload,
 ) -> Result<(u64, Option<ErrorBody>)> {
     let entry = &download.entry;
-    let sent = tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5)?;
+    let sent =
+        tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5, &Progress::default())?;
     if let Some(md5) = sent.computed_md5 {
         shared.hashes.insert(&entry.path, download.stamp, md5);
         shared.hashes.flush()?;

@@ -41,6 +41,7 @@ pub fn send_file(
     peer: &str,
     expected: FileStamp,
     known_md5: Option<Md5Digest>,
+    progress: &Progress,
 ) -> Result<Sent> {
     let net = |e| Error::net(peer, e);
     let mut file = match File::open(path) {
@@ -62,6 +63,7 @@ pub fn send_file(
         if hasher.is_none() {
             let copied = send_chunk_zero_copy(stream, &file, sent, want).map_err(net)?;
             sent += copied as u64;
+            progress.set(sent);
             if copied < want {
                 break; // shrank while being read: reported below
             }
@@ -77,6 +79,7 @@ pub fn send_file(
         stream.write_all(&(chunk.len() as u32).to_be_bytes()).map_err(net)?;
         stream.write_all(&chunk).map_err(net)?;
         sent += chunk.len() as u64;
+        progress.set(sent);
         if let Some(hasher) = &hasher {
             hasher.feed(chunk);
         }

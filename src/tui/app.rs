@@ -175,7 +175,7 @@ impl App {
             Action::DownloadTcp => return self.download(Protocol::Tcp),
             Action::DownloadUdp => return self.download(Protocol::Udp),
             Action::Copy if side == Side::Remote => return self.download(Protocol::Tcp),
-            Action::Copy => self.message("uploading from the local pane is not available in this build yet", true),
+            Action::Copy => return self.upload(),
             Action::Verify => {
                 let names: Vec<String> = self.pane(side).selection().iter().map(|e| e.name().to_string()).collect();
                 return self.verify(names, true);
@@ -244,6 +244,16 @@ impl App {
         }
         self.remote.selected.clear();
         vec![Job::Download { paths, local_dir: self.local.dir.clone(), protocol }]
+    }
+
+    fn upload(&mut self) -> Vec<Job> {
+        let paths: Vec<(String, EntryKind)> =
+            self.local.selection().iter().map(|e| (self.local.child_path(e.name()), e.kind)).collect();
+        if paths.is_empty() {
+            return Vec::new();
+        }
+        self.local.selected.clear();
+        vec![Job::Upload { paths, remote_dir: self.remote.dir.clone() }]
     }
 
     /// Hashes `names` on whichever sides hold them as files; `force` hashes again what is already known.
@@ -391,23 +401,23 @@ impl App {
                     t.start(Instant::now());
                 }
             }
-            Event::TransferFinished { id, local_dir, result } => {
+            Event::TransferFinished { id, refresh: (side, dir), result } => {
                 let name = self.transfers.iter().find(|t| t.id == id).map(|t| t.name.clone()).unwrap_or_default();
                 let state = match &result {
-                    Ok(report) => {
-                        self.message(format!("downloaded {} ({}), MD5 verified", report.path, report.md5), false);
+                    Ok(summary) => {
+                        self.message(summary.clone(), false);
                         TransferState::Done
                     }
                     Err(e) => {
-                        self.message(format!("download of {name} failed: {e}"), true);
+                        self.message(format!("transfer of {name} failed: {e}"), true);
                         TransferState::Failed(e.clone())
                     }
                 };
                 if let Some(t) = self.transfers.iter_mut().find(|t| t.id == id) {
                     t.finish(state, Instant::now());
                 }
-                if result.is_ok() && local_dir == self.local.dir {
-                    return vec![Job::List { side: Side::Local, dir: local_dir }];
+                if result.is_ok() && dir == self.pane(side).dir {
+                    return vec![Job::List { side, dir }];
                 }
             }
             Event::Connection(state) => {

@@ -176,9 +176,14 @@ fn keys_for_features_not_built_yet_say_so() {
         let status = app.status().unwrap();
         assert!(status.error && status.text.contains(expected), "{keys}: {}", status.text);
     }
+    // F5 from the local pane uploads the selection into the remote pane's folder.
     app.on_key(key(KeyCode::Tab));
-    app.on_key(key(KeyCode::F(5)));
-    assert!(app.status().unwrap().text.contains("uploading from the local pane is not available"));
+    press(&mut app, "G");
+    let jobs = app.on_key(key(KeyCode::F(5)));
+    assert_eq!(
+        jobs,
+        vec![Job::Upload { paths: vec![("mine.txt".into(), EntryKind::File)], remote_dir: String::new() }]
+    );
 }
 
 #[test]
@@ -294,24 +299,19 @@ fn a_finished_download_refreshes_the_local_folder() {
     app.on_event(Event::TransferQueued { id: 7, name: "a.txt".into(), protocol: Protocol::Udp, progress });
     assert_eq!(app.transfers[0].protocol, "UDP");
     app.on_event(Event::TransferStarted { id: 7 });
-    let jobs = app.on_event(Event::TransferFinished { id: 7, local_dir: String::new(), result: Err("boom".into()) });
+    let refresh = (Side::Local, String::new());
+    let jobs = app.on_event(Event::TransferFinished { id: 7, refresh: refresh.clone(), result: Err("boom".into()) });
     assert!(jobs.is_empty());
-    assert_eq!(app.status().unwrap().text, "download of a.txt failed: boom");
-    let report = crate::client::DownloadReport {
-        path: "a.txt".into(),
-        dest: "/l/a.txt".into(),
-        size: 10,
-        md5: Md5Digest::of(b"x"),
-        mtime_ns: 0,
-        protocol: "tcp",
-        bytes_received: 10,
-        from_cache: false,
-        resumed_from: 0,
-        seconds: 0.1,
-        udp: None,
-    };
-    let jobs = app.on_event(Event::TransferFinished { id: 7, local_dir: String::new(), result: Ok(report) });
+    assert_eq!(app.status().unwrap().text, "transfer of a.txt failed: boom");
+    let done = Ok("downloaded a.txt, MD5 verified".to_string());
+    let jobs = app.on_event(Event::TransferFinished { id: 7, refresh, result: done });
     assert_eq!(jobs, vec![Job::List { side: Side::Local, dir: String::new() }]);
+    assert_eq!(app.status().unwrap().text, "downloaded a.txt, MD5 verified");
+    // An upload refreshes the remote pane instead, if it still shows that folder.
+    let uploaded = Ok("uploaded x".to_string());
+    let jobs =
+        app.on_event(Event::TransferFinished { id: 7, refresh: (Side::Remote, String::new()), result: uploaded });
+    assert_eq!(jobs, vec![Job::List { side: Side::Remote, dir: String::new() }]);
 
     // The relisted file has a new mtime: its old MD5 is forgotten and it is hashed again.
     app.on_event(Event::Hashed {

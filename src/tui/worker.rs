@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::pane::{Side, join};
 use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, DownloadReport, UdpOptions, download_tcp, download_udp};
+use crate::client::{Connection, UdpOptions, download_tcp, download_udp, upload_tcp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
@@ -37,6 +37,8 @@ pub enum Job {
     Hash { side: Side, dir: String, names: Vec<String> },
     /// Download remote files and folders into a local folder (relative to the local root).
     Download { paths: Vec<(String, EntryKind)>, local_dir: String, protocol: Protocol },
+    /// Upload local files and folders (relative to the local root) into a remote folder.
+    Upload { paths: Vec<(String, EntryKind)>, remote_dir: String },
     /// A command line typed at the `:` prompt; downloads land in `local_dir`.
     Command { line: String, local_dir: String },
 }
@@ -64,10 +66,11 @@ pub enum Event {
     TransferStarted {
         id: u64,
     },
+    /// A transfer ended: a summary line or the error, and the pane folder that now holds the file.
     TransferFinished {
         id: u64,
-        local_dir: String,
-        result: std::result::Result<DownloadReport, String>,
+        refresh: (Side, String),
+        result: std::result::Result<String, String>,
     },
     Connection(ConnectionState),
     /// Text produced by a `:` command.
@@ -171,6 +174,11 @@ impl Worker {
             }
             Job::Download { paths, local_dir, protocol } => {
                 if let Err(e) = self.clone().download(paths, local_dir, protocol).await {
+                    self.send(Event::Message { text: e.to_string(), error: true });
+                }
+            }
+            Job::Upload { paths, remote_dir } => {
+                if let Err(e) = self.clone().upload(paths, remote_dir).await {
                     self.send(Event::Message { text: e.to_string(), error: true });
                 }
             }
@@ -305,8 +313,54 @@ impl Worker {
                 Protocol::Tcp => download_tcp(&conn, &remote, &dest, &progress).await,
                 Protocol::Udp => download_udp(&conn, &remote, &dest, &progress, UdpOptions::default()).await,
             };
-            let result = result.map_err(|e| e.to_string());
-            self.send(Event::TransferFinished { id, local_dir, result });
+            let result =
+                result.map(|r| format!("downloaded {} ({}), MD5 verified", r.path, r.md5)).map_err(|e| e.to_string());
+            self.send(Event::TransferFinished { id, refresh: (Side::Local, local_dir), result });
+        });
+    }
+
+    /// Queues every file of `paths` (local, relative to the local root; folders are expanded and recreated) for
+    /// upload into the remote folder `remote_dir`.
+    async fn upload(self: Arc<Self>, paths: Vec<(String, EntryKind)>, remote_dir: String) -> Result<()> {
+        let conn = self.connection()?;
+        for (path, kind) in paths {
+            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+            if kind != EntryKind::Dir {
+                self.clone().queue_upload(conn.clone(), path, join(&remote_dir, &name));
+                continue;
+            }
+            let base = path.len() - name.len();
+            conn.mkdir(&join(&remote_dir, &name)).await?;
+            let root = self.local_root.clone();
+            let below = path.clone();
+            let entries = blocking(move || Walk::new(root, &below)?.collect::<Result<Vec<Entry>>>()).await?;
+            for entry in entries {
+                let target = join(&remote_dir, &entry.path[base..]);
+                match entry.kind {
+                    EntryKind::Dir => drop(conn.mkdir(&target).await?),
+                    EntryKind::File => self.clone().queue_upload(conn.clone(), entry.path, target),
+                    EntryKind::Symlink => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_upload(self: Arc<Self>, conn: Connection, local: String, remote: String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = Progress::default();
+        let name = local.rsplit('/').next().unwrap_or(&local).to_string();
+        self.send(Event::TransferQueued { id, name, protocol: Protocol::Tcp, progress: progress.clone() });
+        tokio::spawn(async move {
+            let Ok(_permit) = self.downloads.clone().acquire_owned().await else { return };
+            self.send(Event::TransferStarted { id });
+            let source = self.local_root.join(&local);
+            let result = upload_tcp(&conn, &source, &remote, &progress)
+                .await
+                .map(|r| format!("uploaded {} ({}), verified by the server", r.path, r.md5))
+                .map_err(|e| e.to_string());
+            let remote_dir = remote.rsplit_once('/').map(|(dir, _)| dir.to_string()).unwrap_or_default();
+            self.send(Event::TransferFinished { id, refresh: (Side::Remote, remote_dir), result });
         });
     }
 
@@ -342,7 +396,20 @@ impl Worker {
                     self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
-                Command::Serve(_) | Command::Demo(_) | Command::Open(_) | Command::Upload(_) => {
+                Command::Upload(args) => {
+                    // A relative local path means the local pane's folder.
+                    let local = if args.local.is_absolute() {
+                        args.local.clone()
+                    } else {
+                        self.local_root.join(&local_dir).join(&args.local)
+                    };
+                    let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let remote = args.remote_path.unwrap_or(name);
+                    let local = local.to_string_lossy().into_owned();
+                    self.clone().queue_upload(self.connection()?, local, remote);
+                    Ok(None)
+                }
+                Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
                     Err(Error::Unsupported("this command does not run inside the TUI; use it from a shell".into()))
                 }
             }
