@@ -162,7 +162,7 @@ fn a_used_ticket_is_refused() {
                 (0, tandem::protocol::BulkTrailer::Done { size, .. }) => assert_eq!(size, 4),
                 (1, tandem::protocol::BulkTrailer::Failed(body)) => {
                     assert_eq!(body.code, ErrorCode::BadTicket);
-                    assert_eq!(body.message, "download ticket unknown, used or expired");
+                    assert_eq!(body.message, "transfer ticket unknown, used or expired");
                 }
                 (attempt, other) => panic!("attempt {attempt}: {other:?}"),
             }
