@@ -8,8 +8,6 @@
 //!
 //! Run with `cargo bench --bench foundation`. `TANDEM_BENCH_GIB=0.25` shrinks the big file for a quick look.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -54,7 +52,7 @@ async fn start_server(root: &Path) -> (String, tokio_util::sync::CancellationTok
 async fn download_vs_md5(size: u64) {
     let share = tempfile::tempdir().expect("tempdir");
     let path = share.path().join("big.bin");
-    common::write_pseudo_random(&path, size);
+    tandem::cli::demo::write_pseudo_random(&path, size).expect("write test file");
     let md5_runs: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let started = Instant::now();
@@ -70,7 +68,7 @@ async fn download_vs_md5(size: u64) {
             let dir = tempfile::tempdir().expect("dir");
             let started = Instant::now();
             let target = dir.path().join("copy.bin");
-            common::write_pseudo_random(&target, size);
+            tandem::cli::demo::write_pseudo_random(&target, size).expect("write test file");
             std::fs::File::open(&target).and_then(|f| f.sync_all()).expect("fsync");
             started.elapsed()
         })

@@ -7,8 +7,6 @@
 //!
 //! Run with `cargo bench --bench udp`. `TANDEM_BENCH_GIB=0.25` shrinks the file for a quick look.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use tandem::client::{Connection, DownloadReport, UdpOptions, download_tcp, download_udp};
@@ -31,7 +29,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 async fn run(size: u64) {
     let share = tempfile::tempdir().expect("share");
-    common::write_pseudo_random(&share.path().join("big.bin"), size);
+    tandem::cli::demo::write_pseudo_random(&share.path().join("big.bin"), size).expect("write test file");
     let mut config = ServerConfig::new(share.path());
     config.listen = "127.0.0.1:0".into();
     let (addr, shutdown, _) = Server::spawn(config).await.expect("server");

@@ -20,7 +20,7 @@ use crate::share::{Entry, EntryKind, Walk};
 use crate::transfer::Progress;
 
 /// Size of the generated file in MiB, large enough to watch a transfer; `TANDEM_DEMO_BIG_MIB` overrides it.
-const BIG_FILE_MIB: usize = 256;
+const BIG_FILE_MIB: u64 = 256;
 const BIG_FILE: &str = "holiday video.bin";
 
 mod tandem_assets {
@@ -41,7 +41,8 @@ pub async fn run(tour: bool) -> Result<()> {
     let local = base.path().join("local");
     write_files(&share, SHARE)?;
     write_files(&local, LOCAL)?;
-    write_big_file(&share.join(BIG_FILE))?;
+    let mib = std::env::var("TANDEM_DEMO_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(BIG_FILE_MIB);
+    write_pseudo_random(&share.join(BIG_FILE), mib << 20)?;
 
     let mut config = ServerConfig::new(&share);
     config.listen = "127.0.0.1:0".into();
@@ -121,23 +122,26 @@ fn write_files(root: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     Ok(())
 }
 
-/// Pseudo-random bytes, so the file is not trivially compressible.
-fn write_big_file(path: &Path) -> Result<()> {
+/// Writes `size` pseudo-random bytes (xorshift) to `path`, creating its folder: test data that is neither all
+/// zeros nor compressible. The demo's large file, and the benchmarks' files.
+pub fn write_pseudo_random(path: &Path, size: u64) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut block = vec![0u8; 1 << 20];
-    let mib = std::env::var("TANDEM_DEMO_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(BIG_FILE_MIB);
-    for _ in 0..mib {
+    let mut written = 0;
+    while written < size {
         for word in block.chunks_exact_mut(8) {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             word.copy_from_slice(&state.to_le_bytes());
         }
-        file.write_all(&block).map_err(|e| Error::io(path, e))?;
+        let n = (size - written).min(block.len() as u64) as usize;
+        file.write_all(&block[..n]).map_err(|e| Error::io(path, e))?;
+        written += n as u64;
     }
     file.flush().map_err(|e| Error::io(path, e))
 }

@@ -2,7 +2,7 @@
 //! Errors come back as [`crate::Error`]; `main` prints them as `error: …` and exits 1.
 
 mod args;
-mod demo;
+pub mod demo;
 pub mod output;
 mod progress;
 

@@ -64,25 +64,21 @@ impl Link {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        match self.socket.send_to(datagram, to) {
-            Ok(_) => Ok(()),
-            // A full send buffer is loss by another name; the protocol recovers from it.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e),
-        }
+        // Never blocks: a full send buffer is loss by another name, which the protocol repairs.
+        batch::send(&self.socket, &[datagram], to)
     }
 
     /// Sends a train of datagrams laid end to end in `train`, each `segment` bytes but the last (which may be
     /// shorter): one syscall with UDP GSO where the kernel has it, `sendmmsg` otherwise.
     pub fn send_train(&self, train: &[u8], segment: usize, to: SocketAddr) -> io::Result<()> {
-        let datagrams: Vec<&[u8]> = train.chunks(segment).collect();
-        self.sent.fetch_add(datagrams.len() as u64, Ordering::Relaxed);
+        let count = train.len().div_ceil(segment);
+        self.sent.fetch_add(count as u64, Ordering::Relaxed);
         if self.loss > 0.0 {
             // Loss injection picks datagrams one by one, so this rare path sends them one by one too.
-            let kept: Vec<&[u8]> = datagrams.into_iter().filter(|_| !self.drops()).collect();
+            let kept: Vec<&[u8]> = train.chunks(segment).filter(|_| !self.drops()).collect();
             return batch::send(&self.socket, &kept, to);
         }
-        if datagrams.len() > 1 && self.segmentation.load(Ordering::Relaxed) {
+        if count > 1 && self.segmentation.load(Ordering::Relaxed) {
             match batch::send_segmented(&self.socket, train, segment, to) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -92,7 +88,7 @@ impl Link {
                 }
             }
         }
-        batch::send(&self.socket, &datagrams, to)
+        batch::send(&self.socket, &train.chunks(segment).collect::<Vec<_>>(), to)
     }
 
     /// Limits receiving to datagrams from `peer`, and asks the kernel to hand over trains of datagrams in one
@@ -236,34 +232,28 @@ mod batch {
     /// Past the system's cap on socket buffers, where the process may (root, or CAP_NET_ADMIN); otherwise the
     /// capped size stays and the protocol's flow control copes with it.
     pub fn force_buffers(socket: &socket2::Socket, bytes: usize) {
-        let size = bytes as libc::c_int;
         for option in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-            // SAFETY: setsockopt reads one c_int from a live local.
-            unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    option,
-                    &size as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            set_int_option(socket.as_raw_fd(), libc::SOL_SOCKET, option, bytes as libc::c_int);
+        }
+    }
+
+    /// Sets one integer socket option; a refusal leaves the default, which the callers can live with.
+    fn set_int_option(fd: std::os::fd::RawFd, level: libc::c_int, option: libc::c_int, value: libc::c_int) {
+        // SAFETY: setsockopt reads one c_int from a live local.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                option,
+                &value as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
         }
     }
 
     /// Asks for trains of datagrams in one read; without it every datagram is its own read, which also works.
     pub fn enable_coalescing(socket: &UdpSocket) {
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int from a live local.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_UDP,
-                UDP_GRO,
-                &on as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
+        set_int_option(socket.as_raw_fd(), libc::SOL_UDP, UDP_GRO, 1);
     }
 
     /// Reads up to one message per buffer; returns each message's length and, for a coalesced train, the size

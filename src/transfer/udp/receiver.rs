@@ -221,7 +221,7 @@ impl<'a, 'b> Session<'a, 'b> {
         self.unacked += 1;
         // A new gap or a duplicate is news for the sender at once; after that, SACKs every few packets suffice.
         let news = (!in_order && !self.gap_reported) || arrival == Arrival::Duplicate;
-        self.gap_reported = !in_order || (self.gap_reported && !self.window.ranges(1).is_empty());
+        self.gap_reported = !in_order || (self.gap_reported && self.window.has_gap());
         if news || self.unacked >= ACK_EVERY || self.window.is_complete() {
             self.ack(0)?;
         }

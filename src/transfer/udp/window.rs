@@ -427,6 +427,11 @@ impl ReceiveWindow {
         self.next
     }
 
+    /// True while packets wait ahead of a missing one.
+    pub fn has_gap(&self) -> bool {
+        !self.ahead.is_empty()
+    }
+
     pub fn is_complete(&self) -> bool {
         self.next >= self.total
     }
