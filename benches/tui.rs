@@ -45,6 +45,7 @@ fn key_to_frame() {
             size: i as u64 * 37,
             mtime_ns: 1_700_000_000_000_000_000 + i as i64,
             md5: None,
+            locked_by: None,
         })
         .collect();
     app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(entries) });

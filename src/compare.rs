@@ -72,7 +72,14 @@ mod tests {
     use crate::digest::Md5Digest;
 
     fn file(path: &str, bytes: Option<&[u8]>) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::File, size: 0, mtime_ns: 0, md5: bytes.map(Md5Digest::of) }
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            size: 0,
+            mtime_ns: 0,
+            md5: bytes.map(Md5Digest::of),
+            locked_by: None,
+        }
     }
 
     #[test]

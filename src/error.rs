@@ -90,12 +90,20 @@ pub enum Error {
     #[error("{path}: already exists")]
     Exists { path: String },
 
+    /// A write that expected a state the path no longer has: another change came first.
+    #[error("{path}: changed on the other side since it was last seen ({found}); nothing was overwritten")]
+    Stale { path: String, found: String },
+
+    /// A write or delete of a path someone else has locked.
+    #[error("{path} is locked by {host}")]
+    Locked { path: String, host: String },
+
     /// Something this build of tandem does not do (yet), with what to do instead.
     #[error("{0}")]
     Unsupported(String),
 
     /// The local hash cache database failed.
-    #[error("hash cache {}: {source}", path.display())]
+    #[error("database {}: {source}", path.display())]
     Database { path: PathBuf, source: rusqlite::Error },
 }
 
@@ -121,6 +129,8 @@ impl Error {
             Error::Unsupported(_) => ErrorCode::BadRequest,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::Exists { .. } => ErrorCode::Exists,
+            Error::Stale { .. } => ErrorCode::Stale,
+            Error::Locked { .. } => ErrorCode::Locked,
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,

@@ -157,9 +157,16 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_sums_up() {
         let entries = vec![
-            Entry { path: "docs".into(), kind: EntryKind::Dir, size: 4096, mtime_ns: 0, md5: None },
-            Entry { path: "docs/a b.txt".into(), kind: EntryKind::File, size: 1536, mtime_ns: 0, md5: None },
-            Entry { path: "ln".into(), kind: EntryKind::Symlink, size: 4, mtime_ns: 0, md5: None },
+            Entry { path: "docs".into(), kind: EntryKind::Dir, size: 4096, mtime_ns: 0, md5: None, locked_by: None },
+            Entry {
+                path: "docs/a b.txt".into(),
+                kind: EntryKind::File,
+                size: 1536,
+                mtime_ns: 0,
+                md5: None,
+                locked_by: None,
+            },
+            Entry { path: "ln".into(), kind: EntryKind::Symlink, size: 4, mtime_ns: 0, md5: None, locked_by: None },
         ];
         let table = entries_table(&entries, false);
         let lines: Vec<&str> = table.lines().collect();

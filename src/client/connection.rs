@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Channel, ClientFrame, ClientHello, ErrorBody, ListFilter, PROTOCOL_VERSION, Request, Response, ServerFrame,
-    ServerHello, Ticket,
+    Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, Expect, ListFilter, PROTOCOL_VERSION,
+    Request, Response, ServerFrame, ServerHello, Ticket,
 };
 use crate::share::Entry;
 use crate::wire::{FrameReader, FrameWriter};
@@ -34,6 +34,8 @@ struct Inner {
     pending: Mutex<Pending>,
     /// Cancelled when the connection ends, for whoever wants to notice without sending a request.
     closed: CancellationToken,
+    /// The latest journal sequence number the server pushed (after [`Connection::subscribe`]).
+    journal_seq: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -56,9 +58,14 @@ impl Responses {
 }
 
 impl Connection {
-    /// Connects to `addr` and exchanges hellos.
+    /// Connects to `addr` anonymously and exchanges hellos.
     pub async fn connect(addr: &str) -> Result<Connection> {
-        let (stream, server, _) = open(addr, Channel::Control).await?;
+        Self::connect_as(addr, None).await
+    }
+
+    /// Connects to `addr` as `client`, which lets it take locks and write to paths it has locked.
+    pub async fn connect_as(addr: &str, client: Option<ClientIdentity>) -> Result<Connection> {
+        let (stream, server, _) = open_as(addr, Channel::Control, client).await?;
         let (read, write) = stream.into_split();
         let (outgoing, outgoing_rx) = mpsc::channel(64);
         let inner = Arc::new(Inner {
@@ -68,6 +75,7 @@ impl Connection {
             outgoing,
             pending: Mutex::default(),
             closed: CancellationToken::new(),
+            journal_seq: watch::Sender::new(0),
         });
         tokio::spawn(write_frames(FrameWriter::new(write, addr), outgoing_rx));
         tokio::spawn(route_responses(FrameReader::new(read, addr), inner.clone()));
@@ -91,6 +99,11 @@ impl Connection {
     /// Why the connection ended, if it has.
     pub fn close_reason(&self) -> Option<ErrorBody> {
         self.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).closed.clone()
+    }
+
+    /// Journal sequence numbers as the server pushes them; starts at 0 until the first push.
+    pub fn journal_seq(&self) -> watch::Receiver<u64> {
+        self.inner.journal_seq.subscribe()
     }
 
     /// Sends a request; its answers arrive on the returned stream.
@@ -141,8 +154,15 @@ impl Connection {
     }
 
     /// A ticket for sending a file of `size` bytes to `path`, to get this mtime and mode.
-    pub async fn upload_ticket(&self, path: &str, size: u64, mtime_ns: i64, mode: u32) -> Result<(Ticket, Entry)> {
-        let mut responses = self.request(Request::Upload { path: path.to_string(), size, mtime_ns, mode }).await?;
+    /// With `expect`, the server refuses unless the path still holds that.
+    pub async fn upload_ticket(
+        &self,
+        path: &str,
+        (size, mtime_ns, mode): (u64, i64, u32),
+        expect: Option<Expect>,
+    ) -> Result<(Ticket, Entry)> {
+        let request = Request::Upload { path: path.to_string(), size, mtime_ns, mode, expect };
+        let mut responses = self.request(request).await?;
         match responses.next().await? {
             Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
@@ -157,7 +177,48 @@ impl Connection {
 
     /// Moves a file or folder of the share to its trash.
     pub async fn delete(&self, path: &str) -> Result<()> {
-        self.write(Request::Delete { path: path.to_string() }).await.map(|_| ())
+        self.delete_expecting(path, None).await
+    }
+
+    /// Deletes only if the path still holds what `expect` says.
+    pub async fn delete_expecting(&self, path: &str, expect: Option<Expect>) -> Result<()> {
+        self.write(Request::Delete { path: path.to_string(), expect }).await.map(|_| ())
+    }
+
+    /// Locks `path` for this connection's client.
+    pub async fn lock(&self, path: &str) -> Result<Option<Entry>> {
+        self.write(Request::Lock { path: path.to_string() }).await
+    }
+
+    /// Releases this client's lock on `path`, or anyone's with `force`.
+    pub async fn unlock(&self, path: &str, force: bool) -> Result<Option<Entry>> {
+        self.write(Request::Unlock { path: path.to_string(), force }).await
+    }
+
+    /// Asks the server to push each new journal sequence number (see [`Connection::journal_seq`]).
+    pub async fn subscribe(&self) -> Result<()> {
+        self.write(Request::Subscribe).await.map(|_| ())
+    }
+
+    /// Every journal change after `since`, and the journal's latest sequence number.
+    pub async fn changes_since(&self, since: u64) -> Result<(Vec<Change>, u64)> {
+        let mut responses = self.request(Request::Changes { since }).await?;
+        let mut all = Vec::new();
+        let mut latest = since;
+        while let Some(response) = responses.next().await? {
+            match response {
+                Response::Changes { changes, seq, more } => {
+                    all.extend(changes);
+                    latest = latest.max(seq);
+                    if !more {
+                        break;
+                    }
+                }
+                Response::Error(body) => return Err(Error::Remote(body)),
+                _ => return Err(self.unexpected("an answer to a changes request that is not changes")),
+            }
+        }
+        Ok((all, latest))
     }
 
     /// Renames within the share; refused if `to` exists.
@@ -182,6 +243,14 @@ impl Connection {
 /// Opens a TCP connection for `channel` and exchanges hellos. Returns the stream, the server's hello, and any
 /// bytes that arrived right behind the hello (on a bulk channel the data follows at once).
 pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
+    open_as(addr, channel, None).await
+}
+
+async fn open_as(
+    addr: &str,
+    channel: Channel,
+    client: Option<ClientIdentity>,
+) -> Result<(TcpStream, ServerHello, BytesMut)> {
     let timed_out = |during| Error::Timeout { addr: addr.to_string(), seconds: CONNECT_TIMEOUT.as_secs(), during };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
@@ -190,7 +259,9 @@ pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHell
     let _ = stream.set_nodelay(true);
     let mut framed = FrameWriter::new(stream, addr);
     let software = format!("tandem {}", env!("CARGO_PKG_VERSION"));
-    framed.send(&ClientFrame::Hello(ClientHello { protocol_version: PROTOCOL_VERSION, software, channel })).await?;
+    framed
+        .send(&ClientFrame::Hello(ClientHello { protocol_version: PROTOCOL_VERSION, software, channel, client }))
+        .await?;
     let mut reader = FrameReader::new(framed.into_inner(), addr);
     let hello = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("server hello"))
         .await
@@ -234,7 +305,7 @@ async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>
     let reason = loop {
         match reader.next::<ServerFrame>("server frame").await {
             Ok(Some(ServerFrame::Response { id, body })) => {
-                let last = !matches!(body, Response::Entries { more: true, .. });
+                let last = !matches!(body, Response::Entries { more: true, .. } | Response::Changes { more: true, .. });
                 let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(sender) = pending.waiting.get(&id) {
                     let _ = sender.send(Ok(body));
@@ -242,6 +313,13 @@ async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>
                 if last {
                     pending.waiting.remove(&id);
                 }
+            }
+            Ok(Some(ServerFrame::Changed { seq })) => {
+                inner.journal_seq.send_if_modified(|latest| {
+                    let newer = seq > *latest;
+                    *latest = (*latest).max(seq);
+                    newer
+                });
             }
             Ok(Some(ServerFrame::Fatal(body))) => break body,
             Ok(Some(ServerFrame::Hello(_))) => {
@@ -273,7 +351,7 @@ async fn collect_entries(mut responses: Responses) -> Result<Vec<Entry>> {
                 }
             }
             Response::Error(body) => return Err(Error::Remote(body)),
-            Response::Ticket { .. } | Response::Done { .. } => {
+            Response::Ticket { .. } | Response::Done { .. } | Response::Changes { .. } => {
                 return Err(Error::Malformed {
                     what: "server answer",
                     reason: "not the entries that were asked for".into(),

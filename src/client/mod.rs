@@ -3,13 +3,14 @@
 
 mod connection;
 mod download;
+pub mod identity;
 mod upload;
 
 use std::time::Duration;
 
 pub use connection::{Connection, Responses, open as open_channel};
 pub use download::{DownloadReport, UdpOptions, download_tcp, download_udp};
-pub use upload::{UploadReport, upload_tcp};
+pub use upload::{UploadReport, upload_expecting, upload_tcp};
 
 /// How long a connection attempt or a hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

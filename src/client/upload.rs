@@ -9,7 +9,7 @@ use super::TRANSFER_TIMEOUT;
 use super::connection::{Connection, open};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, Channel};
+use crate::protocol::{BulkTrailer, Channel, Expect};
 use crate::share::FileStamp;
 use crate::transfer::{Progress, tcp};
 
@@ -29,6 +29,17 @@ pub struct UploadReport {
 
 /// Uploads the local file `local` to `remote` in the share.
 pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str, progress: &Progress) -> Result<UploadReport> {
+    upload_expecting(conn, local, remote, None, progress).await
+}
+
+/// Uploads `local` to `remote`, refused by the server unless `remote` still holds what `expect` says.
+pub async fn upload_expecting(
+    conn: &Connection,
+    local: &Path,
+    remote: &str,
+    expect: Option<Expect>,
+    progress: &Progress,
+) -> Result<UploadReport> {
     let started = Instant::now();
     let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
     if !metadata.is_file() {
@@ -41,7 +52,7 @@ pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str, progress:
     let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
     #[cfg(not(unix))]
     let mode = 0o644;
-    let (ticket, entry) = conn.upload_ticket(remote, stamp.size, stamp.mtime_ns, mode).await?;
+    let (ticket, entry) = conn.upload_ticket(remote, (stamp.size, stamp.mtime_ns, mode), expect).await?;
     let (stream, _, _) = open(conn.addr(), Channel::Bulk { ticket }).await?;
     let peer = conn.addr().to_string();
     let mut stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;

@@ -34,6 +34,7 @@ mod tests {
                 protocol_version: PROTOCOL_VERSION,
                 software: "tandem test".into(),
                 channel: Channel::Bulk { ticket: Ticket(u64::MAX) },
+                client: None,
             }),
             ClientFrame::Request {
                 id: 7,
@@ -58,6 +59,7 @@ mod tests {
                     size: 3,
                     mtime_ns: 1_700_000_000_123_456_789,
                     md5: Some("900150983cd24fb0d6963f7d28e17f72".parse().unwrap()),
+                    locked_by: None,
                 }],
                 more: false,
             },

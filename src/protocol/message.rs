@@ -13,6 +13,16 @@ pub struct ClientHello {
     /// Free text such as `tandem 0.1.0`, for logs.
     pub software: String,
     pub channel: Channel,
+    /// Who is connecting: needed to take locks and to write past one's own locks.
+    #[serde(default)]
+    pub client: Option<ClientIdentity>,
+}
+
+/// A client's lasting identity: a random id made on first use, and the host name people see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientIdentity {
+    pub id: String,
+    pub host: String,
 }
 
 /// What a connection is for.
@@ -50,6 +60,10 @@ pub enum ServerFrame {
     },
     /// The server is closing this connection, and says why.
     Fatal(ErrorBody),
+    /// Pushed to subscribed clients: the share's journal has reached sequence number `seq`.
+    Changed {
+        seq: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,13 +82,53 @@ pub enum Request {
     /// A ticket for fetching one file over a bulk channel.
     Download { path: String },
     /// A ticket for sending one file over a bulk channel, to be stored at `path` with this mtime and mode.
-    Upload { path: String, size: u64, mtime_ns: i64, mode: u32 },
+    /// With `expect`, refused unless the path still holds what the client last saw.
+    Upload {
+        path: String,
+        size: u64,
+        mtime_ns: i64,
+        mode: u32,
+        #[serde(default)]
+        expect: Option<Expect>,
+    },
     /// Creates a folder and any missing parents.
     Mkdir { path: String },
-    /// Moves a file or folder to the share's trash.
-    Delete { path: String },
+    /// Moves a file or folder to the share's trash; with `expect`, only if it still holds what the client saw.
+    Delete {
+        path: String,
+        #[serde(default)]
+        expect: Option<Expect>,
+    },
     /// Renames within the share; refused if `to` exists.
     Rename { from: String, to: String },
+    /// Every journal change after sequence number `since`, oldest first, in batches.
+    Changes { since: u64 },
+    /// Asks for a [`ServerFrame::Changed`] push whenever the journal moves on.
+    Subscribe,
+    /// Locks `path` for this client: other clients' writes and deletes of it are refused.
+    Lock { path: String },
+    /// Releases a lock; `force` releases someone else's.
+    Unlock { path: String, force: bool },
+}
+
+/// What a write expects to find at its path, so that a change the client has not seen yet is never overwritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    Absent,
+    File { md5: Md5Digest },
+    EmptyDir,
+}
+
+/// One entry of the share's journal: the state of `path` as of sequence number `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: u64,
+    pub path: String,
+    /// The file or folder now at `path` (files with their MD5); `None` once it is deleted.
+    pub entry: Option<Entry>,
+    /// Host name of the client whose write made this change; `None` for changes made on the server's own disk.
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 impl Request {
@@ -89,6 +143,10 @@ impl Request {
             Request::Mkdir { .. } => "mkdir",
             Request::Delete { .. } => "delete",
             Request::Rename { .. } => "rename",
+            Request::Changes { .. } => "changes",
+            Request::Subscribe => "subscribe",
+            Request::Lock { .. } => "lock",
+            Request::Unlock { .. } => "unlock",
         }
     }
 
@@ -99,11 +157,16 @@ impl Request {
             Request::HashAll { path, max_depth: Some(depth) } => format!("path={path:?} depth={depth}"),
             Request::Upload { path, size, .. } => format!("path={path:?} size={size}"),
             Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
+            Request::Changes { since } => format!("since={since}"),
+            Request::Subscribe => String::new(),
+            Request::Unlock { path, force: true } => format!("path={path:?} force"),
             Request::Hash { path }
             | Request::HashAll { path, .. }
             | Request::Download { path }
             | Request::Mkdir { path }
-            | Request::Delete { path } => format!("path={path:?}"),
+            | Request::Delete { path, .. }
+            | Request::Lock { path }
+            | Request::Unlock { path, .. } => format!("path={path:?}"),
         }
     }
 }
@@ -160,6 +223,12 @@ pub enum Response {
     Done {
         entry: Option<Entry>,
     },
+    /// One batch of journal changes; `seq` is the journal's latest sequence number, `more` is false on the last.
+    Changes {
+        changes: Vec<Change>,
+        seq: u64,
+        more: bool,
+    },
     Error(ErrorBody),
 }
 
@@ -199,4 +268,8 @@ pub enum ErrorCode {
     ReadOnly,
     /// The target of a write already exists.
     Exists,
+    /// The path no longer holds what the write expected: someone changed it first.
+    Stale,
+    /// Another client holds a lock on the path.
+    Locked,
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use super::Shared;
+use super::guard::{check_expect, may_write};
 use super::history::Record;
+use super::observe::refresh;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
@@ -124,6 +126,10 @@ fn store(
             }
         }
     }
+    // From the last checks to the journal entry, no other write of this path can come in between.
+    let _held = shared.path_locks.hold(&[&upload.rel]);
+    may_write(shared, &upload.rel, upload.client.as_ref())?;
+    check_expect(shared, &upload.rel, &upload.abs, upload.expect)?;
     // Nothing is destroyed: the version being replaced moves to the trash first.
     if std::fs::symlink_metadata(&upload.abs).is_ok() {
         move_to_trash(shared.share.root(), &upload.rel, &upload.abs)?;
@@ -132,8 +138,8 @@ fn store(
     file.commit(Some(upload.mtime_ns))?;
     if let Ok(metadata) = std::fs::metadata(&upload.abs) {
         shared.hashes.insert(&upload.rel, FileStamp::of(&metadata), received.md5);
-        shared.hashes.flush()?;
     }
+    refresh(shared, &upload.rel, upload.client.as_ref().map(|c| c.host.as_str()))?;
     Ok((received.md5, received.bytes))
 }
 

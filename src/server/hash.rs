@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Shared;
 use super::session::Responder;
@@ -11,7 +10,7 @@ use crate::digest::md5_file;
 use crate::error::{Error, Result};
 use crate::protocol::{ENTRIES_PER_BATCH, Response};
 use crate::share::{Entry, EntryKind, FileStamp, Walk};
-use crate::task::blocking;
+use crate::task::{blocking, parallel_map};
 
 pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
     let resolved = shared.share.resolve(path)?;
@@ -22,18 +21,21 @@ pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
         Ok(entry)
     })
     .await?;
-    out.send(Response::Entries { entries: vec![entry], more: false }).await
+    let mut entries = vec![entry];
+    shared.journal.mark_locks(&mut entries);
+    out.send(Response::Entries { entries, more: false }).await
 }
 
 pub async fn handle_all(shared: &Arc<Shared>, path: &str, max_depth: Option<u32>, out: &mut Responder) -> Result<()> {
     let resolved = shared.share.resolve(path)?;
     let shared_for_hash = shared.clone();
-    let entries = blocking(move || {
+    let mut entries = blocking(move || {
         let entries = hash_tree(&shared_for_hash, &resolved.rel, max_depth)?;
         shared_for_hash.hashes.flush()?;
         Ok(entries)
     })
     .await?;
+    shared.journal.mark_locks(&mut entries);
     let mut batches = entries.chunks(ENTRIES_PER_BATCH).peekable();
     if batches.peek().is_none() {
         return out.send(Response::Entries { entries: Vec::new(), more: false }).await;
@@ -86,32 +88,9 @@ fn hash_tree(shared: &Shared, rel: &str, max_depth: Option<u32>) -> Result<Vec<E
         vec![(rel.to_string(), target)]
     };
 
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(files.len().max(1));
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, Result<Entry>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((rel, abs)) = files.get(i) else {
-                            break;
-                        };
-                        done.push((i, hash_file(shared, rel, abs)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
-    results.sort_unstable_by_key(|(i, _)| *i);
+    let results = parallel_map(&files, |(rel, abs)| hash_file(shared, rel, abs));
     let mut entries = Vec::with_capacity(files.len());
-    for (_, result) in results {
+    for result in results {
         match result {
             Ok(entry) => entries.push(entry),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}

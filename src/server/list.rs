@@ -24,7 +24,8 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, filter: &ListFilter, out: 
     // Hold one batch back so the last one can say `more: false`.
     let mut held: Vec<Entry> = Vec::new();
     while let Some(batch) = batches_rx.recv().await {
-        let batch = batch?;
+        let mut batch = batch?;
+        shared.journal.mark_locks(&mut batch);
         if !held.is_empty() {
             out.send(Response::Entries { entries: std::mem::take(&mut held), more: true }).await?;
         }

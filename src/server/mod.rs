@@ -2,17 +2,25 @@
 //!
 //! [`Server::bind`] opens the port; [`Server::run`] accepts connections until its shutdown token is cancelled.
 //! Each connection is a [`session`]: a control session answering requests, or a bulk transfer opened with a
-//! ticket. Request kinds live one per file ([`list`], [`hash`], [`download`]); [`bulk`] streams file bytes.
+//! ticket. Request kinds live one per file ([`list`], [`hash`], [`download`], [`upload`], [`change`],
+//! [`sync_requests`]); [`bulk`] streams file bytes. Every write passes [`guard`], holds its path in
+//! [`path_locks`], and records its result in the [`journal`], which [`observe`] also keeps in step with changes
+//! other programs make on disk.
 
 mod bulk;
 mod change;
 mod download;
+mod guard;
 mod hash;
 mod history;
+mod journal;
 mod list;
 mod listener;
+mod observe;
+mod path_locks;
 mod session;
 mod state;
+mod sync_requests;
 mod tickets;
 pub mod udp;
 mod upload;
@@ -47,6 +55,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Refuse every write: uploads, mkdir, delete, rename.
     pub read_only: bool,
+    /// How often the whole share is rescanned for changes the file watcher missed.
+    pub scan_interval: Duration,
 }
 
 impl ServerConfig {
@@ -58,6 +68,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             read_only: false,
+            scan_interval: Duration::from_secs(60),
         }
     }
 }
@@ -79,13 +90,22 @@ impl Server {
         std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
+        let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;
         let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::net(&config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
         let udp = Arc::new(
             Link::bind(addr, crate::transfer::udp::link::loss_from_env())
                 .map_err(|e| Error::net(format!("{addr} (UDP)"), e))?,
         );
-        let shared = Arc::new(Shared { share, hashes, history, tickets: Tickets::default(), config });
+        let shared = Arc::new(Shared {
+            share,
+            hashes,
+            journal,
+            path_locks: Default::default(),
+            history,
+            tickets: Tickets::default(),
+            config,
+        });
         Ok(Server { listener, shared, udp, refused: Arc::default() })
     }
 
@@ -108,8 +128,11 @@ impl Server {
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let (udp, shared, refused, stop) = (self.udp, self.shared.clone(), self.refused, shutdown.clone());
         let dispatcher = std::thread::spawn(move || udp::dispatch(udp, shared, refused, stop));
+        let interval = self.shared.config.scan_interval;
+        let observer = tokio::spawn(observe::run(self.shared.clone(), interval, shutdown.clone()));
         let result = listener::run(self.listener, self.shared, shutdown).await;
         let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
+        let _ = observer.await;
         result
     }
 

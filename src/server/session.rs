@@ -17,10 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
-use super::{Shared, bulk, change, download, hash, list, upload};
+use super::{Shared, bulk, change, download, hash, list, sync_requests, upload};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Channel, ClientFrame, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, codec,
+    Channel, ClientFrame, ClientIdentity, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame,
+    ServerHello, codec,
 };
 use crate::wire::{FrameReader, FrameWriter};
 
@@ -69,7 +70,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
     }
     reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
     match hello.channel {
-        Channel::Control => control(reader, writer, peer, shared, shutdown).await,
+        Channel::Control => control(reader, writer, (peer, hello.client), shared, shutdown).await,
         Channel::Bulk { ticket } => {
             let (read, leftover) = reader.into_parts();
             if !leftover.is_empty() {
@@ -91,10 +92,11 @@ async fn fatal(writer: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, messag
 async fn control(
     mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
     mut writer: FrameWriter<OwnedWriteHalf>,
-    peer: String,
+    (peer, client): (String, Option<ClientIdentity>),
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let client = client.map(Arc::new);
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(64);
     let writer_task = tokio::spawn(async move {
         while let Some(frames) = frames_rx.recv().await {
@@ -105,6 +107,7 @@ async fn control(
     });
     let in_flight = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
     let mut requests = JoinSet::new();
+    let mut subscription = None;
     let idle = shared.config.idle_timeout;
     let closing: Option<ErrorBody> = loop {
         let next = tokio::select! {
@@ -125,6 +128,14 @@ async fn control(
             Ok(Ok(Some(ClientFrame::Hello(_)))) => {
                 break Some(ErrorBody { code: ErrorCode::BadRequest, message: "hello sent twice".into() });
             }
+            Ok(Ok(Some(ClientFrame::Request { id, body: Request::Subscribe }))) => {
+                if subscription.is_none() {
+                    let push = sync_requests::push_changes(shared.clone(), frames_tx.downgrade());
+                    subscription = Some(tokio::spawn(push));
+                }
+                let mut responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
+                let _ = responder.send(Response::Done { entry: None }).await;
+            }
             Ok(Ok(Some(ClientFrame::Request { id, body }))) => {
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break None;
@@ -132,14 +143,18 @@ async fn control(
                 let responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
                 let shared = shared.clone();
                 let peer = peer.clone();
+                let client = client.clone();
                 requests.spawn(async move {
-                    run_request(body, responder, &peer, &shared).await;
+                    run_request(body, responder, (&peer, client.as_deref()), &shared).await;
                     drop(permit);
                 });
             }
         }
     };
     requests.abort_all();
+    if let Some(subscription) = subscription {
+        subscription.abort();
+    }
     if let Some(body) = closing {
         tracing::debug!(%peer, "closing control connection: {}", body.message);
         let mut buf = BytesMut::new();
@@ -152,19 +167,29 @@ async fn control(
 }
 
 /// Runs one request to completion, answers errors, and logs it.
-async fn run_request(request: Request, mut out: Responder, peer: &str, shared: &Arc<Shared>) {
+async fn run_request(
+    request: Request,
+    mut out: Responder,
+    (peer, client): (&str, Option<&ClientIdentity>),
+    shared: &Arc<Shared>,
+) {
     let started = Instant::now();
     let result = match &request {
         Request::List { path, filter } => list::handle(shared, path, filter, &mut out).await,
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
         Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
         Request::Download { path } => download::handle(shared, path, peer, &mut out).await,
-        Request::Upload { path, size, mtime_ns, mode } => {
-            upload::handle(shared, path, (*size, *mtime_ns, *mode), peer, &mut out).await
+        Request::Upload { path, size, mtime_ns, mode, expect } => {
+            upload::handle(shared, path, (*size, *mtime_ns, *mode), *expect, (peer, client), &mut out).await
         }
-        Request::Mkdir { path } => change::mkdir(shared, path, &mut out).await,
-        Request::Delete { path } => change::delete(shared, path, &mut out).await,
-        Request::Rename { from, to } => change::rename(shared, from, to, &mut out).await,
+        Request::Mkdir { path } => change::mkdir(shared, path, client, &mut out).await,
+        Request::Delete { path, expect } => change::delete(shared, path, *expect, client, &mut out).await,
+        Request::Rename { from, to } => change::rename(shared, from, to, client, &mut out).await,
+        Request::Changes { since } => sync_requests::changes(shared, *since, &mut out).await,
+        // Answered by the connection itself; see `control`.
+        Request::Subscribe => Ok(()),
+        Request::Lock { path } => sync_requests::lock(shared, path, client, &mut out).await,
+        Request::Unlock { path, force } => sync_requests::unlock(shared, path, *force, client, &mut out).await,
     };
     if let Err(e) = &result {
         let _ = out.send(Response::Error(e.to_body())).await;

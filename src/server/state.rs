@@ -3,11 +3,15 @@
 use crate::digest::HashCache;
 use crate::share::Share;
 
+use super::journal::Journal;
+use super::path_locks::PathLocks;
 use super::{History, ServerConfig, Tickets};
 
 pub struct Shared {
     pub share: Share,
     pub hashes: HashCache,
+    pub journal: Journal,
+    pub path_locks: PathLocks,
     pub history: History,
     pub tickets: Tickets,
     pub config: ServerConfig,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::protocol::Ticket;
+use crate::protocol::{ClientIdentity, Expect, Ticket};
 use crate::share::{Entry, FileStamp};
 
 /// How long a ticket stays valid if nobody presents it.
@@ -34,6 +34,10 @@ pub struct PendingUpload {
     pub mtime_ns: i64,
     pub mode: u32,
     pub peer: String,
+    /// What the client expects to replace, checked again just before the rename.
+    pub expect: Option<Expect>,
+    /// The uploading client, for locks and for the journal's author.
+    pub client: Option<ClientIdentity>,
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 
+/// Whether a file name is one of [`AtomicFile`]'s temporary files: never listed as content, synced or journaled.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp") && name.contains(".tandem-")
+}
+
 /// A file being written that replaces `dest` on commit.
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,

@@ -41,6 +41,9 @@ pub struct Entry {
     /// Set by hash requests, and on download tickets when the server already knows it.
     #[serde(default)]
     pub md5: Option<Md5Digest>,
+    /// The host name of the client holding a lock on this path (`tandem lock`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_by: Option<String>,
 }
 
 impl Entry {
@@ -54,7 +57,7 @@ impl Entry {
         } else {
             EntryKind::File
         };
-        Entry { path, kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), md5: None }
+        Entry { path, kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), md5: None, locked_by: None }
     }
 
     /// The last path component.

@@ -1,4 +1,5 @@
-//! Recursive, sorted, pre-order directory walk that never follows symlinks and never enters `.tandem`.
+//! Recursive, sorted, pre-order directory walk that never follows symlinks, never enters `.tandem`, and skips
+//! the temporary files of writes in progress.
 //!
 //! It reads one folder at a time, so memory grows with the depth and the widest folder, not with the tree.
 
@@ -65,7 +66,8 @@ fn read_sorted(root: &std::path::Path, rel: &str) -> Result<Vec<Entry>> {
             tracing::warn!(path = %item.path().display(), "skipping a name that is not valid UTF-8");
             continue;
         };
-        if name == STATE_DIR {
+        // tandem's own state, and files it is still writing, are not content.
+        if name == STATE_DIR || super::is_temp_name(name) {
             continue;
         }
         let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
@@ -87,7 +89,7 @@ mod tests {
     #[test]
     fn walks_sorted_pre_order_skipping_state() {
         let dir = tempfile::tempdir().unwrap();
-        for path in ["b/z.txt", "b/a/deep.txt", "a.txt", ".tandem/hashes", "c/.tandem/x"] {
+        for path in ["b/z.txt", "b/a/deep.txt", "a.txt", ".tandem/hashes", "c/.tandem/x", "b/.a.txt.tandem-Xy12.tmp"] {
             let path = dir.path().join(path);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
             fs::write(path, b"x").unwrap();

@@ -12,7 +12,7 @@ use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 
 fn entry(path: &str, kind: EntryKind, mtime_secs: i64) -> Entry {
-    Entry { path: path.into(), kind, size: 10, mtime_ns: mtime_secs * 1_000_000_000, md5: None }
+    Entry { path: path.into(), kind, size: 10, mtime_ns: mtime_secs * 1_000_000_000, md5: None, locked_by: None }
 }
 
 fn file(path: &str) -> Entry {

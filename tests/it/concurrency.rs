@@ -110,6 +110,7 @@ fn idle_connections_are_closed_with_a_reason() {
         protocol_version: tandem::protocol::PROTOCOL_VERSION,
         software: "test".into(),
         channel: Channel::Control,
+        client: None,
     });
     let mut framed = bytes::BytesMut::new();
     tandem::protocol::codec::encode(&hello, &mut framed).unwrap();

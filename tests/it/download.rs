@@ -137,8 +137,14 @@ async fn lying_server(lie: Lie) -> String {
                 while let Ok(Some(ClientFrame::Request { id, body: Request::Download { path } })) =
                     reader.next::<ClientFrame>("request").await
                 {
-                    let entry =
-                        Entry { path, kind: EntryKind::File, size: payload.len() as u64, mtime_ns: 0, md5: None };
+                    let entry = Entry {
+                        path,
+                        kind: EntryKind::File,
+                        size: payload.len() as u64,
+                        mtime_ns: 0,
+                        md5: None,
+                        locked_by: None,
+                    };
                     let body = Response::Ticket { ticket: Ticket(1), entry };
                     writer.send(&ServerFrame::Response { id, body }).await.unwrap();
                 }

@@ -111,6 +111,7 @@ async fn garbage_closes_only_its_own_connection() {
             protocol_version: 999,
             software: "tandem 9".into(),
             channel: Channel::Control,
+            client: None,
         });
         let mut framed = bytes::BytesMut::new();
         codec::encode(&hello, &mut framed).unwrap();

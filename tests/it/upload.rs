@@ -187,7 +187,7 @@ async fn an_upload_cut_off_halfway_leaves_nothing() {
     write_file(root.path(), "target.bin", b"the version to keep", 1);
     let (addr, shutdown) = in_process(root.path()).await;
     let conn = Connection::connect(&addr).await.unwrap();
-    let (ticket, _) = conn.upload_ticket("target.bin", 1_000_000, 0, 0o644).await.unwrap();
+    let (ticket, _) = conn.upload_ticket("target.bin", (1_000_000, 0, 0o644), None).await.unwrap();
     let (mut stream, _, _) = tandem::client::open_channel(&addr, Channel::Bulk { ticket }).await.unwrap();
     // Half a file's worth of one chunk, then the connection drops.
     use tokio::io::AsyncWriteExt;

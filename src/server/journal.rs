@@ -1,0 +1,375 @@
+//! The share's change journal and its locks, in `.tandem/journal.sqlite`.
+//!
+//! Every path the share has ever held has one row: its latest state and the sequence number of the change that
+//! produced it. Recording a state that differs from the row gives the path the next sequence number, so "every
+//! change since N" is just the rows with a larger number, and a client that was away for a week catches up with
+//! one query, however often each file changed meanwhile. A deletion stays as a row with no kind (a tombstone), so
+//! it reaches clients too. Folders change only by appearing or disappearing: their mtimes move whenever a child
+//! does, and that is not a change worth sending.
+//!
+//! Locks live in the same database, so they survive a restart. Memory holds a copy of both tables: lookups
+//! during listings and writes never touch the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::watch;
+
+use crate::digest::Md5Digest;
+use crate::error::{Error, Result};
+use crate::protocol::{Change, ClientIdentity};
+use crate::share::{Entry, EntryKind};
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOwner {
+    pub id: String,
+    pub host: String,
+}
+
+pub struct Journal {
+    inner: Mutex<Inner>,
+    /// The latest sequence number, for subscribers.
+    latest: watch::Sender<u64>,
+    db_path: PathBuf,
+}
+
+struct Inner {
+    db: Connection,
+    seq: u64,
+    /// The live entries (tombstones are only in the database).
+    live: HashMap<String, Entry>,
+    /// Sorted, so a folder's locked descendants are one range away.
+    locks: BTreeMap<String, LockOwner>,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `db_path` and loads it.
+    pub fn open(db_path: &Path) -> Result<Journal> {
+        let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
+        let db = Connection::open(db_path).map_err(fail)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS entries (
+                 path TEXT PRIMARY KEY, seq INTEGER NOT NULL, kind TEXT, size INTEGER NOT NULL,
+                 mtime_ns INTEGER NOT NULL, md5 BLOB, author TEXT);
+             CREATE INDEX IF NOT EXISTS entries_by_seq ON entries (seq);
+             CREATE TABLE IF NOT EXISTS locks (
+                 path TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_host TEXT NOT NULL, since_ns INTEGER NOT NULL);",
+        )
+        .map_err(fail)?;
+        let seq: Option<i64> = db.query_row("SELECT MAX(seq) FROM entries", [], |row| row.get(0)).map_err(fail)?;
+        let mut live = HashMap::new();
+        {
+            let mut rows = db
+                .prepare("SELECT path, kind, size, mtime_ns, md5 FROM entries WHERE kind IS NOT NULL")
+                .map_err(fail)?;
+            let mapped = rows
+                .query_map([], |row| {
+                    let kind: String = row.get(1)?;
+                    let md5: Option<Vec<u8>> = row.get(4)?;
+                    Ok((row.get::<_, String>(0)?, kind, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?, md5))
+                })
+                .map_err(fail)?;
+            for row in mapped {
+                let (path, kind, size, mtime_ns, md5) = row.map_err(fail)?;
+                let kind = if kind == "dir" { EntryKind::Dir } else { EntryKind::File };
+                let md5 = md5.and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok()).map(Md5Digest);
+                let entry = Entry { path: path.clone(), kind, size: size as u64, mtime_ns, md5, locked_by: None };
+                live.insert(path, entry);
+            }
+        }
+        let mut locks = BTreeMap::new();
+        {
+            let mut rows = db.prepare("SELECT path, owner_id, owner_host FROM locks").map_err(fail)?;
+            let mapped = rows
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)))
+                .map_err(fail)?;
+            for row in mapped {
+                let (path, id, host) = row.map_err(fail)?;
+                locks.insert(path, LockOwner { id, host });
+            }
+        }
+        let seq = seq.unwrap_or(0) as u64;
+        Ok(Journal {
+            inner: Mutex::new(Inner { db, seq, live, locks }),
+            latest: watch::Sender::new(seq),
+            db_path: db_path.to_path_buf(),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fail(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |source| Error::Database { path: self.db_path.clone(), source }
+    }
+
+    /// The latest sequence number.
+    pub fn latest(&self) -> u64 {
+        *self.latest.borrow()
+    }
+
+    /// Wakes up whenever the latest sequence number moves.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.latest.subscribe()
+    }
+
+    /// The journal's view of `path`, if it is live.
+    pub fn get(&self, path: &str) -> Option<Entry> {
+        self.inner().live.get(path).cloned()
+    }
+
+    /// Live paths equal to `rel` or below it (`""`: all).
+    pub fn live_under(&self, rel: &str) -> Vec<String> {
+        let inner = self.inner();
+        inner.live.keys().filter(|path| is_at_or_below(path, rel)).cloned().collect()
+    }
+
+    /// Records what was observed at each path (`None`: absent). Paths whose state is unchanged are skipped; each
+    /// change gets the next sequence number. Returns how many paths changed. Blocking.
+    pub fn record(&self, observed: Vec<(String, Option<Entry>)>, author: Option<&str>) -> Result<usize> {
+        let fail = self.fail();
+        let mut inner = self.inner();
+        let changed: Vec<(String, Option<Entry>)> = observed
+            .into_iter()
+            .filter(|(path, now)| match (inner.live.get(path), now) {
+                (None, None) => false,
+                (Some(before), Some(now)) => !same_state(before, now),
+                _ => true,
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(0);
+        }
+        let Inner { db, seq, live, .. } = &mut *inner;
+        let tx = db.transaction().map_err(&fail)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO entries (path, seq, kind, size, mtime_ns, md5, author)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .map_err(&fail)?;
+            for (path, entry) in &changed {
+                *seq += 1;
+                let (kind, size, mtime_ns, md5) = match entry {
+                    Some(e) => (Some(e.kind.as_str()), e.size as i64, e.mtime_ns, e.md5.map(|m| m.0.to_vec())),
+                    None => (None, 0, 0, None),
+                };
+                upsert.execute(params![path, *seq as i64, kind, size, mtime_ns, md5, author]).map_err(&fail)?;
+            }
+        }
+        tx.commit().map_err(&fail)?;
+        let count = changed.len();
+        for (path, entry) in changed {
+            match entry {
+                Some(mut entry) => {
+                    entry.locked_by = None;
+                    live.insert(path, entry);
+                }
+                None => {
+                    live.remove(&path);
+                }
+            }
+        }
+        let latest = *seq;
+        drop(inner);
+        self.latest.send_replace(latest);
+        Ok(count)
+    }
+
+    /// Up to `limit` changes after sequence number `since`, oldest first. Blocking.
+    pub fn since(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        let fail = self.fail();
+        let inner = self.inner();
+        let mut query = inner
+            .db
+            .prepare_cached(
+                "SELECT seq, path, kind, size, mtime_ns, md5, author FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+            )
+            .map_err(&fail)?;
+        let rows = query
+            .query_map(params![since as i64, limit as i64], |row| {
+                let path: String = row.get(1)?;
+                let kind: Option<String> = row.get(2)?;
+                let md5: Option<Vec<u8>> = row.get(5)?;
+                let entry = kind.map(|kind| Entry {
+                    path: path.clone(),
+                    kind: if kind == "dir" { EntryKind::Dir } else { EntryKind::File },
+                    size: row.get::<_, i64>(3).unwrap_or(0) as u64,
+                    mtime_ns: row.get(4).unwrap_or(0),
+                    md5: md5.and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok()).map(Md5Digest),
+                    locked_by: None,
+                });
+                Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(6)? })
+            })
+            .map_err(&fail)?;
+        let mut changes = rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&fail)?;
+        for change in &mut changes {
+            if let Some(entry) = &mut change.entry {
+                entry.locked_by = inner.locks.get(&change.path).map(|owner| owner.host.clone());
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Sets `locked_by` on each entry someone holds a lock on.
+    pub fn mark_locks(&self, entries: &mut [Entry]) {
+        let inner = self.inner();
+        if inner.locks.is_empty() {
+            return;
+        }
+        for entry in entries {
+            entry.locked_by = inner.locks.get(&entry.path).map(|owner| owner.host.clone());
+        }
+    }
+
+    /// Who holds the lock on exactly `path`.
+    pub fn lock_on(&self, path: &str) -> Option<LockOwner> {
+        self.inner().locks.get(path).cloned()
+    }
+
+    /// Refuses a write to `path` by `client` if anyone else holds a lock on it, on a folder above it, or on
+    /// anything below it (a folder cannot be deleted or renamed out from under a locked file).
+    pub fn check_write(&self, path: &str, client: Option<&ClientIdentity>) -> Result<()> {
+        let inner = self.inner();
+        let foreign = |owner: &LockOwner| client.is_none_or(|c| c.id != owner.id);
+        let mut ancestors = std::iter::successors(Some(path), |p| p.rfind('/').map(|i| &p[..i]));
+        if let Some(owner) = ancestors.find_map(|p| inner.locks.get(p).filter(|o| foreign(o))) {
+            return Err(Error::Locked { path: path.to_string(), host: owner.host.clone() });
+        }
+        let below = format!("{path}/");
+        let descendant =
+            inner.locks.range(below.clone()..).take_while(|(p, _)| p.starts_with(&below)).find(|(_, o)| foreign(o));
+        if let Some((locked, owner)) = descendant {
+            return Err(Error::Locked { path: locked.clone(), host: owner.host.clone() });
+        }
+        Ok(())
+    }
+
+    /// Locks `path` for `client`. Taking a lock one already holds is fine; someone else's is refused. Blocking.
+    pub fn lock(&self, path: &str, client: &ClientIdentity) -> Result<()> {
+        let fail = self.fail();
+        let mut inner = self.inner();
+        match inner.locks.get(path) {
+            Some(owner) if owner.id == client.id => return Ok(()),
+            Some(owner) => return Err(Error::Locked { path: path.to_string(), host: owner.host.clone() }),
+            None => {}
+        }
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        inner
+            .db
+            .execute(
+                "INSERT OR REPLACE INTO locks (path, owner_id, owner_host, since_ns) VALUES (?, ?, ?, ?)",
+                params![path, client.id, client.host, now],
+            )
+            .map_err(&fail)?;
+        inner.locks.insert(path.to_string(), LockOwner { id: client.id.clone(), host: client.host.clone() });
+        Ok(())
+    }
+
+    /// Releases the lock on `path`: the owner's own, or anyone's with `force`. Blocking.
+    pub fn unlock(&self, path: &str, client: Option<&ClientIdentity>, force: bool) -> Result<()> {
+        let fail = self.fail();
+        let mut inner = self.inner();
+        let Some(owner) = inner.locks.get(path) else {
+            return Err(Error::Unsupported(format!("{path} is not locked")));
+        };
+        if !force && client.is_none_or(|c| c.id != owner.id) {
+            return Err(Error::Locked { path: path.to_string(), host: owner.host.clone() });
+        }
+        inner.db.execute("DELETE FROM locks WHERE path = ?", params![path]).map_err(&fail)?;
+        inner.locks.remove(path);
+        Ok(())
+    }
+
+    /// Whether anything was ever recorded under `path` (a tombstone counts). Blocking.
+    pub fn ever_seen(&self, path: &str) -> Result<bool> {
+        let fail = self.fail();
+        let inner = self.inner();
+        let found: Option<i64> = inner
+            .db
+            .query_row("SELECT seq FROM entries WHERE path = ?", params![path], |row| row.get(0))
+            .optional()
+            .map_err(&fail)?;
+        Ok(found.is_some())
+    }
+}
+
+/// Whether two observations of one path are the same state: folders by kind alone, files by size, mtime and MD5.
+fn same_state(a: &Entry, b: &Entry) -> bool {
+    match (a.kind, b.kind) {
+        (EntryKind::Dir, EntryKind::Dir) => true,
+        (EntryKind::File, EntryKind::File) => a.size == b.size && a.mtime_ns == b.mtime_ns && a.md5 == b.md5,
+        _ => false,
+    }
+}
+
+pub fn is_at_or_below(path: &str, rel: &str) -> bool {
+    rel.is_empty() || path == rel || (path.starts_with(rel) && path.as_bytes().get(rel.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, bytes: &[u8], mtime_ns: i64) -> (String, Option<Entry>) {
+        let entry = Entry {
+            path: path.into(),
+            kind: EntryKind::File,
+            size: bytes.len() as u64,
+            mtime_ns,
+            md5: Some(Md5Digest::of(bytes)),
+            locked_by: None,
+        };
+        (path.into(), Some(entry))
+    }
+
+    #[test]
+    fn sequence_numbers_survive_reopen_and_skip_unchanged_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("journal.sqlite");
+        {
+            let journal = Journal::open(&db).unwrap();
+            assert_eq!(journal.record(vec![file("a", b"1", 1), file("b", b"2", 1)], Some("alice")).unwrap(), 2);
+            assert_eq!(journal.record(vec![file("a", b"1", 1)], None).unwrap(), 0);
+            assert_eq!(journal.record(vec![("a".into(), None)], None).unwrap(), 1);
+            assert_eq!(journal.latest(), 3);
+        }
+        let journal = Journal::open(&db).unwrap();
+        assert_eq!(journal.latest(), 3);
+        let changes = journal.since(1, 100).unwrap();
+        assert_eq!(changes.iter().map(|c| (c.seq, c.path.as_str())).collect::<Vec<_>>(), [(2, "b"), (3, "a")]);
+        assert_eq!(changes[0].author.as_deref(), Some("alice"));
+        assert!(changes[1].entry.is_none(), "a deletion is a tombstone");
+        assert_eq!(journal.live_under(""), ["b"]);
+        assert!(journal.ever_seen("a").unwrap());
+    }
+
+    #[test]
+    fn locks_refuse_others_survive_reopen_and_cover_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("journal.sqlite");
+        let alice = ClientIdentity { id: "a1".into(), host: "alice-laptop".into() };
+        let bob = ClientIdentity { id: "b2".into(), host: "bob-desktop".into() };
+        {
+            let journal = Journal::open(&db).unwrap();
+            journal.lock("docs/plan.txt", &alice).unwrap();
+        }
+        let journal = Journal::open(&db).unwrap();
+        journal.check_write("docs/plan.txt", Some(&alice)).unwrap();
+        let refused = journal.check_write("docs/plan.txt", Some(&bob)).unwrap_err();
+        assert_eq!(refused.to_string(), "docs/plan.txt is locked by alice-laptop");
+        assert!(journal.check_write("docs", Some(&bob)).is_err(), "deleting the folder would take the file");
+        assert!(journal.check_write("docs/other.txt", None).is_ok());
+        assert!(journal.lock("docs/plan.txt", &bob).is_err());
+        assert!(journal.unlock("docs/plan.txt", Some(&bob), false).is_err());
+        journal.unlock("docs/plan.txt", Some(&bob), true).unwrap();
+        journal.check_write("docs/plan.txt", Some(&bob)).unwrap();
+    }
+}

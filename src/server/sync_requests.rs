@@ -1,0 +1,85 @@
+//! What sync clients ask for: the journal's changes since a sequence number, pushes when it moves on, and locks.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::session::Responder;
+use crate::error::{Error, Result};
+use crate::protocol::{ClientIdentity, Response, ServerFrame, codec};
+use crate::task::blocking;
+
+/// Changes per answer frame: each carries an entry, so this stays far below the frame limit.
+const CHANGES_PER_BATCH: usize = 2_000;
+
+/// Streams every change after `since`, in batches, each stamped with the journal's latest sequence number.
+pub async fn changes(shared: &Arc<Shared>, since: u64, out: &mut Responder) -> Result<()> {
+    let mut after = since;
+    loop {
+        let shared_for_query = shared.clone();
+        let batch = blocking(move || shared_for_query.journal.since(after, CHANGES_PER_BATCH)).await?;
+        let more = batch.len() == CHANGES_PER_BATCH;
+        after = batch.last().map_or(after, |change| change.seq);
+        let seq = shared.journal.latest().max(after);
+        out.send(Response::Changes { changes: batch, seq, more }).await?;
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Pushes `Changed { seq }` on a subscribed connection each time the journal moves on, until the connection's
+/// writer goes away. Pushes coalesce: a client that is busy gets the latest number, not a backlog.
+pub async fn push_changes(shared: Arc<Shared>, frames: mpsc::WeakSender<Bytes>) {
+    let mut latest = shared.journal.subscribe();
+    latest.mark_unchanged();
+    while latest.changed().await.is_ok() {
+        let seq = *latest.borrow_and_update();
+        let mut buf = BytesMut::new();
+        if codec::encode(&ServerFrame::Changed { seq }, &mut buf).is_err() {
+            return;
+        }
+        // A weak sender: a subscription never keeps a closing connection's writer alive.
+        let Some(frames) = frames.upgrade() else { return };
+        if frames.send(buf.freeze()).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub async fn lock(
+    shared: &Arc<Shared>,
+    path: &str,
+    client: Option<&ClientIdentity>,
+    out: &mut Responder,
+) -> Result<()> {
+    let resolved = shared.share.resolve(path)?;
+    let Some(client) = client.cloned() else {
+        return Err(Error::Unsupported("taking a lock needs a client identity; this client sent none".into()));
+    };
+    let shared_for_lock = shared.clone();
+    let entry = blocking(move || {
+        shared_for_lock.journal.lock(&resolved.rel, &client)?;
+        let metadata = std::fs::symlink_metadata(&resolved.abs).map_err(|e| Error::io(&resolved.abs, e))?;
+        let mut entry = crate::share::Entry::from_metadata(resolved.rel, &metadata);
+        entry.locked_by = Some(client.host);
+        Ok(entry)
+    })
+    .await?;
+    out.send(Response::Done { entry: Some(entry) }).await
+}
+
+pub async fn unlock(
+    shared: &Arc<Shared>,
+    path: &str,
+    force: bool,
+    client: Option<&ClientIdentity>,
+    out: &mut Responder,
+) -> Result<()> {
+    let rel = crate::share::normalize(path)?;
+    let (shared_for_lock, client) = (shared.clone(), client.cloned());
+    blocking(move || shared_for_lock.journal.unlock(&rel, client.as_ref(), force)).await?;
+    out.send(Response::Done { entry: None }).await
+}
