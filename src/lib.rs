@@ -13,6 +13,7 @@
 //! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
 //! - [`client`]: the control connection and the download driver.
 //! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
+//! - [`sync`]: two-way sync: the pure planner, the state database, the scanner, the engine and its task.
 //! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
 //! - [`task`]: running blocking filesystem work off the async threads.
 //! - [`tui`]: the two-pane terminal UI: app state, keys, background worker, views.
@@ -28,6 +29,7 @@ pub mod error;
 pub mod protocol;
 pub mod server;
 pub mod share;
+pub mod sync;
 pub mod task;
 pub mod timefmt;
 pub mod transfer;

@@ -23,13 +23,16 @@ fn main() -> ExitCode {
 /// Commands log to stderr, except the full-screen TUI, which owns the terminal: it logs to
 /// `$XDG_STATE_HOME/tandem/tandem.log`, never to the screen. `TANDEM_LOG` sets the level (default `warn`).
 fn init_logging(cli: &Cli) {
-    let filter = EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    // `tandem sync` says what it does as it goes; other commands speak only when something is wrong.
+    let default = if matches!(cli.command, Command::Sync(_)) { "warn,tandem::sync=info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("TANDEM_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let full_screen = match &cli.command {
         Command::Open(_) => true,
         Command::Demo(args) => !args.tour,
         _ => false,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal());
     if !full_screen {
         builder.with_writer(std::io::stderr).init();
     } else if let Some(file) = open_log_file() {

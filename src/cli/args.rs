@@ -49,6 +49,33 @@ pub enum Command {
     Download(DownloadArgs),
     /// Upload one local file, written atomically on the server; a replaced file goes to its trash
     Upload(UploadArgs),
+    /// Two-way sync of DIR with the remote share; runs until stopped (Ctrl-C), or one full pass with --once
+    Sync(SyncArgs),
+    /// Lock a remote path: other clients' writes and deletes of it are refused until you unlock it
+    Lock {
+        /// Remote path, relative to the share
+        path: String,
+    },
+    /// Release a lock you hold, or anyone's with --force
+    Unlock {
+        /// Remote path, relative to the share
+        path: String,
+        /// Release the lock even if another client holds it
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Local folder to keep in step with the share
+    pub dir: PathBuf,
+    /// Seconds between full rescans and polls (changes on either side are picked up at once anyway)
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub interval: u64,
+    /// Run one full sync and exit
+    #[arg(long)]
+    pub once: bool,
 }
 
 #[derive(Debug, Args)]

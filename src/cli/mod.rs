@@ -11,14 +11,16 @@ use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 pub use args::{
-    Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs, UploadArgs,
+    Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs, SyncArgs,
+    UploadArgs,
 };
 
-use crate::client::{Connection, UdpOptions, download_tcp, download_udp, upload_tcp};
+use crate::client::{Connection, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::server::{Server, ServerConfig};
 use crate::share::compile_pattern;
+use crate::sync::{Engine, SyncConfig, SyncEvent};
 use crate::timefmt::{Bound, parse_time};
 use crate::transfer::Progress;
 
@@ -58,7 +60,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Some(remote) => remote.clone(),
                 None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             };
-            let conn = Connection::connect(&cli.remote).await?;
+            let conn = connect_as_me(&cli.remote).await?;
             let progress = Progress::default();
             let bar = (!cli.json).then(|| progress::show(progress.clone(), remote.clone()));
             let result = upload_tcp(&conn, &args.local, &remote, &progress).await;
@@ -68,7 +70,58 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = result?;
             if cli.json { print_json(&output::upload_json(&report)) } else { print(&output::upload_text(&report)) }
         }
+        Command::Sync(args) => sync(args, &cli.remote, cli.json).await,
+        Command::Lock { path } => {
+            let conn = connect_as_me(&cli.remote).await?;
+            let entry = conn.lock(&path).await?;
+            let holder = entry.and_then(|e| e.locked_by).unwrap_or_default();
+            if cli.json {
+                print_json(&serde_json::json!({ "path": path, "locked_by": holder }))
+            } else {
+                print(&format!("locked {path} (held by {holder})\n"))
+            }
+        }
+        Command::Unlock { path, force } => {
+            let conn = connect_as_me(&cli.remote).await?;
+            conn.unlock(&path, force).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "path": path, "locked_by": null }))
+            } else {
+                print(&format!("unlocked {path}\n"))
+            }
+        }
     }
+}
+
+/// Connects with this user's client identity, which owns locks and names conflict copies.
+async fn connect_as_me(remote: &str) -> Result<Connection> {
+    Connection::connect_as(remote, Some(identity::current()?)).await
+}
+
+/// `tandem sync`: one full sync with `--once`, otherwise until Ctrl-C; then the summary.
+async fn sync(args: SyncArgs, remote: &str, json: bool) -> Result<()> {
+    let client = identity::current()?;
+    let summary = if args.once {
+        let conn = Connection::connect_as(remote, Some(client.clone())).await?;
+        let mut engine = Engine::open(&args.dir, conn, &client.host)?;
+        engine.sync_until_quiet().await?
+    } else {
+        let interval = std::time::Duration::from_secs(args.interval.max(1));
+        let config = SyncConfig { root: args.dir.clone(), remote: remote.to_string(), client, interval };
+        let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        tokio::spawn(stop_on_signal(stop.clone()));
+        let task = tokio::spawn(crate::sync::run(config, events_tx, stop));
+        while let Some(event) = events.recv().await {
+            match event {
+                SyncEvent::Problem(problem) => tracing::warn!("{problem}"),
+                SyncEvent::Connected { server } => tracing::info!("syncing {} with {server}", args.dir.display()),
+                SyncEvent::Syncing | SyncEvent::Idle { .. } => {}
+            }
+        }
+        task.await.map_err(|e| Error::io(&args.dir, std::io::Error::other(format!("sync task failed: {e}"))))??
+    };
+    if json { print_json(&output::sync_json(&summary)) } else { print(&output::sync_text(&summary)) }
 }
 
 /// The listing filter for an `index` command, with every user value checked before anything is sent.

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::client::{DownloadReport, UploadReport};
 use crate::share::{Entry, EntryKind};
+use crate::sync::SyncSummary;
 use crate::timefmt::{format_local, format_rfc3339};
 
 /// One entry as JSON: `path`, `kind`, `size`, `mtime`, and `md5` when it was hashed.
@@ -19,7 +20,35 @@ pub fn entry_json(entry: &Entry) -> Value {
     if let Some(md5) = entry.md5 {
         value["md5"] = json!(md5.to_string());
     }
+    if let Some(holder) = &entry.locked_by {
+        value["locked_by"] = json!(holder);
+    }
     value
+}
+
+/// `sync --json`: what a sync did.
+pub fn sync_json(summary: &SyncSummary) -> Value {
+    json!({
+        "uploaded": summary.uploaded,
+        "downloaded": summary.downloaded,
+        "deleted": summary.deleted,
+        "conflicts": summary.conflicts,
+        "bytes_sent": summary.bytes_sent,
+        "bytes_received": summary.bytes_received,
+    })
+}
+
+/// `sync` for people: one line.
+pub fn sync_text(summary: &SyncSummary) -> String {
+    format!(
+        "synced: {} uploaded, {} downloaded, {} deleted, {} conflicts; {} sent, {} received\n",
+        summary.uploaded,
+        summary.downloaded,
+        summary.deleted,
+        summary.conflicts,
+        format_size(summary.bytes_sent, BINARY),
+        format_size(summary.bytes_received, BINARY)
+    )
 }
 
 pub fn entries_json(entries: &[Entry]) -> Value {
@@ -37,7 +66,11 @@ pub fn entries_table(entries: &[Entry], with_md5: bool) -> String {
                 e.kind.as_str().to_string()
             };
             let size = if e.kind == EntryKind::Dir { "-".to_string() } else { format_size(e.size, BINARY) };
-            [first, size, format_local(e.mtime_ns), e.path.clone()]
+            let path = match &e.locked_by {
+                Some(holder) => format!("{}  [locked by {holder}]", e.path),
+                None => e.path.clone(),
+            };
+            [first, size, format_local(e.mtime_ns), path]
         })
         .collect();
     let header = [if with_md5 { "MD5" } else { "KIND" }, "SIZE", "MODIFIED", "PATH"];

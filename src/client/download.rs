@@ -68,6 +68,35 @@ pub async fn download_tcp(
 ) -> Result<DownloadReport> {
     let started = Instant::now();
     let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
+    receive_tcp(conn, (ticket, entry), dest, Box::new(|| Ok(())), progress, started).await
+}
+
+/// Runs after a download's bytes are verified and before they replace the destination. Sync uses it to check
+/// that the local file is still the version it planned to replace, and to keep that version in the trash.
+pub type BeforeCommit = Box<dyn FnOnce() -> Result<()> + Send>;
+
+/// Downloads `remote` over TCP to exactly the path `dest`, whose folder must exist.
+pub async fn download_tcp_to(
+    conn: &Connection,
+    remote: &str,
+    dest: &Path,
+    before_commit: BeforeCommit,
+    progress: &Progress,
+) -> Result<DownloadReport> {
+    let started = Instant::now();
+    let (ticket, entry) = conn.download_ticket(remote).await?;
+    progress.set_total(entry.size);
+    receive_tcp(conn, (ticket, entry), dest.to_path_buf(), before_commit, progress, started).await
+}
+
+async fn receive_tcp(
+    conn: &Connection,
+    (ticket, entry): (Ticket, Entry),
+    dest: PathBuf,
+    before_commit: BeforeCommit,
+    progress: &Progress,
+    started: Instant,
+) -> Result<DownloadReport> {
     let (stream, _, already_read) = open(conn.addr(), Channel::Bulk { ticket }).await?;
     let peer = conn.addr().to_string();
     let stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
@@ -77,7 +106,7 @@ pub async fn download_tcp(
     let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
     let progress = progress.clone();
     let announced = entry.clone();
-    let ((bytes, _), md5) = write_verified(&dest, entry.clone(), move |file, temp_path| {
+    let ((bytes, _), md5) = write_verified(&dest, entry.clone(), before_commit, move |file, temp_path| {
         let received = tcp::receive_file(&mut stream, file, temp_path, &peer, announced.size, &progress)?;
         match received.trailer {
             BulkTrailer::Failed(body) => Err(Error::Remote(body)),
@@ -107,7 +136,7 @@ pub async fn download_udp(
     let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
     let progress = progress.clone();
     let size = entry.size;
-    let ((bytes, stats), md5) = write_verified(&dest, entry.clone(), move |file, temp_path| {
+    let ((bytes, stats), md5) = write_verified(&dest, entry.clone(), Box::new(|| Ok(())), move |file, temp_path| {
         let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
         let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
         let job = receiver::ReceiveJob {
@@ -150,6 +179,7 @@ type Receipt = (u64, Md5Digest, Md5Digest, Option<UdpStats>);
 async fn write_verified(
     dest: &Path,
     announced: Entry,
+    before_commit: BeforeCommit,
     receive: impl FnOnce(&mut AtomicFile, &Path) -> Result<Receipt> + Send + 'static,
 ) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
     let dest_for_write = dest.to_path_buf();
@@ -164,6 +194,7 @@ async fn write_verified(
                 return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
             }
         }
+        before_commit()?;
         file.commit(Some(announced.mtime_ns))?;
         Ok(((bytes, stats), received_md5))
     })

@@ -9,7 +9,7 @@ mod upload;
 use std::time::Duration;
 
 pub use connection::{Connection, Responses, open as open_channel};
-pub use download::{DownloadReport, UdpOptions, download_tcp, download_udp};
+pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};
 
 /// How long a connection attempt or a hello may take.

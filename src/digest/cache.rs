@@ -73,8 +73,12 @@ impl HashCache {
         HashCache { known: Mutex::default(), unsaved: Mutex::default(), db: None, db_path: PathBuf::from(":memory:") }
     }
 
-    /// The cached MD5 of `path`, if the file still has the stamp it had when it was hashed.
+    /// The cached MD5 of `path`, if the file still has the stamp it had when it was hashed, and that stamp is old
+    /// enough to vouch for the bytes.
     pub fn get(&self, path: &str, stamp: FileStamp) -> Option<Md5Digest> {
+        if stamp.is_recent() {
+            return None;
+        }
         let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         known.get(path).filter(|(cached, _)| *cached == stamp).map(|(_, md5)| *md5)
     }

@@ -50,7 +50,10 @@ pub async fn delete(
         if std::fs::symlink_metadata(&target.abs).is_err() {
             return Err(Error::NotFound { path: target.rel });
         }
-        move_to_trash(shared.share.root(), &target.rel, &target.abs)?;
+        // An empty folder holds nothing to keep; anything else goes to the trash.
+        if std::fs::remove_dir(&target.abs).is_err() {
+            move_to_trash(shared.share.root(), &target.rel, &target.abs)?;
+        }
         refresh(&shared, &target.rel, author.as_deref())
     })
     .await?;

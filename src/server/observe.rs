@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::hash::hash_file;
 use crate::error::{Error, Result};
-use crate::share::{Entry, EntryKind, STATE_DIR, Walk, is_temp_name};
+use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name};
 use crate::task::{blocking, parallel_map};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
@@ -67,7 +67,12 @@ pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize
         match entry.kind {
             EntryKind::Dir => entry.size = 0,
             _ => match journal.get(&entry.path) {
-                Some(known) if known.size == entry.size && known.mtime_ns == entry.mtime_ns && known.md5.is_some() => {
+                Some(known)
+                    if known.size == entry.size
+                        && known.mtime_ns == entry.mtime_ns
+                        && known.md5.is_some()
+                        && !FileStamp { size: entry.size, mtime_ns: entry.mtime_ns, inode: 0 }.is_recent() =>
+                {
                     entry.md5 = known.md5;
                 }
                 _ => to_hash.push(i),

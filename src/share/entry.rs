@@ -82,7 +82,18 @@ impl FileStamp {
         let inode = 0;
         FileStamp { size: metadata.len(), mtime_ns: mtime_ns(metadata), inode }
     }
+
+    /// Whether the file was modified so recently that a stamp cannot vouch for its bytes: filesystems tick their
+    /// clocks coarsely, so a second same-size write within one tick keeps the stamp. Such a file is hashed
+    /// again rather than trusted (git's "racily clean" rule).
+    pub fn is_recent(&self) -> bool {
+        let now = system_time_to_ns(SystemTime::now());
+        now.saturating_sub(self.mtime_ns) < RACY_WINDOW_NS
+    }
 }
+
+/// How recent a modification must be for [`FileStamp::is_recent`].
+const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 fn mtime_ns(metadata: &Metadata) -> i64 {
     metadata.modified().map(system_time_to_ns).unwrap_or(0)

@@ -409,6 +409,20 @@ impl Worker {
                     self.clone().queue_upload(self.connection()?, local, remote);
                     Ok(None)
                 }
+                Command::Lock { path } => {
+                    let entry = self.connection()?.lock(&path).await?;
+                    let holder = entry.and_then(|e| e.locked_by).unwrap_or_default();
+                    self.send(Event::Message { text: format!("locked {path} (held by {holder})"), error: false });
+                    Ok(None)
+                }
+                Command::Unlock { path, force } => {
+                    self.connection()?.unlock(&path, force).await?;
+                    self.send(Event::Message { text: format!("unlocked {path}"), error: false });
+                    Ok(None)
+                }
+                Command::Sync(_) => {
+                    Err(Error::Unsupported("in the TUI, `s` starts and stops sync of the two panes".into()))
+                }
                 Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
                     Err(Error::Unsupported("this command does not run inside the TUI; use it from a shell".into()))
                 }

@@ -1,0 +1,479 @@
+//! One synced folder against one server: a pass reads the server's journal since the last sequence number,
+//! scans the local folder, asks the [`plan`](super::plan) what to do, and does it.
+//!
+//! Safety comes from three habits. Every write says what it expects to replace (the server refuses a stale
+//! upload or delete, and locally a download checks the file is still the scanned version before it moves that
+//! version to the trash), so a change that arrives mid-pass is never overwritten but planned again next pass.
+//! Nothing is deleted outright: both sides move deleted and replaced files to `.tandem/trash/`. And a folder that
+//! is suddenly empty (an unmounted disk, a wiped share) stops sync with an error instead of reading as "the user
+//! deleted everything".
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::log::ActionLog;
+use super::plan::{Action, Kind, PathState, Version, plan};
+use super::scan::{LocalEntry, hash_files, scan};
+use super::state::{RemoteVersion, SyncState, Update};
+use crate::client::{Connection, download_tcp_to, upload_expecting};
+use crate::digest::HashCache;
+use crate::error::{Error, Result};
+use crate::protocol::{ErrorCode, Expect};
+use crate::share::{EntryKind, FileStamp, STATE_DIR, move_to_trash, normalize};
+use crate::task::blocking;
+use crate::transfer::Progress;
+
+/// Transfers run at once within a pass: enough to hide per-file round trips and fsyncs.
+const PARALLEL_TRANSFERS: usize = 8;
+/// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
+const MAX_PASSES: usize = 6;
+
+/// What sync did; the fields of `sync --json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncSummary {
+    pub uploaded: u64,
+    pub downloaded: u64,
+    pub deleted: u64,
+    pub conflicts: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl SyncSummary {
+    pub fn add(&mut self, other: &SyncSummary) {
+        self.uploaded += other.uploaded;
+        self.downloaded += other.downloaded;
+        self.deleted += other.deleted;
+        self.conflicts += other.conflicts;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == SyncSummary::default()
+    }
+}
+
+pub struct Engine {
+    root: PathBuf,
+    conn: Connection,
+    host: String,
+    state: SyncState,
+    hashes: Arc<HashCache>,
+    log: ActionLog,
+    /// Paths refused by a lock, with the states that were refused: not retried until one side changes.
+    blocked: HashMap<String, (Option<Version>, Option<Version>)>,
+}
+
+/// How a pass went.
+struct PassOutcome {
+    summary: SyncSummary,
+    attempted: usize,
+    succeeded: usize,
+}
+
+impl Engine {
+    /// Opens the folder's sync state for the server `conn` talks to. Refuses a missing root.
+    pub fn open(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
+        let root = checked_root(root)?;
+        let state_dir = root.join(STATE_DIR);
+        let mut state = SyncState::open(&state_dir.join("sync.sqlite"))?;
+        state.bind_to(conn.addr())?;
+        let hashes = Arc::new(HashCache::open(&state_dir.join("hashes.sqlite"))?);
+        let log = ActionLog::open(&state_dir.join("sync.log"))?;
+        Ok(Engine { root, conn, host: host.to_string(), state, hashes, log, blocked: HashMap::new() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The server journal's sequence number this client has caught up to.
+    pub fn remote_seq(&self) -> u64 {
+        self.state.remote_seq
+    }
+
+    /// Runs passes until one finds nothing to do (or only things it cannot do yet).
+    pub async fn sync_until_quiet(&mut self) -> Result<SyncSummary> {
+        let mut total = SyncSummary::default();
+        for _ in 0..MAX_PASSES {
+            let outcome = self.pass().await?;
+            total.add(&outcome.summary);
+            if outcome.attempted == 0 || outcome.succeeded == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Catches the mirror up with the server's journal.
+    async fn pull_changes(&mut self) -> Result<()> {
+        let (changes, latest) = self.conn.changes_since(self.state.remote_seq).await?;
+        let mut update = Update { remote_seq: Some(latest), ..Default::default() };
+        for change in changes {
+            let remote = change.entry.and_then(|entry| {
+                let kind = match entry.kind {
+                    EntryKind::File => Kind::File,
+                    EntryKind::Dir => Kind::Dir,
+                    EntryKind::Symlink => return None,
+                };
+                let version = Version { kind, size: entry.size, mtime_ns: entry.mtime_ns, md5: entry.md5 };
+                Some(RemoteVersion { version, author: change.author.clone() })
+            });
+            // Paths from the network go through the same checks as any other remote path.
+            match normalize(&change.path) {
+                Ok(path) if !path.is_empty() => update.remote.push((path, remote)),
+                _ => tracing::warn!(path = %change.path, "sync ignores a journal entry with an invalid path"),
+            }
+        }
+        if latest != self.state.remote_seq || !update.remote.is_empty() {
+            self.state.apply(update)?;
+        }
+        Ok(())
+    }
+
+    async fn pass(&mut self) -> Result<PassOutcome> {
+        self.pull_changes().await?;
+        let (root, hashes) = (self.root.clone(), self.hashes.clone());
+        let base = self.state.base.clone();
+        let mut local = blocking(move || scan(&root, &base, &hashes)).await?;
+        self.refuse_if_emptied(&local)?;
+
+        // Bytes are read only where a decision needs them: a local file with a file on the other side or in the base.
+        let needs_md5: Vec<String> = local
+            .iter()
+            .filter(|(_, entry)| entry.version.kind == Kind::File && entry.version.md5.is_none())
+            .filter(|(path, _)| {
+                let is_file = |v: Option<&Version>| v.is_some_and(|v| v.kind == Kind::File);
+                is_file(self.state.base.get(*path)) || is_file(self.state.remote.get(*path).map(|r| &r.version))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        let (root, hashes) = (self.root.clone(), self.hashes.clone());
+        let (local, unsettled) = blocking(move || {
+            let unsettled = hash_files(&root, &mut local, needs_md5, &hashes)?;
+            Ok((local, unsettled))
+        })
+        .await?;
+
+        let states = self.path_states(&local, &unsettled);
+        let by_path: HashMap<&str, &PathState> = states.iter().map(|s| (s.path.as_str(), s)).collect();
+        // A path a lock refused waits until one side changes again, instead of being refused every pass.
+        self.blocked.retain(|path, refused| {
+            by_path.get(path.as_str()).is_some_and(|s| *refused == (s.local.clone(), s.remote.clone()))
+        });
+        let actions: Vec<Action> =
+            plan(&states, &self.host).into_iter().filter(|a| !self.blocked.contains_key(action_path(a))).collect();
+        self.execute(actions, &by_path, &local).await
+    }
+
+    /// A root with nothing in it, where the base remembers files, is far more likely an unmounted disk or a
+    /// wiped folder than a person deleting everything; the same holds for the server's share.
+    fn refuse_if_emptied(&self, local: &HashMap<String, LocalEntry>) -> Result<()> {
+        let synced = self.state.base.len();
+        if synced == 0 {
+            return Ok(());
+        }
+        if local.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{} is empty, but {synced} files and folders were synced from it before; refusing to sync, because \
+                 that would delete them on the server. If the folder is on a disk, check that it is mounted. If you \
+                 meant to empty it, delete the files on the server too, or remove {} to start afresh",
+                self.root.display(),
+                self.root.join(STATE_DIR).join("sync.sqlite").display()
+            )));
+        }
+        if self.state.remote.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "the share at {} is empty, but {synced} files and folders were synced with it before; refusing to \
+                 sync, because that would delete them in {}",
+                self.conn.addr(),
+                self.root.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn path_states(&self, local: &HashMap<String, LocalEntry>, unsettled: &HashSet<String>) -> Vec<PathState> {
+        let mut paths: HashSet<&str> = HashSet::new();
+        paths.extend(self.state.base.keys().map(String::as_str));
+        paths.extend(self.state.remote.keys().map(String::as_str));
+        paths.extend(local.keys().map(String::as_str));
+        paths
+            .into_iter()
+            .filter(|path| !unsettled.contains(*path))
+            .map(|path| {
+                let remote = self.state.remote.get(path);
+                PathState {
+                    path: path.to_string(),
+                    base: self.state.base.get(path).cloned(),
+                    local: local.get(path).map(|entry| entry.version.clone()),
+                    remote: remote.map(|r| r.version.clone()),
+                    remote_author: remote.and_then(|r| r.author.clone()),
+                }
+            })
+            .collect()
+    }
+
+    async fn execute(
+        &mut self,
+        actions: Vec<Action>,
+        states: &HashMap<&str, &PathState>,
+        local: &HashMap<String, LocalEntry>,
+    ) -> Result<PassOutcome> {
+        let mut outcome = PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0 };
+        let mut update = Update::default();
+        // Paths renamed away on one side this pass: that side now expects nothing there.
+        let mut renamed_local = HashSet::new();
+        let mut renamed_remote = HashSet::new();
+        let (transfers, others): (Vec<Action>, Vec<Action>) =
+            actions.into_iter().partition(|a| matches!(a, Action::Upload { .. } | Action::Download { .. }));
+        let (before, after): (Vec<Action>, Vec<Action>) = others.into_iter().partition(|a| {
+            matches!(
+                a,
+                Action::RenameLocal { .. }
+                    | Action::RenameRemote { .. }
+                    | Action::MkdirLocal { .. }
+                    | Action::MkdirRemote { .. }
+            )
+        });
+
+        for action in before {
+            let done = self.structural(&action, states, local, &mut update, &mut outcome.summary).await;
+            if let Action::RenameLocal { from, .. } = &action {
+                renamed_local.insert(from.clone());
+            }
+            if let Action::RenameRemote { from, .. } = &action {
+                renamed_remote.insert(from.clone());
+            }
+            self.settle(&action, done, states, &mut outcome)?;
+        }
+
+        let (conn, root) = (self.conn.clone(), self.root.clone());
+        let jobs = transfers.into_iter().map(|action| {
+            let path = action_path(&action).to_string();
+            let state = states.get(path.as_str()).copied();
+            let local_stamp = if renamed_local.contains(&path) { None } else { local.get(&path).and_then(|e| e.stamp) };
+            let remote_expect = if renamed_remote.contains(&path) { Some(Expect::Absent) } else { expect_of(state) };
+            let (conn, root) = (conn.clone(), root.clone());
+            async move {
+                let result = transfer(&conn, &root, &action, local_stamp, remote_expect).await;
+                (action, result)
+            }
+        });
+        let mut running = futures::stream::iter(jobs).buffer_unordered(PARALLEL_TRANSFERS);
+        while let Some((action, result)) = running.next().await {
+            let done = result.map(|(version, bytes)| {
+                let path = action_path(&action).to_string();
+                update.base.push((path.clone(), Some(version.clone())));
+                if let Action::Upload { .. } = action {
+                    outcome.summary.uploaded += 1;
+                    outcome.summary.bytes_sent += bytes;
+                    let mirrored = RemoteVersion { version, author: Some(self.host.clone()) };
+                    update.remote.push((path, Some(mirrored)));
+                } else {
+                    outcome.summary.downloaded += 1;
+                    outcome.summary.bytes_received += bytes;
+                }
+            });
+            self.settle(&action, done, states, &mut outcome)?;
+        }
+        drop(running);
+
+        for action in after {
+            let done = self.structural(&action, states, local, &mut update, &mut outcome.summary).await;
+            self.settle(&action, done, states, &mut outcome)?;
+        }
+        self.state.apply(update)?;
+        Ok(outcome)
+    }
+
+    /// Everything but transfers: renames, folders, deletions and bookkeeping.
+    async fn structural(
+        &mut self,
+        action: &Action,
+        states: &HashMap<&str, &PathState>,
+        local: &HashMap<String, LocalEntry>,
+        update: &mut Update,
+        summary: &mut SyncSummary,
+    ) -> Result<()> {
+        let dir = Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None };
+        match action {
+            Action::RenameLocal { from, to } => {
+                let (source, target) = (self.root.join(from), self.root.join(to));
+                check_local(&source, local.get(from).and_then(|e| e.stamp), from)?;
+                if std::fs::symlink_metadata(&target).is_ok() {
+                    return Err(Error::Exists { path: to.clone() });
+                }
+                std::fs::rename(&source, &target).map_err(|e| Error::io(&source, e))?;
+                summary.conflicts += 1;
+            }
+            Action::RenameRemote { from, to } => {
+                self.conn.rename(from, to).await?;
+                summary.conflicts += 1;
+            }
+            Action::MkdirLocal { path } => {
+                let abs = self.root.join(path);
+                std::fs::create_dir_all(&abs).map_err(|e| Error::io(&abs, e))?;
+                update.base.push((path.clone(), Some(dir)));
+            }
+            Action::MkdirRemote { path } => {
+                self.conn.mkdir(path).await?;
+                update.base.push((path.clone(), Some(dir)));
+            }
+            Action::DeleteLocal { path, kind } => {
+                let abs = self.root.join(path);
+                if *kind == Kind::File {
+                    check_local(&abs, local.get(path).and_then(|e| e.stamp), path)?;
+                }
+                // An emptied folder simply goes; anything else is kept in the trash.
+                let removed = *kind == Kind::Dir && std::fs::remove_dir(&abs).is_ok();
+                if !removed && std::fs::symlink_metadata(&abs).is_ok() {
+                    move_to_trash(&self.root, path, &abs)?;
+                }
+                update.base.push((path.clone(), None));
+                summary.deleted += 1;
+            }
+            Action::DeleteRemote { path, .. } => {
+                let expect = expect_of(states.get(path.as_str()).copied());
+                match self.conn.delete_expecting(path, expect).await {
+                    Err(Error::Remote(body)) if body.code == ErrorCode::NotFound => {}
+                    other => other?,
+                }
+                update.base.push((path.clone(), None));
+                update.remote.push((path.clone(), None));
+                summary.deleted += 1;
+            }
+            Action::Record { path, version } => update.base.push((path.clone(), Some(version.clone()))),
+            Action::Forget { path } => update.base.push((path.clone(), None)),
+            Action::Upload { .. } | Action::Download { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Logs an action's result. A lost connection ends the pass; anything else skips this path until next pass.
+    fn settle(
+        &mut self,
+        action: &Action,
+        done: Result<()>,
+        states: &HashMap<&str, &PathState>,
+        outcome: &mut PassOutcome,
+    ) -> Result<()> {
+        if matches!(action, Action::Record { .. } | Action::Forget { .. }) {
+            return done;
+        }
+        outcome.attempted += 1;
+        match done {
+            Ok(()) => {
+                outcome.succeeded += 1;
+                self.log.done(action);
+                Ok(())
+            }
+            Err(e) if self.conn.close_reason().is_some() => Err(e),
+            Err(e) => {
+                self.log.skipped(action, &e);
+                let path = action_path(action);
+                if let (Error::Remote(body), Some(state)) = (&e, states.get(path))
+                    && body.code == ErrorCode::Locked
+                {
+                    self.blocked.insert(path.to_string(), (state.local.clone(), state.remote.clone()));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Uploads or downloads one file; returns the version both sides now hold and the payload bytes moved.
+async fn transfer(
+    conn: &Connection,
+    root: &Path,
+    action: &Action,
+    local_stamp: Option<FileStamp>,
+    remote_expect: Option<Expect>,
+) -> Result<(Version, u64)> {
+    match action {
+        Action::Upload { path } => {
+            let report = upload_expecting(conn, &root.join(path), path, remote_expect, &Progress::default()).await?;
+            let version =
+                Version { kind: Kind::File, size: report.size, mtime_ns: report.mtime_ns, md5: Some(report.md5) };
+            Ok((version, report.bytes_sent))
+        }
+        Action::Download { path } => {
+            let dest = root.join(path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            let (root, rel, dest_for_check) = (root.to_path_buf(), path.clone(), dest.clone());
+            // Runs after the new bytes are verified: the local file must still be the scanned version.
+            let before_commit = Box::new(move || {
+                check_local(&dest_for_check, local_stamp, &rel)?;
+                if local_stamp.is_some() {
+                    move_to_trash(&root, &rel, &dest_for_check)?;
+                }
+                Ok(())
+            });
+            let report = download_tcp_to(conn, path, &dest, before_commit, &Progress::default()).await?;
+            let version =
+                Version { kind: Kind::File, size: report.size, mtime_ns: report.mtime_ns, md5: Some(report.md5) };
+            Ok((version, report.bytes_received))
+        }
+        _ => Err(Error::Unsupported(format!("not a transfer: {action:?}"))),
+    }
+}
+
+/// Refuses if the local file at `abs` is no longer what the scan saw (`None`: nothing was there).
+fn check_local(abs: &Path, scanned: Option<FileStamp>, rel: &str) -> Result<()> {
+    let now = match std::fs::symlink_metadata(abs) {
+        Ok(metadata) => Some(FileStamp::of(&metadata)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(abs, e)),
+    };
+    if now != scanned {
+        return Err(Error::Stale { path: rel.to_string(), found: "it changed on this side during the sync".into() });
+    }
+    Ok(())
+}
+
+/// What a write to the server expects to find: the remote version this pass planned against.
+fn expect_of(state: Option<&PathState>) -> Option<Expect> {
+    Some(match state.and_then(|s| s.remote.as_ref()) {
+        None => Expect::Absent,
+        Some(Version { kind: Kind::Dir, .. }) => Expect::EmptyDir,
+        Some(Version { md5: Some(md5), .. }) => Expect::File { md5: *md5 },
+        Some(Version { md5: None, .. }) => return None,
+    })
+}
+
+pub fn action_path(action: &Action) -> &str {
+    match action {
+        Action::Upload { path }
+        | Action::Download { path }
+        | Action::MkdirLocal { path }
+        | Action::MkdirRemote { path }
+        | Action::DeleteLocal { path, .. }
+        | Action::DeleteRemote { path, .. }
+        | Action::Record { path, .. }
+        | Action::Forget { path } => path,
+        Action::RenameLocal { from, .. } | Action::RenameRemote { from, .. } => from,
+    }
+}
+
+/// The root as an absolute folder, or an error saying why it cannot be synced.
+fn checked_root(root: &Path) -> Result<PathBuf> {
+    match std::fs::metadata(root) {
+        Ok(metadata) if metadata.is_dir() => root.canonicalize().map_err(|e| Error::io(root, e)),
+        Ok(_) => Err(Error::io(root, std::io::Error::other("not a folder; sync needs a folder"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::io(
+            root,
+            std::io::Error::other(
+                "does not exist; refusing to sync, since a missing folder would read as every file deleted",
+            ),
+        )),
+        Err(e) => Err(Error::io(root, e)),
+    }
+}

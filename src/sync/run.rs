@@ -1,0 +1,129 @@
+//! The sync task: connects, subscribes to the server's pushes, watches the local folder, and runs the engine
+//! whenever either side changes, and every `interval` in any case. A lost connection is retried with backoff;
+//! a refusal (such as an emptied folder) is reported and retried on the next change, never acted on.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, SyncSummary};
+use super::watch::watch;
+use crate::client::Connection;
+use crate::error::Result;
+use crate::protocol::ClientIdentity;
+
+/// A burst of local writes is gathered until it has been quiet this long...
+const QUIET: Duration = Duration::from_millis(100);
+/// ...or until this long after its first event, so a file written continuously still syncs.
+const MAX_GATHER: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What `tandem sync` or the TUI is told while sync runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncEvent {
+    /// Connected, and about to run a first full pass.
+    Connected { server: String },
+    /// A pass is running.
+    Syncing,
+    /// Caught up; `summary` is what the last run of passes did.
+    Idle { summary: SyncSummary },
+    /// Something went wrong; sync keeps trying.
+    Problem(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub root: PathBuf,
+    pub remote: String,
+    pub client: ClientIdentity,
+    /// Full rescan and poll, whatever the watcher and the pushes say.
+    pub interval: Duration,
+}
+
+/// Syncs until `stop` is cancelled; returns what was done in total. Fails at once only for a root that cannot
+/// be synced at all (missing, not a folder).
+pub async fn run(
+    config: SyncConfig,
+    events: mpsc::UnboundedSender<SyncEvent>,
+    stop: CancellationToken,
+) -> Result<SyncSummary> {
+    let (dirty_tx, mut dirty) = mpsc::unbounded_channel();
+    let _watcher = match watch(&config.root, dirty_tx) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            let _ = events.send(SyncEvent::Problem(format!("{e}; relying on the periodic scan")));
+            None
+        }
+    };
+    let mut totals = SyncSummary::default();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let conn = match connect(&config).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = events.send(SyncEvent::Problem(e.to_string()));
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(totals),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        let mut engine = Engine::open(&config.root, conn.clone(), &config.client.host)?;
+        let _ = events.send(SyncEvent::Connected { server: conn.addr().to_string() });
+        let mut pushed = conn.journal_seq();
+        loop {
+            let _ = events.send(SyncEvent::Syncing);
+            match engine.sync_until_quiet().await {
+                Ok(summary) => {
+                    totals.add(&summary);
+                    let _ = events.send(SyncEvent::Idle { summary });
+                }
+                Err(e) => {
+                    let _ = events.send(SyncEvent::Problem(e.to_string()));
+                    if conn.close_reason().is_some() {
+                        break;
+                    }
+                }
+            }
+            let wake = tokio::select! {
+                _ = stop.cancelled() => return Ok(totals),
+                _ = conn.closed() => None,
+                Some(()) = dirty.recv() => {
+                    gather(&mut dirty).await;
+                    Some(())
+                }
+                Ok(()) = pushed.changed() => Some(()),
+                _ = tokio::time::sleep(config.interval) => Some(()),
+            };
+            if wake.is_none() {
+                let _ = events.send(SyncEvent::Problem(format!("lost the connection to {}", conn.addr())));
+                break;
+            }
+        }
+    }
+}
+
+async fn connect(config: &SyncConfig) -> Result<Connection> {
+    let conn = Connection::connect_as(&config.remote, Some(config.client.clone())).await?;
+    conn.subscribe().await?;
+    Ok(conn)
+}
+
+/// Waits until local events have been quiet for [`QUIET`], or [`MAX_GATHER`] has passed.
+async fn gather(dirty: &mut mpsc::UnboundedReceiver<()>) {
+    let deadline = tokio::time::Instant::now() + MAX_GATHER;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return,
+            more = tokio::time::timeout(QUIET, dirty.recv()) => match more {
+                Ok(Some(())) => continue,
+                _ => return,
+            },
+        }
+    }
+}

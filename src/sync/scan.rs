@@ -1,0 +1,150 @@
+//! Reading the local side of a synced folder: one walk that stats every file and folder (never following
+//! symlinks, never entering `.tandem`, skipping files tandem is still writing), and MD5s only where a decision
+//! needs the bytes. A file whose size and mtime still match the base is taken to be the base version, as
+//! rsync and Syncthing do (unless it was modified within the last two seconds, when a coarse filesystem clock
+//! cannot tell two writes apart); one whose stamp matches the hash cache gets the cached MD5; any other file is hashed
+//! only if the other side or the base has a file at that path to compare with. A new file with nothing to
+//! compare against is hashed while it uploads instead, so a first sync reads each file once.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::plan::{Kind, Version};
+use crate::digest::{HashCache, md5_file};
+use crate::error::{Error, Result};
+use crate::share::{EntryKind, FileStamp, Walk};
+use crate::task::parallel_map;
+
+/// One local file or folder as the scan found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalEntry {
+    pub version: Version,
+    /// For files: what must still be true when sync replaces or deletes it.
+    pub stamp: Option<FileStamp>,
+}
+
+/// Every file and folder below `root`, with MD5s from the base or the hash cache where they are known. Blocking.
+pub fn scan(root: &Path, base: &HashMap<String, Version>, hashes: &HashCache) -> Result<HashMap<String, LocalEntry>> {
+    let mut found = HashMap::new();
+    for entry in Walk::new(root.to_path_buf(), "")? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                // An unreadable folder is not an empty one: refuse, or its files would read as deleted.
+                return Err(e);
+            }
+        };
+        let local = match entry.kind {
+            EntryKind::Symlink => continue,
+            EntryKind::Dir => {
+                LocalEntry { version: Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None }, stamp: None }
+            }
+            EntryKind::File => {
+                let abs = root.join(&entry.path);
+                let metadata = match std::fs::symlink_metadata(&abs) {
+                    Ok(metadata) => metadata,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(&abs, e)),
+                };
+                let stamp = FileStamp::of(&metadata);
+                let md5 = match base.get(&entry.path) {
+                    Some(known)
+                        if known.kind == Kind::File
+                            && known.size == stamp.size
+                            && known.mtime_ns == stamp.mtime_ns
+                            && !stamp.is_recent() =>
+                    {
+                        known.md5
+                    }
+                    _ => hashes.get(&entry.path, stamp),
+                };
+                let version = Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5 };
+                LocalEntry { version, stamp: Some(stamp) }
+            }
+        };
+        found.insert(entry.path, local);
+    }
+    Ok(found)
+}
+
+/// Hashes the listed local files (on all cores, through the cache) and fills in their MD5s. Returns the paths
+/// that changed or vanished while being read: they are still being written, so this pass leaves them alone.
+pub fn hash_files(
+    root: &Path,
+    local: &mut HashMap<String, LocalEntry>,
+    paths: Vec<String>,
+    hashes: &HashCache,
+) -> Result<HashSet<String>> {
+    let hashed = parallel_map(&paths, |path| -> Result<Option<crate::digest::Md5Digest>> {
+        let abs = root.join(path);
+        let Some(stamp) = local.get(path).and_then(|entry| entry.stamp) else { return Ok(None) };
+        let md5 = match md5_file(&abs) {
+            Ok(md5) => md5,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let after = std::fs::symlink_metadata(&abs).map(|m| FileStamp::of(&m));
+        if after.ok() != Some(stamp) {
+            return Ok(None);
+        }
+        hashes.insert(path, stamp, md5);
+        Ok(Some(md5))
+    });
+    let mut unsettled = HashSet::new();
+    for (path, result) in paths.into_iter().zip(hashed) {
+        match result? {
+            Some(md5) => {
+                if let Some(entry) = local.get_mut(&path) {
+                    entry.version.md5 = Some(md5);
+                }
+            }
+            None => {
+                unsettled.insert(path);
+            }
+        }
+    }
+    hashes.flush()?;
+    Ok(unsettled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_base_and_the_cache_spare_reading_and_new_files_wait_to_be_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("docs/.tandem")).unwrap();
+        std::fs::write(root.join("docs/a.txt"), b"alpha").unwrap();
+        std::fs::write(root.join("new.txt"), b"new").unwrap();
+        std::fs::write(root.join("docs/.a.txt.tandem-Zz99.tmp"), b"half").unwrap();
+        // Stamps of files written just now vouch for nothing (see `FileStamp::is_recent`); these are older.
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        for file in ["docs/a.txt", "new.txt"] {
+            std::fs::File::options().write(true).open(root.join(file)).unwrap().set_modified(long_ago).unwrap();
+        }
+        let stamp = FileStamp::of(&std::fs::metadata(root.join("docs/a.txt")).unwrap());
+        let pretend = crate::digest::Md5Digest::of(b"what the base says");
+        let base_version = Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5: Some(pretend) };
+        let base = HashMap::from([("docs/a.txt".to_string(), base_version)]);
+        let hashes = HashCache::in_memory();
+
+        let mut local = scan(root, &base, &hashes).unwrap();
+        let mut paths: Vec<&str> = local.keys().map(String::as_str).collect();
+        paths.sort();
+        assert_eq!(paths, ["docs", "docs/a.txt", "new.txt"]);
+        assert_eq!(local["docs/a.txt"].version.md5, Some(pretend), "an unchanged stamp trusts the base");
+        assert_eq!(local["new.txt"].version.md5, None);
+
+        let unsettled = hash_files(root, &mut local, vec!["new.txt".into()], &hashes).unwrap();
+        assert!(unsettled.is_empty());
+        assert_eq!(local["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")));
+        let again = scan(root, &HashMap::new(), &hashes).unwrap();
+        assert_eq!(again["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")), "from the cache");
+
+        std::fs::write(root.join("docs/a.txt"), b"omega").unwrap();
+        let now = scan(root, &base, &hashes).unwrap();
+        assert_eq!(now["docs/a.txt"].version.md5, None, "a fresh write is never vouched for by its stamp");
+    }
+}

@@ -1,0 +1,56 @@
+//! The local file watcher: turns filesystem events under a synced folder into "something changed" signals,
+//! ignoring tandem's own state (`.tandem/`) and the temporary files of writes in progress, so sync's own
+//! bookkeeping never wakes it up. What changed is not passed on: the pass that follows rescans, which also
+//! covers whatever a watcher can miss.
+
+use std::path::{Path, PathBuf};
+
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::share::{STATE_DIR, is_temp_name};
+
+/// Watches `root` recursively; each relevant event sends `()` on `dirty`. Dropping the watcher stops it.
+pub fn watch(root: &Path, dirty: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher> {
+    let base = root.to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(event) => event.need_rescan() || event.paths.iter().any(|path| is_content(&base, path)),
+            // The watcher lost track: assume anything changed.
+            Err(_) => true,
+        };
+        if relevant {
+            let _ = dirty.send(());
+        }
+    })
+    .map_err(|e| watch_error(root, e))?;
+    watcher.watch(root, RecursiveMode::Recursive).map_err(|e| watch_error(root, e))?;
+    Ok(watcher)
+}
+
+/// Whether an event path is synced content rather than tandem's own files.
+fn is_content(root: &Path, path: &Path) -> bool {
+    let Ok(rel) = path.strip_prefix(root) else { return false };
+    let in_state = rel.components().any(|c| c.as_os_str() == STATE_DIR);
+    let temp = rel.file_name().and_then(|n| n.to_str()).is_some_and(is_temp_name);
+    !rel.as_os_str().is_empty() && !in_state && !temp
+}
+
+fn watch_error(root: &Path, e: notify::Error) -> Error {
+    Error::io(PathBuf::from(root), std::io::Error::other(format!("cannot watch for changes: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_and_temporary_files_are_not_content() {
+        let root = Path::new("/home/me/Sync");
+        assert!(is_content(root, &root.join("docs/a.txt")));
+        assert!(!is_content(root, &root.join(".tandem/sync.sqlite-wal")));
+        assert!(!is_content(root, &root.join("docs/.a.txt.tandem-Qw12.tmp")));
+        assert!(!is_content(root, Path::new("/elsewhere/x")));
+    }
+}
