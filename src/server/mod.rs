@@ -102,6 +102,7 @@ impl Server {
             hashes,
             journal,
             path_locks: Default::default(),
+            refresh_lock: Default::default(),
             history,
             tickets: Tickets::default(),
             config,

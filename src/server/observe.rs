@@ -83,7 +83,8 @@ pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize
     let mut unsettled = HashSet::new();
     for (i, result) in to_hash.into_iter().zip(hashed) {
         match result {
-            Ok(entry) => found[i].md5 = entry.md5,
+            // The hashed entry's size and mtime are the ones that go with its MD5.
+            Ok(entry) => found[i] = entry,
             // Still being written, or gone again: its own watcher event (or the next scan) brings it.
             Err(Error::Changed { .. }) => {
                 unsettled.insert(found[i].path.clone());
@@ -96,17 +97,38 @@ pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize
     }
     shared.hashes.flush()?;
 
+    // Refreshes record one at a time, each re-checking what it saw: whichever ran last saw the disk last, so a
+    // scan that read a file just before a write replaced it can never record the old version over the new.
+    let _recording = shared.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
+    for entry in &found {
+        if !still_there(&root.join(&entry.path), entry) {
+            unsettled.insert(entry.path.clone());
+        }
+    }
     let present: HashSet<&str> = found.iter().map(|e| e.path.as_str()).collect();
     let gone: Vec<(String, Option<Entry>)> = journal
         .live_under(rel)
         .into_iter()
         .filter(|path| !present.contains(path.as_str()) && !unsettled.contains(path))
+        .filter(|path| std::fs::symlink_metadata(root.join(path)).is_err())
         .map(|path| (path, None))
         .collect();
     let mut observed: Vec<(String, Option<Entry>)> =
         found.into_iter().filter(|e| !unsettled.contains(&e.path)).map(|e| (e.path.clone(), Some(e))).collect();
     observed.extend(gone);
     journal.record(observed, author)
+}
+
+/// Whether the disk still holds what `entry` describes (a folder, or a file of that size and mtime).
+fn still_there(abs: &Path, entry: &Entry) -> bool {
+    match std::fs::symlink_metadata(abs) {
+        Ok(metadata) if entry.kind == EntryKind::Dir => metadata.is_dir(),
+        Ok(metadata) => {
+            let stamp = FileStamp::of(&metadata);
+            metadata.is_file() && stamp.size == entry.size && stamp.mtime_ns == entry.mtime_ns
+        }
+        Err(_) => false,
+    }
 }
 
 fn name_of(rel: &str) -> &str {

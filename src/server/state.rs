@@ -12,6 +12,8 @@ pub struct Shared {
     pub hashes: HashCache,
     pub journal: Journal,
     pub path_locks: PathLocks,
+    /// Held while a refresh re-checks and records what it observed; see `observe::refresh`.
+    pub refresh_lock: std::sync::Mutex<()>,
     pub history: History,
     pub tickets: Tickets,
     pub config: ServerConfig,

@@ -12,7 +12,7 @@ pub fn move_to_trash(root: &Path, rel: &str, abs: &Path) -> Result<PathBuf> {
     let trash = root.join(STATE_DIR).join("trash");
     let mut folder = trash.join(&stamp);
     let mut n = 1;
-    while folder.join(rel).exists() {
+    while !fits(&folder, rel) {
         n += 1;
         folder = trash.join(format!("{stamp}-{n}"));
     }
@@ -22,6 +22,22 @@ pub fn move_to_trash(root: &Path, rel: &str, abs: &Path) -> Result<PathBuf> {
     }
     std::fs::rename(abs, &target).map_err(|e| Error::io(abs, e))?;
     Ok(target)
+}
+
+/// Whether `rel` can be placed in `folder`: nothing there yet, and no file where one of its folders must go.
+fn fits(folder: &Path, rel: &str) -> bool {
+    if std::fs::symlink_metadata(folder.join(rel)).is_ok() {
+        return false;
+    }
+    let mut prefix = PathBuf::from(folder);
+    let parents: Vec<&str> = rel.split('/').collect();
+    for part in &parents[..parents.len().saturating_sub(1)] {
+        prefix.push(part);
+        if std::fs::symlink_metadata(&prefix).is_ok_and(|m| !m.is_dir()) {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -41,5 +57,17 @@ mod tests {
             assert_eq!(std::fs::read_to_string(&kept).unwrap(), format!("version {round}"));
             assert!(!file.exists());
         }
+    }
+
+    #[test]
+    fn a_file_and_a_folder_of_one_name_both_fit() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("f"), b"a file named f").unwrap();
+        let first = move_to_trash(root.path(), "f", &root.path().join("f")).unwrap();
+        std::fs::create_dir(root.path().join("f")).unwrap();
+        std::fs::write(root.path().join("f/y"), b"inside a folder named f").unwrap();
+        let second = move_to_trash(root.path(), "f/y", &root.path().join("f/y")).unwrap();
+        assert_eq!(std::fs::read(first).unwrap(), b"a file named f");
+        assert_eq!(std::fs::read(second).unwrap(), b"inside a folder named f");
     }
 }

@@ -7,6 +7,8 @@ mod cli;
 mod concurrency;
 mod download;
 mod safety;
+mod sync;
+mod sync_property;
 mod tui;
 mod udp;
 mod upload;
