@@ -1,0 +1,3 @@
+//! Sync figures (being written).
+
+fn main() {}
