@@ -20,19 +20,7 @@ impl ServeProcess {
     }
 
     pub fn start_with(root: tempfile::TempDir, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg(root.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tandem serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).expect("read the serving line");
-        let addr = first.trim().rsplit(" on ").next().expect("address in the serving line").to_string();
-        assert!(first.starts_with("serving "), "unexpected first line: {first:?}");
+        let (addr, child) = Self::spawn(root.path(), extra);
         ServeProcess { child, addr, root }
     }
 
@@ -46,11 +34,48 @@ impl ServeProcess {
     }
 }
 
+impl ServeProcess {
+    /// Kills the server (as SIGKILL would) and starts it again over the same folder, on a new port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.addr, self.child) = Self::spawn(self.root.path(), &[]);
+    }
+
+    fn spawn(root: &Path, extra: &[&str]) -> (String, Child) {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg(root)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tandem serve");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).expect("read the serving line");
+        assert!(first.starts_with("serving "), "unexpected first line: {first:?}");
+        let addr = first.trim().rsplit(" on ").next().expect("address in the serving line").to_string();
+        (addr, child)
+    }
+}
+
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs a client command as the client whose identity lives in `config_home` (its `XDG_CONFIG_HOME`).
+pub fn cli_as(addr: &str, config_home: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("TANDEM_REMOTE", addr)
+        .env("XDG_CONFIG_HOME", config_home)
+        .env_remove("TANDEM_TOKEN")
+        .output()
+        .expect("run tandem")
 }
 
 pub fn cli(addr: &str, args: &[&str]) -> Output {

@@ -8,6 +8,7 @@ mod concurrency;
 mod download;
 mod safety;
 mod sync;
+mod sync_cli;
 mod sync_property;
 mod tui;
 mod udp;
