@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use super::Shared;
 use super::guard::{check_expect, may_write};
 use super::history::Record;
-use super::observe::refresh;
+use super::observe::refresh_knowing;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
@@ -136,10 +136,11 @@ fn store(
     }
     file.set_mode(upload.mode)?;
     file.commit(Some(upload.mtime_ns))?;
-    if let Ok(metadata) = std::fs::metadata(&upload.abs) {
-        shared.hashes.insert(&upload.rel, FileStamp::of(&metadata), received.md5);
+    let written = std::fs::metadata(&upload.abs).map(|metadata| (FileStamp::of(&metadata), received.md5)).ok();
+    if let Some((stamp, md5)) = written {
+        shared.hashes.insert(&upload.rel, stamp, md5);
     }
-    refresh(shared, &upload.rel, upload.client.as_ref().map(|c| c.host.as_str()))?;
+    refresh_knowing(shared, &upload.rel, upload.client.as_ref().map(|c| c.host.as_str()), written)?;
     Ok((received.md5, received.bytes))
 }
 

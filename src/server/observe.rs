@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::hash::hash_file;
+use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name};
 use crate::task::{blocking, parallel_map};
@@ -26,6 +27,17 @@ const GATHER: Duration = Duration::from_millis(50);
 /// Records in the journal what is now on disk at and below `rel` (`""`: the whole share). Files whose size and
 /// mtime match the journal keep their MD5; others are hashed through the hash cache. Blocking.
 pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize> {
+    refresh_knowing(shared, rel, author, None)
+}
+
+/// [`refresh`], told the MD5 of a file tandem itself just wrote with this stamp, so a freshly written file is not
+/// read a second time.
+pub fn refresh_knowing(
+    shared: &Shared,
+    rel: &str,
+    author: Option<&str>,
+    known: Option<(FileStamp, Md5Digest)>,
+) -> Result<usize> {
     let root = shared.share.root();
     let abs = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
     let mut found: Vec<Entry> = Vec::new();
@@ -64,8 +76,11 @@ pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize
 
     let mut to_hash = Vec::new();
     for (i, entry) in found.iter_mut().enumerate() {
+        let written = known
+            .filter(|(stamp, _)| entry.path == rel && stamp.size == entry.size && stamp.mtime_ns == entry.mtime_ns);
         match entry.kind {
             EntryKind::Dir => entry.size = 0,
+            _ if written.is_some() => entry.md5 = written.map(|(_, md5)| md5),
             _ => match journal.get(&entry.path) {
                 Some(known)
                     if known.size == entry.size
