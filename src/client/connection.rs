@@ -145,9 +145,14 @@ impl Connection {
 
     /// A ticket for downloading `path`, and what the server says about the file.
     pub async fn download_ticket(&self, path: &str) -> Result<(Ticket, Entry)> {
+        self.download_ticket_with_mode(path).await.map(|(ticket, entry, _)| (ticket, entry))
+    }
+
+    /// [`Connection::download_ticket`], with the file's permission bits when the server sends them.
+    pub async fn download_ticket_with_mode(&self, path: &str) -> Result<(Ticket, Entry, Option<u32>)> {
         let mut responses = self.request(Request::Download { path: path.to_string() }).await?;
         match responses.next().await? {
-            Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
+            Some(Response::Ticket { ticket, entry, mode }) => Ok((ticket, entry, mode)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
             _ => Err(self.unexpected("a download answer without a ticket")),
         }
@@ -164,7 +169,7 @@ impl Connection {
         let request = Request::Upload { path: path.to_string(), size, mtime_ns, mode, expect };
         let mut responses = self.request(request).await?;
         match responses.next().await? {
-            Some(Response::Ticket { ticket, entry }) => Ok((ticket, entry)),
+            Some(Response::Ticket { ticket, entry, .. }) => Ok((ticket, entry)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
             _ => Err(self.unexpected("an upload answer without a ticket")),
         }

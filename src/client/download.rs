@@ -67,8 +67,8 @@ pub async fn download_tcp(
     progress: &Progress,
 ) -> Result<DownloadReport> {
     let started = Instant::now();
-    let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
-    receive_tcp(conn, (ticket, entry), dest, Box::new(|| Ok(())), progress, started).await
+    let (offer, dest) = prepare(conn, remote, dest_dir, progress).await?;
+    receive_tcp(conn, offer, dest, Box::new(|| Ok(())), progress, started).await
 }
 
 /// Runs after a download's bytes are verified and before they replace the destination. Sync uses it to check
@@ -84,14 +84,14 @@ pub async fn download_tcp_to(
     progress: &Progress,
 ) -> Result<DownloadReport> {
     let started = Instant::now();
-    let (ticket, entry) = conn.download_ticket(remote).await?;
+    let (ticket, entry, mode) = conn.download_ticket_with_mode(remote).await?;
     progress.set_total(entry.size);
-    receive_tcp(conn, (ticket, entry), dest.to_path_buf(), before_commit, progress, started).await
+    receive_tcp(conn, Offer { ticket, entry, mode }, dest.to_path_buf(), before_commit, progress, started).await
 }
 
 async fn receive_tcp(
     conn: &Connection,
-    (ticket, entry): (Ticket, Entry),
+    Offer { ticket, entry, mode }: Offer,
     dest: PathBuf,
     before_commit: BeforeCommit,
     progress: &Progress,
@@ -106,7 +106,7 @@ async fn receive_tcp(
     let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
     let progress = progress.clone();
     let announced = entry.clone();
-    let ((bytes, _), md5) = write_verified(&dest, entry.clone(), before_commit, move |file, temp_path| {
+    let ((bytes, _), md5) = write_verified(&dest, (entry.clone(), mode), before_commit, move |file, temp_path| {
         let received = tcp::receive_file(&mut stream, file, temp_path, &peer, announced.size, &progress)?;
         match received.trailer {
             BulkTrailer::Failed(body) => Err(Error::Remote(body)),
@@ -133,10 +133,11 @@ pub async fn download_udp(
         Some(server) => server,
         None => resolve(conn.addr()).await?,
     };
-    let (ticket, entry, dest) = prepare(conn, remote, dest_dir, progress).await?;
+    let (Offer { ticket, entry, mode }, dest) = prepare(conn, remote, dest_dir, progress).await?;
     let progress = progress.clone();
     let size = entry.size;
-    let ((bytes, stats), md5) = write_verified(&dest, entry.clone(), Box::new(|| Ok(())), move |file, temp_path| {
+    let announced = (entry.clone(), mode);
+    let ((bytes, stats), md5) = write_verified(&dest, announced, Box::new(|| Ok(())), move |file, temp_path| {
         let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
         let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
         let job = receiver::ReceiveJob {
@@ -156,29 +157,32 @@ pub async fn download_udp(
 }
 
 /// Asks for the ticket and works out the destination; the folder must exist before anything else happens.
-async fn prepare(
-    conn: &Connection,
-    remote: &str,
-    dest_dir: &Path,
-    progress: &Progress,
-) -> Result<(Ticket, Entry, PathBuf)> {
+async fn prepare(conn: &Connection, remote: &str, dest_dir: &Path, progress: &Progress) -> Result<(Offer, PathBuf)> {
     let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
     if !metadata.is_dir() {
         return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
     }
-    let (ticket, entry) = conn.download_ticket(remote).await?;
+    let (ticket, entry, mode) = conn.download_ticket_with_mode(remote).await?;
     let dest = dest_dir.join(file_name(&entry.path)?);
     progress.set_total(entry.size);
-    Ok((ticket, entry, dest))
+    Ok((Offer { ticket, entry, mode }, dest))
+}
+
+/// What the server offered: the ticket, the file, and its permission bits.
+struct Offer {
+    ticket: Ticket,
+    entry: Entry,
+    mode: Option<u32>,
 }
 
 /// What a receiver hands back: bytes written, their MD5, the server's MD5, and UDP counts.
 type Receipt = (u64, Md5Digest, Md5Digest, Option<UdpStats>);
 
-/// Runs `receive` into a temporary file beside `dest` on a blocking thread, checks the MD5s, then commits.
+/// Runs `receive` into a temporary file beside `dest` on a blocking thread, checks the MD5s, then commits with
+/// the server's mtime and permission bits.
 async fn write_verified(
     dest: &Path,
-    announced: Entry,
+    (announced, mode): (Entry, Option<u32>),
     before_commit: BeforeCommit,
     receive: impl FnOnce(&mut AtomicFile, &Path) -> Result<Receipt> + Send + 'static,
 ) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
@@ -193,6 +197,9 @@ async fn write_verified(
                 let (expected, actual) = (expected.to_string(), received_md5.to_string());
                 return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
             }
+        }
+        if let Some(mode) = mode {
+            file.set_mode(mode)?;
         }
         before_commit()?;
         file.commit(Some(announced.mtime_ns))?;

@@ -218,6 +218,9 @@ pub enum Response {
     Ticket {
         ticket: Ticket,
         entry: Entry,
+        /// The file's permission bits (`0o755`), so a download can keep them.
+        #[serde(default)]
+        mode: Option<u32>,
     },
     /// A write request (mkdir, delete, rename) is done; `entry` describes the result where there is one.
     Done {

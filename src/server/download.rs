@@ -25,5 +25,9 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Resp
         stamp,
         peer: peer.to_string(),
     }));
-    out.send(Response::Ticket { ticket, entry }).await
+    #[cfg(unix)]
+    let mode = Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777);
+    #[cfg(not(unix))]
+    let mode = None;
+    out.send(Response::Ticket { ticket, entry, mode }).await
 }

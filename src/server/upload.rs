@@ -39,5 +39,5 @@ pub async fn handle(
         expect,
         client: client.cloned(),
     }));
-    out.send(Response::Ticket { ticket, entry }).await
+    out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
 }

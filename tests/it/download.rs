@@ -145,7 +145,7 @@ async fn lying_server(lie: Lie) -> String {
                         md5: None,
                         locked_by: None,
                     };
-                    let body = Response::Ticket { ticket: Ticket(1), entry };
+                    let body = Response::Ticket { ticket: Ticket(1), entry, mode: None };
                     writer.send(&ServerFrame::Response { id, body }).await.unwrap();
                 }
             });

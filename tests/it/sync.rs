@@ -346,3 +346,23 @@ async fn changes_made_on_the_server_disk_reach_clients() {
     }
     assert_eq!(alice.read("dropped in/by hand.txt"), b"made on the server");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn mtime_and_permission_bits_travel_so_nothing_ping_pongs() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await;
+    let mut alice = Client::new(&server, "alice").await;
+    let mut bob = Client::new(&server, "bob").await;
+    alice.write("bin/run.sh", b"#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(alice.path("bin/run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_123);
+    std::fs::File::options().write(true).open(alice.path("bin/run.sh")).unwrap().set_modified(mtime).unwrap();
+    alice.sync().await;
+    bob.sync().await;
+    let synced = std::fs::metadata(bob.path("bin/run.sh")).unwrap();
+    assert_eq!(synced.permissions().mode() & 0o777, 0o750);
+    assert_eq!(synced.modified().unwrap(), mtime);
+    // A second round finds nothing to do on either side.
+    assert!(alice.sync().await.is_empty() && bob.sync().await.is_empty());
+}
