@@ -37,6 +37,10 @@ pub enum Channel {
 pub struct ServerHello {
     pub protocol_version: u32,
     pub software: String,
+    /// A random id of the share's journal, made when the journal was. Sync clients keep their state per journal:
+    /// a share whose `.tandem` was wiped, or another server at the same address, is a new journal to them.
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 /// A one-time, short-lived permission to open a bulk channel for one file.

@@ -30,6 +30,8 @@ pub struct LockOwner {
 }
 
 pub struct Journal {
+    /// Random, made with the database; see [`crate::protocol::ServerHello::journal`].
+    id: String,
     inner: Mutex<Inner>,
     /// The latest sequence number, for subscribers.
     latest: watch::Sender<u64>,
@@ -58,9 +60,13 @@ impl Journal {
                  mtime_ns INTEGER NOT NULL, md5 BLOB, author TEXT);
              CREATE INDEX IF NOT EXISTS entries_by_seq ON entries (seq);
              CREATE TABLE IF NOT EXISTS locks (
-                 path TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_host TEXT NOT NULL, since_ns INTEGER NOT NULL);",
+                 path TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_host TEXT NOT NULL, since_ns INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )
         .map_err(fail)?;
+        let fresh_id = format!("{:032x}", rand::random::<u128>());
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![fresh_id]).map_err(fail)?;
+        let id: String = db.query_row("SELECT value FROM meta WHERE key = 'id'", [], |row| row.get(0)).map_err(fail)?;
         let seq: Option<i64> = db.query_row("SELECT MAX(seq) FROM entries", [], |row| row.get(0)).map_err(fail)?;
         let mut live = HashMap::new();
         {
@@ -95,6 +101,7 @@ impl Journal {
         }
         let seq = seq.unwrap_or(0) as u64;
         Ok(Journal {
+            id,
             inner: Mutex::new(Inner { db, seq, live, locks }),
             latest: watch::Sender::new(seq),
             db_path: db_path.to_path_buf(),
@@ -107,6 +114,11 @@ impl Journal {
 
     fn fail(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
         |source| Error::Database { path: self.db_path.clone(), source }
+    }
+
+    /// This journal's random id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The latest sequence number.
@@ -343,6 +355,8 @@ mod tests {
         }
         let journal = Journal::open(&db).unwrap();
         assert_eq!(journal.latest(), 3);
+        assert_eq!(journal.id(), Journal::open(&db).unwrap().id(), "the id lasts");
+        assert_ne!(journal.id(), Journal::open(&dir.path().join("other.sqlite")).unwrap().id());
         let changes = journal.since(1, 100).unwrap();
         assert_eq!(changes.iter().map(|c| (c.seq, c.path.as_str())).collect::<Vec<_>>(), [(2, "b"), (3, "a")]);
         assert_eq!(changes[0].author.as_deref(), Some("alice"));

@@ -56,7 +56,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
             return fatal(&mut writer, ErrorCode::Timeout, message).await;
         }
     };
-    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: software() };
+    let journal = Some(shared.journal.id().to_string());
+    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: software(), journal };
     if writer.send(&ServerFrame::Hello(ours)).await.is_err() {
         return;
     }

@@ -82,7 +82,10 @@ impl Engine {
         let root = checked_root(root)?;
         let state_dir = root.join(STATE_DIR);
         let mut state = SyncState::open(&state_dir.join("sync.sqlite"))?;
-        state.bind_to(conn.addr())?;
+        // State belongs to the server's journal: the same share reached by another address keeps it; a wiped
+        // or different share starts afresh (a merge that deletes nothing).
+        let journal = conn.server().journal.clone().unwrap_or_else(|| conn.addr().to_string());
+        state.bind_to(&journal)?;
         let hashes = Arc::new(HashCache::open(&state_dir.join("hashes.sqlite"))?);
         let log = ActionLog::open(&state_dir.join("sync.log"))?;
         Ok(Engine { root, conn, host: host.to_string(), state, hashes, log, blocked: HashMap::new() })

@@ -27,7 +27,7 @@ pub struct SyncState {
     pub remote: HashMap<String, RemoteVersion>,
     /// The server journal's sequence number the mirror is complete up to.
     pub remote_seq: u64,
-    /// Which server the base and mirror describe.
+    /// Which server journal the base and mirror describe.
     pub server: Option<String>,
 }
 
@@ -89,8 +89,9 @@ impl SyncState {
         Ok(SyncState { db, db_path: db_path.to_path_buf(), base, remote, remote_seq, server })
     }
 
-    /// Starts over with `server`: a folder synced with another server keeps its files, but its base and mirror
-    /// describe that other server, so they are dropped (the next pass merges without deleting anything).
+    /// Starts over with the journal `server`: a folder synced with another server (or with a share whose journal
+    /// was wiped) keeps its files, but its base and mirror describe the old one, so they are dropped; the next pass
+    /// merges without deleting anything.
     pub fn bind_to(&mut self, server: &str) -> Result<()> {
         if self.server.as_deref() == Some(server) {
             return Ok(());

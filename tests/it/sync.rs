@@ -17,13 +17,25 @@ pub struct TestServer {
     pub addr: String,
     pub root: tempfile::TempDir,
     stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<tandem::Result<()>>>,
 }
 
 impl TestServer {
     pub async fn start() -> TestServer {
         let root = tempfile::tempdir().unwrap();
-        let (addr, stop, _) = Server::spawn(listen_on(root.path())).await.unwrap();
-        TestServer { addr: addr.to_string(), root, stop }
+        let (addr, stop, task) = Server::spawn(listen_on(root.path())).await.unwrap();
+        TestServer { addr: addr.to_string(), root, stop, task: Some(task) }
+    }
+
+    /// Stops the server, runs `meanwhile` on its folder, and starts it again (on a new port).
+    pub async fn restart_after(&mut self, meanwhile: impl FnOnce(&Path)) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        meanwhile(self.root.path());
+        let (addr, stop, task) = Server::spawn(listen_on(self.root.path())).await.unwrap();
+        (self.addr, self.stop, self.task) = (addr.to_string(), stop, Some(task));
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -365,4 +377,32 @@ async fn mtime_and_permission_bits_travel_so_nothing_ping_pongs() {
     assert_eq!(synced.modified().unwrap(), mtime);
     // A second round finds nothing to do on either side.
     assert!(alice.sync().await.is_empty() && bob.sync().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_share_whose_journal_was_wiped_is_merged_without_deleting_anything() {
+    let mut server = TestServer::start().await;
+    let mut alice = Client::new(&server, "alice").await;
+    alice.write("a.txt", b"kept");
+    alice.write("b.txt", b"kept too");
+    alice.sync().await;
+    // Someone removes the server's state (and a file) while it is down.
+    server
+        .restart_after(|root| {
+            std::fs::remove_dir_all(root.join(".tandem")).unwrap();
+            std::fs::remove_file(root.join("b.txt")).unwrap();
+        })
+        .await;
+    alice.restart(&server).await;
+    assert_eq!(alice.remote_seq(), 0, "a new journal means starting from its beginning");
+    // The server journals its folder in the background; sync until it has (or give up after 20 s).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !server.path("b.txt").exists() {
+        assert!(std::time::Instant::now() < deadline, "b.txt never came back to the server");
+        alice.sync().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(alice.read("b.txt"), b"kept too", "without a base, a missing file is new on the other side");
+    assert_eq!(std::fs::read(server.path("b.txt")).unwrap(), b"kept too");
+    assert_eq!(tree(alice.root.path()), tree(server.root.path()));
 }
