@@ -10,6 +10,7 @@ use super::action::Action;
 use super::keymap::{Key, KeyMap};
 use super::pane::{HashState, PaneState, Side, parent};
 use super::prompt::{Prompt, PromptKind};
+use super::sync::{SyncPhase, SyncStatus};
 use super::transfers::{Transfer, TransferState};
 use super::worker::{ConnectionState, Event, Job};
 use crate::cli::Protocol;
@@ -48,6 +49,7 @@ pub struct App {
     pub transfers: Vec<Transfer>,
     pub log: Vec<LogLine>,
     pub connection: ConnectionState,
+    pub sync: SyncStatus,
     /// Where the local pane's root is, and which server the remote pane shows.
     pub local_label: String,
     pub remote_label: String,
@@ -65,6 +67,7 @@ impl App {
             transfers: Vec::new(),
             log: Vec::new(),
             connection: ConnectionState::Connecting,
+            sync: SyncStatus::default(),
             local_label,
             remote_label,
             should_quit: false,
@@ -196,20 +199,61 @@ impl App {
                 let current = self.pane(side).filter.time.as_ref().map(|t| t.2.clone()).unwrap_or_default();
                 self.mode = Mode::Prompt(Prompt::new(PromptKind::Time, current));
             }
-            Action::ToggleSync => self.message("auto-sync is not available in this build yet", true),
-            Action::Lock => self.message("locking files is not available in this build yet", true),
-            Action::Refresh => {
-                return [Side::Local, Side::Remote]
-                    .into_iter()
-                    .map(|side| Job::List { side, dir: self.pane(side).dir.clone() })
-                    .collect();
-            }
+            Action::ToggleSync => return self.toggle_sync(),
+            Action::Lock => return self.toggle_lock(),
+            Action::Refresh => return self.relist_both(),
             Action::CommandLine => self.mode = Mode::Prompt(Prompt::new(PromptKind::Command, String::new())),
             Action::Help => self.mode = Mode::Help { scroll: 0 },
             Action::ShowLog => self.mode = Mode::Log { scroll: 0 },
             Action::Quit => self.should_quit = true,
         }
         Vec::new()
+    }
+
+    /// Lists both panes' folders again.
+    fn relist_both(&self) -> Vec<Job> {
+        [Side::Local, Side::Remote]
+            .into_iter()
+            .map(|side| Job::List { side, dir: self.pane(side).dir.clone() })
+            .collect()
+    }
+
+    /// `s`: starts sync of the two roots, or stops it.
+    fn toggle_sync(&mut self) -> Vec<Job> {
+        match self.sync.phase {
+            SyncPhase::Off | SyncPhase::Failed(_) => {
+                self.sync = SyncStatus { phase: SyncPhase::Starting, last: None };
+                self.message(format!("sync: starting, {} with {}", self.local_label, self.remote_label), false);
+                vec![Job::StartSync]
+            }
+            SyncPhase::Stopping => {
+                self.message("sync is stopping; press s again once it has", false);
+                Vec::new()
+            }
+            _ => {
+                self.sync.phase = SyncPhase::Stopping;
+                vec![Job::StopSync]
+            }
+        }
+    }
+
+    /// `L`: locks the selected remote entries, or unlocks those already locked.
+    fn toggle_lock(&mut self) -> Vec<Job> {
+        if self.active != Side::Remote {
+            self.message("select a file in the remote pane to lock it", true);
+            return Vec::new();
+        }
+        let pane = &self.remote;
+        let jobs = pane
+            .selection()
+            .iter()
+            .map(|e| {
+                let path = pane.child_path(e.name());
+                if e.locked_by.is_some() { Job::Unlock { path } } else { Job::Lock { path } }
+            })
+            .collect();
+        self.remote.selected.clear();
+        jobs
     }
 
     fn open(&mut self, side: Side) -> Vec<Job> {
@@ -445,6 +489,30 @@ impl App {
             }
             Event::Output { title, text } => self.mode = Mode::Output { title, text, scroll: 0 },
             Event::Message { text, error } => self.message(text, error),
+            Event::Sync(event) => {
+                // A pass that changed something changed the panes' folders too: show it without a key press.
+                let changed = matches!(&event, crate::sync::SyncEvent::Idle { summary } if !summary.is_empty());
+                if let Some((line, error)) = self.sync.apply(event) {
+                    self.message(line, error);
+                }
+                if changed {
+                    return self.relist_both();
+                }
+            }
+            Event::SyncStopped { result } => {
+                let (line, error) = self.sync.stopped(result);
+                self.message(line, error);
+            }
+            Event::LockChanged { path, locked, result } => {
+                match result {
+                    Ok(()) => self.message(format!("{} {path}", if locked { "locked" } else { "unlocked" }), false),
+                    Err(e) => self.message(e, true),
+                }
+                // Relisted even after a refusal: someone else's lock means this listing was out of date.
+                if parent(&path) == self.remote.dir {
+                    return vec![Job::List { side: Side::Remote, dir: self.remote.dir.clone() }];
+                }
+            }
         }
         Vec::new()
     }

@@ -6,10 +6,12 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::{App, Mode};
 use super::keymap::{KeyMap, KeysConfig};
 use super::pane::{HashState, Side, hash_mark};
+use super::sync::SyncPhase;
 use super::worker::{ConnectionState, Event, Job};
 use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
+use crate::sync::{SyncEvent, SyncSummary};
 
 fn entry(path: &str, kind: EntryKind, mtime_secs: i64) -> Entry {
     Entry { path: path.into(), kind, size: 10, mtime_ns: mtime_secs * 1_000_000_000, md5: None, locked_by: None }
@@ -166,16 +168,81 @@ fn d_downloads_the_selection_into_the_local_folder() {
 }
 
 #[test]
-fn keys_for_features_not_built_yet_say_so() {
+fn s_starts_sync_and_pressing_again_stops_it() {
     let mut app = listed();
-    for (keys, expected) in [
-        ("s", "auto-sync is not available in this build yet"),
-        ("L", "locking files is not available in this build yet"),
-    ] {
-        assert!(press(&mut app, keys).is_empty());
-        let status = app.status().unwrap();
-        assert!(status.error && status.text.contains(expected), "{keys}: {}", status.text);
-    }
+    assert_eq!(press(&mut app, "s"), vec![Job::StartSync]);
+    assert_eq!(app.sync.phase, SyncPhase::Starting);
+    assert_eq!(press(&mut app, "s"), vec![Job::StopSync]);
+    assert_eq!(app.sync.phase, SyncPhase::Stopping);
+    assert!(press(&mut app, "s").is_empty(), "no second stop, and no start before the stop is done");
+    app.on_event(Event::SyncStopped { result: Ok(SyncSummary::default()) });
+    assert_eq!(app.sync.phase, SyncPhase::Off);
+    assert_eq!(app.status().unwrap().text, "sync stopped");
+    // A failed sync can be started again.
+    assert_eq!(press(&mut app, "s"), vec![Job::StartSync]);
+    app.on_event(Event::SyncStopped { result: Err("/home/me: not a folder".into()) });
+    assert_eq!(app.sync.phase, SyncPhase::Failed("/home/me: not a folder".into()));
+    assert!(app.status().unwrap().error);
+    assert_eq!(press(&mut app, "s"), vec![Job::StartSync]);
+}
+
+#[test]
+fn sync_events_move_the_title_state_and_a_pass_with_changes_relists_both_panes() {
+    let mut app = listed();
+    app.on_key(key(KeyCode::Enter));
+    app.on_event(Event::Listed { side: Side::Remote, dir: "docs".into(), result: Ok(vec![file("docs/x")]) });
+    press(&mut app, "s");
+    app.on_event(Event::Sync(SyncEvent::Connected { server: "server:7878".into() }));
+    assert_eq!(app.status().unwrap().text, "sync: connected to server:7878");
+    assert!(app.on_event(Event::Sync(SyncEvent::Syncing)).is_empty());
+    assert_eq!(app.sync.phase, SyncPhase::Syncing);
+    let summary = SyncSummary { uploaded: 2, downloaded: 1, ..Default::default() };
+    let jobs = app.on_event(Event::Sync(SyncEvent::Idle { summary }));
+    assert_eq!(
+        jobs,
+        vec![Job::List { side: Side::Local, dir: String::new() }, Job::List { side: Side::Remote, dir: "docs".into() }]
+    );
+    assert_eq!((&app.sync.phase, app.sync.last), (&SyncPhase::InSync, Some(summary)));
+    assert_eq!(app.status().unwrap().text, "sync: 2 uploaded, 1 downloaded, 0 deleted, 0 conflicts");
+    // A quiet pass afterwards neither relists nor forgets what the last busy one did.
+    app.on_event(Event::Sync(SyncEvent::Syncing));
+    assert!(app.on_event(Event::Sync(SyncEvent::Idle { summary: SyncSummary::default() })).is_empty());
+    assert_eq!(app.sync.last, Some(summary));
+    app.on_event(Event::Sync(SyncEvent::Problem("lost the connection to server:7878".into())));
+    assert_eq!(app.sync.phase, SyncPhase::Problem("lost the connection to server:7878".into()));
+    let status = app.status().unwrap();
+    assert!(status.error && status.text == "sync: lost the connection to server:7878", "{}", status.text);
+}
+
+#[test]
+fn shift_l_locks_an_unlocked_remote_file_and_unlocks_a_locked_one() {
+    let mut app = listed();
+    let mut locked = file("b.txt");
+    locked.locked_by = Some("alice-laptop".into());
+    let remote = vec![entry("docs", EntryKind::Dir, 1), file("a.txt"), locked, file("c.txt")];
+    app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(remote) });
+    press(&mut app, "j");
+    assert_eq!(press(&mut app, "L"), vec![Job::Lock { path: "a.txt".into() }]);
+    press(&mut app, "j");
+    assert_eq!(press(&mut app, "L"), vec![Job::Unlock { path: "b.txt".into() }]);
+    // The answer is shown, and the folder relisted to show the new lock state.
+    let refused = Err("b.txt is locked by alice-laptop".to_string());
+    let jobs = app.on_event(Event::LockChanged { path: "b.txt".into(), locked: false, result: refused });
+    assert_eq!(jobs, vec![Job::List { side: Side::Remote, dir: String::new() }]);
+    let status = app.status().unwrap();
+    assert!(status.error && status.text == "b.txt is locked by alice-laptop");
+    app.on_event(Event::LockChanged { path: "a.txt".into(), locked: true, result: Ok(()) });
+    assert_eq!(app.status().unwrap().text, "locked a.txt");
+    // The local pane has nothing to lock.
+    app.on_key(key(KeyCode::Tab));
+    assert!(press(&mut app, "L").is_empty());
+    let status = app.status().unwrap();
+    assert!(status.error && status.text == "select a file in the remote pane to lock it");
+}
+
+#[test]
+fn f5_in_the_local_pane_uploads_into_the_remote_folder() {
+    let mut app = listed();
     // F5 from the local pane uploads the selection into the remote pane's folder.
     app.on_key(key(KeyCode::Tab));
     press(&mut app, "G");

@@ -4,7 +4,7 @@
 //! [`worker`], a timer tick, or SIGTERM), lets [`App`] update its state, drains every other pending report, sends
 //! the resulting jobs to the worker, and draws one frame. The loop never waits on the network: the worker does
 //! all I/O on tokio tasks and reports through a channel. The terminal is restored on quit, on error, on SIGTERM,
-//! and on panic (ratatui's panic hook).
+//! and on panic (ratatui's panic hook); a running sync is stopped first, so it never ends mid-report.
 
 pub mod action;
 pub mod app;
@@ -13,6 +13,7 @@ mod app_tests;
 pub mod keymap;
 pub mod pane;
 pub mod prompt;
+pub mod sync;
 pub mod transfers;
 pub mod view;
 pub mod worker;
@@ -30,7 +31,7 @@ pub use app::App;
 
 use crate::error::{Error, Result};
 use keymap::{KeyMap, KeysConfig};
-use worker::{Event, Job};
+use worker::Event;
 
 /// How often the transfers panel refreshes while something moves.
 const TICK: Duration = Duration::from_millis(250);
@@ -52,10 +53,16 @@ pub async fn run(local_root: &Path, remote: &str) -> Result<()> {
         app.message(problem, true);
     }
     for job in app.start() {
-        let _ = jobs.send(job);
+        jobs.send(job);
     }
     let mut terminal = ratatui::try_init().map_err(|e| Error::io("<terminal>", e))?;
     let result = event_loop(&mut terminal, &mut app, &mut events_rx, &jobs).await;
+    if app.sync.is_running() {
+        // A pass may take a moment to finish: say why the screen is still up.
+        app.message("stopping sync…", false);
+        let _ = terminal.draw(|frame| view::draw(frame, &app));
+    }
+    jobs.shutdown().await;
     ratatui::restore();
     result
 }
@@ -64,7 +71,7 @@ async fn event_loop(
     terminal: &mut DefaultTerminal,
     app: &mut App,
     events: &mut mpsc::UnboundedReceiver<Event>,
-    jobs: &mpsc::UnboundedSender<Job>,
+    jobs: &worker::Handle,
 ) -> Result<()> {
     let terminal_error = |e| Error::io("<terminal>", e);
     let mut keys = EventStream::new();
@@ -97,7 +104,7 @@ async fn event_loop(
             new_jobs.extend(app.on_event(event));
         }
         for job in new_jobs {
-            let _ = jobs.send(job);
+            jobs.send(job);
         }
         if app.should_quit {
             return Ok(());

@@ -1,8 +1,9 @@
 //! The TUI's background side. The UI sends [`Job`]s and receives [`Event`]s; everything here runs on tokio tasks
 //! and blocking threads, so the UI thread only draws and handles keys.
 //!
-//! A supervisor task keeps one control connection to the remote, reconnecting with backoff when it drops, and
-//! reports each change of state. Each job runs on its own task; downloads run two at a time.
+//! A supervisor task keeps one control connection to the remote, as this user's client identity so that locks
+//! are theirs, reconnecting with backoff when it drops, and reports each change of state. Each job runs on its
+//! own task; downloads run two at a time. Sync starts and stops in job order, on the [`SyncRunner`]'s task.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,12 +14,14 @@ use clap::Parser;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::pane::{Side, join};
+use super::sync::SyncRunner;
 use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, UdpOptions, download_tcp, download_udp, upload_tcp};
+use crate::client::{Connection, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::share::{Entry, EntryKind, FileStamp, Walk};
+use crate::sync::{SyncEvent, SyncSummary};
 use crate::task::blocking;
 use crate::transfer::Progress;
 
@@ -41,6 +44,14 @@ pub enum Job {
     Upload { paths: Vec<(String, EntryKind)>, remote_dir: String },
     /// A command line typed at the `:` prompt; downloads land in `local_dir`.
     Command { line: String, local_dir: String },
+    /// Lock a remote path for this client.
+    Lock { path: String },
+    /// Release this client's lock on a remote path.
+    Unlock { path: String },
+    /// Two-way sync of the local root with the remote share; nothing if it already runs.
+    StartSync,
+    /// Stop sync; [`Event::SyncStopped`] follows once it has.
+    StopSync,
 }
 
 /// What the background reports.
@@ -82,6 +93,18 @@ pub enum Event {
         text: String,
         error: bool,
     },
+    /// A report from the running sync.
+    Sync(SyncEvent),
+    /// Sync ended: stopped as asked (what it did in all) or failed.
+    SyncStopped {
+        result: std::result::Result<SyncSummary, String>,
+    },
+    /// A lock or unlock of a remote path was answered.
+    LockChanged {
+        path: String,
+        locked: bool,
+        result: std::result::Result<(), String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,34 +114,70 @@ pub enum ConnectionState {
     Lost { reason: String, retry_in: Duration },
 }
 
-/// Starts the background side; returns the channel that takes jobs.
-pub fn spawn(local_root: PathBuf, remote: String, events: mpsc::UnboundedSender<Event>) -> mpsc::UnboundedSender<Job> {
+/// The UI's handle on the background side.
+pub struct Handle {
+    jobs: mpsc::UnboundedSender<Job>,
+    worker: Arc<Worker>,
+}
+
+impl Handle {
+    pub fn send(&self, job: Job) {
+        let _ = self.jobs.send(job);
+    }
+
+    /// Stops sync and waits until it has, so quitting never cuts a pass short without need.
+    pub async fn shutdown(&self) {
+        self.worker.sync.shutdown().await;
+    }
+}
+
+/// Starts the background side; returns the handle that takes jobs.
+pub fn spawn(local_root: PathBuf, remote: String, events: mpsc::UnboundedSender<Event>) -> Handle {
     let (conn_tx, conn_rx) = watch::channel(None);
-    tokio::spawn(supervise(remote, conn_tx, events.clone()));
+    tokio::spawn(supervise(remote.clone(), conn_tx, events.clone()));
     let worker = Arc::new(Worker {
         local_root,
+        remote,
         events,
         conn: conn_rx,
         local_hashes: HashCache::in_memory(),
         downloads: Arc::new(Semaphore::new(PARALLEL_DOWNLOADS)),
         next_id: AtomicU64::new(1),
+        sync: SyncRunner::default(),
     });
     let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
+    let dispatcher = worker.clone();
     tokio::spawn(async move {
         while let Some(job) = jobs_rx.recv().await {
-            let worker = worker.clone();
-            tokio::spawn(async move { worker.run(job).await });
+            let worker = dispatcher.clone();
+            match job {
+                // Here, not on tasks of their own, so a quick start, stop, start happens in that order.
+                Job::StartSync => {
+                    worker.sync.start(worker.local_root.clone(), worker.remote.clone(), worker.events.clone())
+                }
+                Job::StopSync => worker.sync.stop(),
+                job => drop(tokio::spawn(async move { worker.run(job).await })),
+            }
         }
     });
-    jobs_tx
+    Handle { jobs: jobs_tx, worker }
 }
 
 /// Keeps a connection to `remote`, reconnecting with backoff, and publishes the current one.
 async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, events: mpsc::UnboundedSender<Event>) {
+    // Without an identity the server still answers but refuses locks: say so once and carry on.
+    let me = match blocking(identity::current).await {
+        Ok(me) => Some(me),
+        Err(e) => {
+            let _ =
+                events.send(Event::Message { text: format!("connecting anonymously, so no locks: {e}"), error: true });
+            None
+        }
+    };
     let mut backoff = Duration::from_millis(500);
     loop {
         let _ = events.send(Event::Connection(ConnectionState::Connecting));
-        let reason = match Connection::connect(&remote).await {
+        let reason = match Connection::connect_as(&remote, me.clone()).await {
             Ok(conn) => {
                 backoff = Duration::from_millis(500);
                 let server = conn.server().software.clone();
@@ -142,12 +201,14 @@ async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, e
 
 struct Worker {
     local_root: PathBuf,
+    remote: String,
     events: mpsc::UnboundedSender<Event>,
     conn: watch::Receiver<Option<Connection>>,
     /// MD5s of local files, keyed like the server's cache so unchanged files are not read twice.
     local_hashes: HashCache,
     downloads: Arc<Semaphore>,
     next_id: AtomicU64,
+    sync: SyncRunner,
 }
 
 impl Worker {
@@ -183,7 +244,23 @@ impl Worker {
                 }
             }
             Job::Command { line, local_dir } => self.command(&line, local_dir).await,
+            Job::Lock { path } => self.set_lock(path, true).await,
+            Job::Unlock { path } => self.set_lock(path, false).await,
+            // Handled in order by the job loop in `spawn`.
+            Job::StartSync | Job::StopSync => {}
         }
+    }
+
+    /// Locks or unlocks one remote path; the server refuses another client's lock, which the person then sees.
+    async fn set_lock(&self, path: String, lock: bool) {
+        let result = async {
+            let conn = self.connection()?;
+            if lock { conn.lock(&path).await } else { conn.unlock(&path, false).await }
+        }
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+        self.send(Event::LockChanged { path, locked: lock, result });
     }
 
     async fn list(&self, side: Side, dir: &str) -> Result<Vec<Entry>> {
@@ -409,15 +486,15 @@ impl Worker {
                     self.clone().queue_upload(self.connection()?, local, remote);
                     Ok(None)
                 }
+                // Reported as `L` is, so the remote pane shows the new lock state.
                 Command::Lock { path } => {
-                    let entry = self.connection()?.lock(&path).await?;
-                    let holder = entry.and_then(|e| e.locked_by).unwrap_or_default();
-                    self.send(Event::Message { text: format!("locked {path} (held by {holder})"), error: false });
+                    self.connection()?.lock(&path).await?;
+                    self.send(Event::LockChanged { path, locked: true, result: Ok(()) });
                     Ok(None)
                 }
                 Command::Unlock { path, force } => {
                     self.connection()?.unlock(&path, force).await?;
-                    self.send(Event::Message { text: format!("unlocked {path}"), error: false });
+                    self.send(Event::LockChanged { path, locked: false, result: Ok(()) });
                     Ok(None)
                 }
                 Command::Sync(_) => {

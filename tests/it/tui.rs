@@ -1,5 +1,6 @@
 //! The TUI end to end: the real binary in tmux against a real server. It opens, downloads the file under the
 //! cursor with `d`, and the Hash column turns to `=` once the local copy's MD5 matches; `q` exits with status 0.
+//! With `s` it syncs the two roots both ways, and files made on either disk appear in the other pane.
 
 use std::path::Path;
 use std::process::Command;
@@ -134,4 +135,63 @@ fn open_with_listen_serves_the_local_folder_to_peers() {
     // Its remote pane, pointed at a closed port, shows the banner instead of hanging.
     let banner = || tmux.capture().contains("connection lost: 127.0.0.1:9");
     wait_for("the connection banner", Duration::from_secs(20), banner, || tmux.capture());
+}
+
+#[test]
+fn s_syncs_both_roots_and_new_files_appear_in_the_other_pane() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        return;
+    }
+    let share = tempfile::tempdir().unwrap();
+    write_file(share.path(), "server.txt", b"made on the server", 1_700_000_000);
+    let server = ServeProcess::start(share);
+    let local = tempfile::tempdir().unwrap();
+    write_file(local.path(), "laptop.txt", b"made on the laptop", 1_700_000_000);
+    let state = tempfile::tempdir().unwrap();
+    let exit_file = state.path().join("exit");
+    let session = format!("tandem-sync-{}", std::process::id());
+    let command = format!(
+        "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --remote {addr}; echo $? > {exit}",
+        s = state.path().display(),
+        local = local.path().display(),
+        addr = server.addr,
+        exit = exit_file.display(),
+    );
+    let started =
+        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "35", &command]).status();
+    assert!(started.unwrap().success());
+    let tmux = Tmux { session };
+    let title = || tmux.capture().lines().next().unwrap_or_default().to_string();
+    let shows = |file: &str, right: bool| row_with(&tmux.capture(), file, right).is_some();
+
+    wait_for("the remote listing", Duration::from_secs(20), || shows("server.txt", true), || tmux.capture());
+    assert!(title().contains("sync: off"), "{}", title());
+    tmux.keys(&["s"]);
+    // The first pass copies each side's file to the other, and both panes relist by themselves.
+    let first_pass = || {
+        local.path().join("server.txt").exists()
+            && server.path("laptop.txt").exists()
+            && title().contains("sync: in sync")
+            && shows("server.txt", false)
+            && shows("laptop.txt", true)
+    };
+    wait_for("the first pass in both panes", Duration::from_secs(20), first_pass, || tmux.capture());
+    assert_eq!(std::fs::read(server.path("laptop.txt")).unwrap(), b"made on the laptop");
+
+    // Later changes on either disk follow without a key press.
+    write_file(server.root.path(), "server-2.txt", b"dropped on the server", 1_700_000_100);
+    let pulled = || local.path().join("server-2.txt").exists() && shows("server-2.txt", false);
+    wait_for("the server's new file in the local pane", Duration::from_secs(20), pulled, || tmux.capture());
+    write_file(local.path(), "laptop-2.txt", b"written on the laptop", 1_700_000_200);
+    let pushed = || server.path("laptop-2.txt").exists() && shows("laptop-2.txt", true);
+    wait_for("the laptop's new file in the remote pane", Duration::from_secs(20), pushed, || tmux.capture());
+    assert_eq!(std::fs::read(local.path().join("server-2.txt")).unwrap(), b"dropped on the server");
+
+    tmux.keys(&["s"]);
+    wait_for("sync to stop", Duration::from_secs(20), || title().contains("sync: off"), || tmux.capture());
+    tmux.keys(&["q"]);
+    let exited = || std::fs::read_to_string(&exit_file).is_ok_and(|s| !s.is_empty());
+    wait_for("the TUI to exit", Duration::from_secs(10), exited, || tmux.capture());
+    assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
 }

@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use crate::tui::action::Action;
 use crate::tui::app::{App, Mode};
+use crate::tui::sync::{SyncPhase, SyncStatus, counts};
 use crate::tui::worker::ConnectionState;
 
 pub fn title(frame: &mut Frame, area: Rect, app: &App) {
@@ -21,10 +22,27 @@ pub fn title(frame: &mut Frame, area: Rect, app: &App) {
         Span::styled(" tandem ", Style::new().bold().reversed()),
         Span::raw(format!("  remote {} ", app.remote_label)),
         Span::styled(state, Style::new().fg(color).bold()),
-        Span::raw("   sync "),
-        Span::styled("off", Style::new().fg(Color::DarkGray)),
+        Span::raw("   sync: "),
+        sync_state(&app.sync),
     ]);
     frame.render_widget(Paragraph::new(line), area);
+}
+
+/// `off`, `starting…`, `syncing…`, `in sync · ↑2 ↓1`, or the problem in red (the log keeps the whole text).
+fn sync_state(sync: &SyncStatus) -> Span<'static> {
+    let (text, color) = match &sync.phase {
+        SyncPhase::Off => ("off".to_string(), Color::DarkGray),
+        SyncPhase::Starting => ("starting…".to_string(), Color::Yellow),
+        SyncPhase::Syncing => ("syncing…".to_string(), Color::Cyan),
+        SyncPhase::InSync => match &sync.last {
+            Some(last) => (format!("in sync · {}", counts(last)), Color::Green),
+            None => ("in sync".to_string(), Color::Green),
+        },
+        SyncPhase::Problem(problem) => (format!("problem: {problem}"), Color::Red),
+        SyncPhase::Stopping => ("stopping…".to_string(), Color::Yellow),
+        SyncPhase::Failed(problem) => (format!("stopped: {problem}"), Color::Red),
+    };
+    Span::styled(text, Style::new().fg(color).bold())
 }
 
 pub fn banner_height(app: &App) -> u16 {
@@ -58,7 +76,7 @@ pub fn status(frame: &mut Frame, area: Rect, app: &App) {
 
 /// Key hints, in order of importance; what does not fit the width is left out (help and quit always stay).
 pub fn hints(frame: &mut Frame, area: Rect, app: &App) {
-    const HINTS: [(Action, &str); 9] = [
+    const HINTS: [(Action, &str); 11] = [
         (Action::Help, "help"),
         (Action::Quit, "quit"),
         (Action::DownloadTcp, "download"),
@@ -68,6 +86,8 @@ pub fn hints(frame: &mut Frame, area: Rect, app: &App) {
         (Action::CommandLine, "command"),
         (Action::FilterTime, "time"),
         (Action::DownloadUdp, "udp"),
+        (Action::ToggleSync, "sync"),
+        (Action::Lock, "lock"),
     ];
     let key_of = |action| app.keymap.keys_for(action).first().map(|k| k.to_string()).unwrap_or_default();
     let mut room = area.width as usize;
@@ -80,7 +100,7 @@ pub fn hints(frame: &mut Frame, area: Rect, app: &App) {
         }
     }
     // Display order: navigation first, help and quit last.
-    let order = [3, 2, 8, 4, 5, 7, 6, 0, 1];
+    let order = [3, 2, 8, 4, 5, 7, 9, 10, 6, 0, 1];
     let spans: Vec<Span> = order
         .into_iter()
         .filter(|&i| shown[i])

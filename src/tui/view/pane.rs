@@ -14,6 +14,8 @@ use crate::tui::pane::{PaneState, Side, hash_mark};
 
 /// Below this inner width the Modified column is left out.
 const WIDE_ENOUGH_FOR_TIME: u16 = 56;
+/// In the Hash column of a locked remote entry. One plain letter: an emoji's width varies between terminals.
+const LOCK_MARK: &str = "L";
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
     let pane = app.pane(side);
@@ -90,7 +92,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
             if show_time {
                 cells.push(Cell::from(format_local(entry.mtime_ns)[..16].to_string()));
             }
-            cells.push(Cell::from(Span::styled(mark, mark_style)));
+            // A lock shows beside the comparison, which still matters: `= L`.
+            let mut hash = vec![Span::styled(mark, mark_style)];
+            if entry.locked_by.is_some() {
+                hash.push(Span::styled(format!(" {LOCK_MARK}"), Style::new().fg(Color::Magenta).bold()));
+            }
+            cells.push(Cell::from(Line::from(hash)));
             let mut style = match entry.kind {
                 EntryKind::Dir => Style::new().fg(Color::Blue).add_modifier(Modifier::BOLD),
                 _ => Style::new(),
@@ -123,7 +130,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
     frame.render_widget(table, inner);
 }
 
-/// `3 of 120 · 2 selected · /pattern/` in the bottom border.
+/// `3 of 120 · 2 selected · /pattern/` in the bottom border, and who holds a lock on the entry under the cursor.
 fn footer(pane: &PaneState) -> String {
     let mut parts = vec![if pane.filter.is_active() {
         format!("{} of {}", pane.visible.len(), pane.entries.len())
@@ -141,6 +148,9 @@ fn footer(pane: &PaneState) -> String {
     }
     if pane.loading && !pane.entries.is_empty() {
         parts.push("refreshing…".into());
+    }
+    if let Some(holder) = pane.current().and_then(|e| e.locked_by.as_ref()) {
+        parts.push(format!("locked by {holder}"));
     }
     format!(" {} ", parts.join(" · "))
 }

@@ -1,5 +1,6 @@
 //! Whole-screen snapshots on ratatui's `TestBackend`: the start screen (also at 80×24), a filtered view, the help
-//! overlay, a transfer in progress and an error. Times are masked, since they print in the local time zone.
+//! overlay, a transfer in progress, an error, and a locked file with sync in step. Times are masked, since they
+//! print in the local time zone.
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -8,6 +9,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
+use crate::sync::{SyncEvent, SyncSummary};
 use crate::transfer::Progress;
 use crate::tui::app::App;
 use crate::tui::keymap::KeyMap;
@@ -122,4 +124,21 @@ fn lost_connection_and_an_error() {
         result: Err("/home/me/notes: Permission denied (os error 13)".into()),
     });
     snapshot!("error", render(&app, 100, 24));
+}
+
+#[test]
+fn locked_file_and_sync_in_step() {
+    let mut app = start_screen();
+    let mut remote: Vec<Entry> = app.remote.entries.clone();
+    for e in remote.iter_mut().filter(|e| e.name() == "readme.txt") {
+        e.locked_by = Some("alice-laptop".into());
+    }
+    app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(remote) });
+    keys(&mut app, "jjj");
+    keys(&mut app, "s");
+    app.on_event(Event::Sync(SyncEvent::Connected { server: "127.0.0.1:7878".into() }));
+    app.on_event(Event::Sync(SyncEvent::Syncing));
+    let summary = SyncSummary { uploaded: 2, downloaded: 1, ..Default::default() };
+    app.on_event(Event::Sync(SyncEvent::Idle { summary }));
+    snapshot!("locked_in_sync", render(&app, 120, 12));
 }
