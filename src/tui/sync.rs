@@ -106,13 +106,14 @@ pub fn describe(summary: &SyncSummary) -> String {
     )
 }
 
-/// `↑2 ↓1 · 1 deleted · 1 conflicts` (uploaded, downloaded; zeros left out), for the title bar.
+/// `↑2 ↓1 · 1 deleted · 1 conflict` (uploaded, downloaded; zeros left out), for the title bar.
 pub fn counts(summary: &SyncSummary) -> String {
     let arrows = [("↑", summary.uploaded), ("↓", summary.downloaded)];
     let arrows: Vec<String> = arrows.iter().filter(|(_, n)| *n > 0).map(|(mark, n)| format!("{mark}{n}")).collect();
     let mut parts = vec![arrows.join(" ")];
     parts.extend((summary.deleted > 0).then(|| format!("{} deleted", summary.deleted)));
-    parts.extend((summary.conflicts > 0).then(|| format!("{} conflicts", summary.conflicts)));
+    let conflicts = |n: u64| if n == 1 { "1 conflict".to_string() } else { format!("{n} conflicts") };
+    parts.extend((summary.conflicts > 0).then(|| conflicts(summary.conflicts)));
     parts.retain(|p| !p.is_empty());
     parts.join(" · ")
 }
@@ -221,7 +222,7 @@ mod tests {
     #[test]
     fn counts_leave_out_zeros() {
         let summary = SyncSummary { uploaded: 2, downloaded: 1, conflicts: 1, ..Default::default() };
-        assert_eq!(counts(&summary), "↑2 ↓1 · 1 conflicts");
+        assert_eq!(counts(&summary), "↑2 ↓1 · 1 conflict");
         assert_eq!(counts(&SyncSummary { deleted: 3, ..Default::default() }), "3 deleted");
         assert_eq!(describe(&summary), "2 uploaded, 1 downloaded, 0 deleted, 1 conflicts");
     }
