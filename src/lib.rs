@@ -15,6 +15,7 @@
 //! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
 //! - [`sync`]: two-way sync: the pure planner, the state database, the scanner, the engine and its task.
 //! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
+//! - [`db`]: opening tandem's SQLite databases.
 //! - [`task`]: running blocking filesystem work off the async threads.
 //! - [`tui`]: the two-pane terminal UI: app state, keys, background worker, views.
 //! - [`timefmt`]: parsing and printing times the way people type and read them.
@@ -24,6 +25,7 @@
 pub mod cli;
 pub mod client;
 pub mod compare;
+pub mod db;
 pub mod digest;
 pub mod error;
 pub mod protocol;

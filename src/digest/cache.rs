@@ -26,18 +26,12 @@ impl HashCache {
     /// Opens (or creates) the cache database at `db_path` and loads it.
     pub fn open(db_path: &Path) -> Result<Self> {
         let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
-        if let Some(dir) = db_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let db = Connection::open(db_path).map_err(fail)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS hashes (
+        let db = crate::db::open(
+            db_path,
+            "CREATE TABLE IF NOT EXISTS hashes (
                  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
                  inode INTEGER NOT NULL, md5 BLOB NOT NULL);",
-        )
-        .map_err(fail)?;
+        )?;
         let mut known = HashMap::new();
         {
             let mut rows = db.prepare("SELECT path, size, mtime_ns, inode, md5 FROM hashes").map_err(fail)?;

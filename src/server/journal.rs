@@ -51,19 +51,16 @@ impl Journal {
     /// Opens (or creates) the journal at `db_path` and loads it.
     pub fn open(db_path: &Path) -> Result<Journal> {
         let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
-        let db = Connection::open(db_path).map_err(fail)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS entries (
+        let db = crate::db::open(
+            db_path,
+            "CREATE TABLE IF NOT EXISTS entries (
                  path TEXT PRIMARY KEY, seq INTEGER NOT NULL, kind TEXT, size INTEGER NOT NULL,
                  mtime_ns INTEGER NOT NULL, md5 BLOB, author TEXT);
              CREATE INDEX IF NOT EXISTS entries_by_seq ON entries (seq);
              CREATE TABLE IF NOT EXISTS locks (
                  path TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_host TEXT NOT NULL, since_ns INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )
-        .map_err(fail)?;
+        )?;
         let fresh_id = format!("{:032x}", rand::random::<u128>());
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![fresh_id]).map_err(fail)?;
         let id: String = db.query_row("SELECT value FROM meta WHERE key = 'id'", [], |row| row.get(0)).map_err(fail)?;

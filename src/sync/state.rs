@@ -49,21 +49,15 @@ impl SyncState {
     /// Opens (or creates) the state database at `db_path`.
     pub fn open(db_path: &Path) -> Result<SyncState> {
         let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
-        if let Some(dir) = db_path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let db = Connection::open(db_path).map_err(fail)?;
-        db.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             CREATE TABLE IF NOT EXISTS base (
+        let db = crate::db::open(
+            db_path,
+            "CREATE TABLE IF NOT EXISTS base (
                  path TEXT PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, md5 BLOB);
              CREATE TABLE IF NOT EXISTS remote (
                  path TEXT PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, md5 BLOB,
                  author TEXT);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
-        )
-        .map_err(fail)?;
+        )?;
         let mut base = HashMap::new();
         let mut remote = HashMap::new();
         {

@@ -1,0 +1,21 @@
+//! Opening tandem's SQLite databases (the hash cache, the server's journal, a synced folder's state): the
+//! folder is created if missing, the write-ahead log is on (readers never wait for a writer, and a crash leaves
+//! the last committed transaction), and `schema` is applied.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Opens (or creates) the database at `path` and runs `schema` (idempotent `CREATE … IF NOT EXISTS` statements).
+pub fn open(path: &Path, schema: &str) -> Result<Connection> {
+    let fail = |source| Error::Database { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let db = Connection::open(path).map_err(fail)?;
+    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(fail)?;
+    db.execute_batch(schema).map_err(fail)?;
+    Ok(db)
+}
