@@ -10,7 +10,7 @@
 //! Locks live in the same database, so they survive a restart. Memory holds a copy of both tables: lookups
 //! during listings and writes never touch the disk.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -41,8 +41,8 @@ pub struct Journal {
 struct Inner {
     db: Connection,
     seq: u64,
-    /// The live entries (tombstones are only in the database).
-    live: HashMap<String, Entry>,
+    /// The live entries (tombstones are only in the database), sorted so a folder's entries are one range.
+    live: BTreeMap<String, Entry>,
     /// Sorted, so a folder's locked descendants are one range away.
     locks: BTreeMap<String, LockOwner>,
 }
@@ -65,7 +65,7 @@ impl Journal {
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![fresh_id]).map_err(fail)?;
         let id: String = db.query_row("SELECT value FROM meta WHERE key = 'id'", [], |row| row.get(0)).map_err(fail)?;
         let seq: Option<i64> = db.query_row("SELECT MAX(seq) FROM entries", [], |row| row.get(0)).map_err(fail)?;
-        let mut live = HashMap::new();
+        let mut live = BTreeMap::new();
         {
             let mut rows = db
                 .prepare("SELECT path, kind, size, mtime_ns, md5 FROM entries WHERE kind IS NOT NULL")
@@ -136,7 +136,13 @@ impl Journal {
     /// Live paths equal to `rel` or below it (`""`: all).
     pub fn live_under(&self, rel: &str) -> Vec<String> {
         let inner = self.inner();
-        inner.live.keys().filter(|path| is_at_or_below(path, rel)).cloned().collect()
+        if rel.is_empty() {
+            return inner.live.keys().cloned().collect();
+        }
+        // `rel` itself, then everything from `rel/` up to (not including) `rel0`, '0' being the byte after '/'.
+        let exact = inner.live.get_key_value(rel).map(|(path, _)| path.clone());
+        let below = inner.live.range(format!("{rel}/")..format!("{rel}0")).map(|(path, _)| path.clone());
+        exact.into_iter().chain(below).collect()
     }
 
     /// Records what was observed at each path (`None`: absent). Paths whose state is unchanged are skipped; each
@@ -359,6 +365,8 @@ mod tests {
         assert_eq!(changes[0].author.as_deref(), Some("alice"));
         assert!(changes[1].entry.is_none(), "a deletion is a tombstone");
         assert_eq!(journal.live_under(""), ["b"]);
+        journal.record(vec![file("b/c", b"3", 1), file("b c", b"4", 1), file("bc", b"5", 1)], None).unwrap();
+        assert_eq!(journal.live_under("b"), ["b", "b/c"]);
         assert!(journal.ever_seen("a").unwrap());
     }
 
