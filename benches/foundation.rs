@@ -131,7 +131,12 @@ async fn second_checkall(files: usize) {
     for i in 0..files {
         let dir = share.path().join(format!("d{:03}", i / 100));
         std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join(format!("f{i}.txt")), format!("file number {i}\n").repeat(20)).expect("write");
+        let path = dir.join(format!("f{i}.txt"));
+        std::fs::write(&path, format!("file number {i}\n").repeat(20)).expect("write");
+        // Stamps of files written within the last two seconds are never trusted (`FileStamp::is_recent`), so
+        // these get an old mtime, as a real user's files have; otherwise every run would re-hash them.
+        let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        std::fs::File::options().write(true).open(&path).and_then(|f| f.set_modified(long_ago)).expect("set mtime");
     }
     let (addr, shutdown) = start_server(share.path()).await;
     let conn = Connection::connect(&addr).await.expect("connect");

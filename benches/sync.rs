@@ -1,3 +1,470 @@
-//! Sync figures (being written).
+//! Sync figures, each printed next to its target and a baseline in one run:
+//!
+//! - propagation: a small file saved in one client's folder, until it is in another client's folder with the
+//!   right bytes (an in-process server and two `tandem::sync::run` tasks on loopback; median and p90 of 21 files;
+//!   target < 1 s; for reference, Syncthing waits 10 s by default before it even looks at a change);
+//! - initial sync of 10,000 files, 1 GiB in total (old mtimes, as real files have), into an empty share (upload)
+//!   and from that share into a new empty folder (download), each against a single-threaded in-process MD5 of the
+//!   same files with a warm page cache (target: ≤ 1.5 × MD5 both ways); both results are checked (file count and
+//!   a sample of MD5s), so a sync that does nothing cannot pass;
+//! - idle CPU: a continuous `tandem sync` process (default 60 s interval) on a folder of 100,000 unchanged files,
+//!   measured from /proc over a window that includes one periodic rescan (target: < 1 % of one core).
+//!
+//! Run with `cargo bench --bench sync`; `cargo bench --bench sync -- idle` (or `propagation`, `initial`) runs one
+//! figure. For a quick look, `TANDEM_BENCH_GIB=0.25` syncs a quarter of the files (each the same size) and
+//! `TANDEM_BENCH_IDLE_SECS=20` shortens the idle window (default 65 s; below about 62 s it no longer includes a
+//! periodic rescan).
 
-fn main() {}
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tandem::client::Connection;
+use tandem::digest::md5_file;
+use tandem::protocol::ClientIdentity;
+use tandem::server::{Server, ServerConfig};
+use tandem::share::EntryKind;
+use tandem::sync::{Engine, SyncConfig, SyncEvent};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const PROPAGATION_FILES: usize = 21;
+const SYNC_FILES: usize = 10_000;
+const FILES_PER_FOLDER: usize = 100;
+const IDLE_FILES: usize = 100_000;
+const MD5_RUNS: usize = 3;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let gib: f64 = std::env::var("TANDEM_BENCH_GIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    let idle_secs: f64 = std::env::var("TANDEM_BENCH_IDLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(65.0);
+    println!("tandem sync benchmark ({} cores)\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    // `cargo bench --bench sync -- idle` runs only the figures whose name contains "idle" (cargo adds `--bench`).
+    let only = std::env::args().skip(1).find(|arg| !arg.starts_with('-')).unwrap_or_default();
+    if "propagation".contains(&only) {
+        runtime.block_on(propagation());
+    }
+    if "initial sync".contains(&only) {
+        let files = ((SYNC_FILES as f64 * gib).round() as usize).max(FILES_PER_FOLDER);
+        let file_size = (1u64 << 30) / SYNC_FILES as u64;
+        runtime.block_on(initial_sync(files, file_size));
+    }
+    if "idle cpu".contains(&only) {
+        idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));
+    }
+}
+
+/// A time long ago: stamps this old are trusted, as on any real user's files (see `FileStamp::is_recent`).
+fn long_ago() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+}
+
+fn identity(host: &str) -> ClientIdentity {
+    ClientIdentity { id: format!("{host}-0123456789"), host: host.into() }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Nearest-rank percentile.
+fn percentile(mut samples: Vec<Duration>, p: f64) -> Duration {
+    samples.sort();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+fn mb_per_s(bytes: u64, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64()
+}
+
+fn ms(time: Duration) -> f64 {
+    time.as_secs_f64() * 1e3
+}
+
+async fn start_server(root: &Path) -> (String, CancellationToken) {
+    let mut config = ServerConfig::new(root);
+    config.listen = "127.0.0.1:0".into();
+    let (addr, shutdown, _) = Server::spawn(config).await.expect("server");
+    (addr.to_string(), shutdown)
+}
+
+/// Starts `tandem::sync::run` on `root`; the receiver counts the passes that ended in `Idle`. Problems are printed.
+fn start_sync_task(
+    root: &Path,
+    remote: &str,
+    host: &str,
+    stop: &CancellationToken,
+) -> (watch::Receiver<u64>, tokio::task::JoinHandle<tandem::Result<tandem::sync::SyncSummary>>) {
+    let config = SyncConfig {
+        root: root.to_path_buf(),
+        remote: remote.to_string(),
+        client: identity(host),
+        interval: Duration::from_secs(60),
+    };
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (idle_tx, idle_rx) = watch::channel(0u64);
+    let task = tokio::spawn(tandem::sync::run(config, events_tx, stop.clone()));
+    let host = host.to_string();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                SyncEvent::Idle { .. } => idle_tx.send_modify(|n| *n += 1),
+                SyncEvent::Problem(problem) => eprintln!("  [{host}] sync problem: {problem}"),
+                SyncEvent::Connected { .. } | SyncEvent::Syncing => {}
+            }
+        }
+    });
+    (idle_rx, task)
+}
+
+async fn propagation() {
+    let share = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (addr, shutdown) = start_server(share.path()).await;
+    let stop = CancellationToken::new();
+    let (mut idle_a, task_a) = start_sync_task(a.path(), &addr, "bench-a", &stop);
+    let (mut idle_b, task_b) = start_sync_task(b.path(), &addr, "bench-b", &stop);
+    let first_passes = async {
+        idle_a.wait_for(|n| *n >= 1).await.expect("sync task a");
+        idle_b.wait_for(|n| *n >= 1).await.expect("sync task b");
+    };
+    tokio::time::timeout(Duration::from_secs(30), first_passes).await.expect("both clients finish a first pass");
+
+    let mut samples = Vec::new();
+    for i in 0..PROPAGATION_FILES {
+        let name = format!("note {i:02}.txt");
+        let content = format!("saved note number {i}\n").repeat(1 + i);
+        let started = Instant::now();
+        std::fs::write(a.path().join(&name), &content).expect("write");
+        let target = b.path().join(&name);
+        loop {
+            if std::fs::read(&target).is_ok_and(|bytes| bytes == content.as_bytes()) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{name} did not reach the other client in 60 s");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        samples.push(started.elapsed());
+        // Let both clients settle (the writer's own pass is pushed back to it), as between two saves by a person.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.cancel();
+    for task in [task_a, task_b] {
+        task.await.expect("sync task").expect("sync");
+    }
+    shutdown.cancel();
+
+    let (best, worst) = (*samples.iter().min().expect("samples"), *samples.iter().max().expect("samples"));
+    println!("propagation of a saved file to another client ({PROPAGATION_FILES} files, loopback)");
+    println!("  median                        {:>8.0} ms   (target < 1000 ms)", ms(median(samples.clone())));
+    println!("  p90                           {:>8.0} ms", ms(percentile(samples, 90.0)));
+    println!("  fastest / slowest             {:>8.0} ms / {:.0} ms", ms(best), ms(worst));
+    println!("  for reference: Syncthing's default watcher delay   10000 ms before it starts\n");
+}
+
+/// Writes `files` files of `size` distinct pseudo-random bytes, `FILES_PER_FOLDER` to a folder, with old mtimes.
+fn write_tree(root: &Path, files: usize, size: u64) -> Vec<String> {
+    let mut paths = Vec::with_capacity(files);
+    let mut block = vec![0u8; size as usize];
+    for i in 0..files {
+        let rel = format!("folder {:03}/file {i:05}.bin", i / FILES_PER_FOLDER);
+        let path = root.join(&rel);
+        if i % FILES_PER_FOLDER == 0 {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        }
+        let mut state = 0x2545_F491_4F6C_DD1Du64 ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for chunk in block.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let mut file = std::fs::File::create(&path).expect("create");
+        file.write_all(&block).expect("write");
+        file.set_modified(long_ago()).expect("set mtime");
+        paths.push(rel);
+    }
+    paths
+}
+
+/// Every regular file below `root`, outside tandem's own `.tandem` folder.
+fn count_files(root: &Path) -> usize {
+    let mut count = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let kind = entry.file_type().expect("file type");
+            if kind.is_dir() && entry.file_name() != ".tandem" {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// Checks that `copy` holds as many files as were written and that every 100th file has the source's MD5.
+fn verify_copy(source: &Path, copy: &Path, paths: &[String]) {
+    assert_eq!(count_files(copy), paths.len(), "file count in {}", copy.display());
+    for rel in paths.iter().step_by(100) {
+        let (want, got) = (md5_file(&source.join(rel)).expect("md5"), md5_file(&copy.join(rel)).expect("md5"));
+        assert_eq!(want, got, "{rel}");
+    }
+}
+
+fn flush_disk() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
+async fn initial_sync(files: usize, file_size: u64) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (a, share, b) = (work.path().join("a"), work.path().join("share"), work.path().join("b"));
+    for dir in [&a, &share, &b] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let paths = write_tree(&a, files, file_size);
+    let total = files as u64 * file_size;
+    // Write the test files back to disk now, so their writeback does not land inside a measurement.
+    flush_disk();
+
+    let md5_all = |root: &Path| {
+        for rel in &paths {
+            md5_file(&root.join(rel)).expect("md5");
+        }
+    };
+    md5_all(&a); // warms the page cache
+    let md5_time = median(
+        (0..MD5_RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                md5_all(&a);
+                started.elapsed()
+            })
+            .collect(),
+    );
+
+    let (addr, shutdown) = start_server(&share).await;
+    let conn = Connection::connect_as(&addr, Some(identity("bench-a"))).await.expect("connect");
+    let mut engine = Engine::open(&a, conn, "bench-a").expect("engine");
+    let started = Instant::now();
+    let up = engine.sync_until_quiet().await.expect("upload sync");
+    let upload_time = started.elapsed();
+    assert_eq!(up.uploaded, files as u64, "{up:?}");
+    verify_copy(&a, &share, &paths);
+    flush_disk();
+
+    // The share now holds the files; make sure its journal lists them all before a new client asks for them.
+    let conn = Connection::connect_as(&addr, Some(identity("bench-b"))).await.expect("connect");
+    let journaled = Instant::now();
+    loop {
+        let (changes, _) = conn.changes_since(0).await.expect("changes");
+        let live = changes.iter().filter(|c| c.entry.as_ref().is_some_and(|e| e.kind == EntryKind::File)).count();
+        if live >= files {
+            break;
+        }
+        assert!(journaled.elapsed() < Duration::from_secs(300), "the journal lists {live} of {files} files");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut engine = Engine::open(&b, conn, "bench-b").expect("engine");
+    let started = Instant::now();
+    let down = engine.sync_until_quiet().await.expect("download sync");
+    let download_time = started.elapsed();
+    assert_eq!(down.downloaded, files as u64, "{down:?}");
+    verify_copy(&a, &b, &paths);
+    shutdown.cancel();
+
+    let gib = total as f64 / (1u64 << 30) as f64;
+    let ratio = |t: Duration| t.as_secs_f64() / md5_time.as_secs_f64();
+    let row = |label: &str, t: Duration, note: String| {
+        println!("  {label:<38}{:>7.2} s {:>6.0} MB/s   {note}", t.as_secs_f64(), mb_per_s(total, t));
+    };
+    println!(
+        "initial sync of {files} files, {gib:.2} GiB ({} KB each, {} folders), loopback",
+        file_size / 1000,
+        files.div_ceil(FILES_PER_FOLDER)
+    );
+    row(&format!("MD5 of the files, 1 thread (median of {MD5_RUNS})"), md5_time, "baseline".into());
+    row("upload: full folder, empty share", upload_time, format!("{:.2} x MD5  (target <= 1.5 x)", ratio(upload_time)));
+    row(
+        "download: full share, empty folder",
+        download_time,
+        format!("{:.2} x MD5  (target <= 1.5 x)", ratio(download_time)),
+    );
+    println!();
+}
+
+/// Writes `files` small files with old mtimes, `files / 1000` to a folder.
+fn write_small_tree(root: &Path, files: usize) {
+    let per_folder = files.div_ceil(1000);
+    for i in 0..files {
+        let path = root.join(format!("folder {:03}/file {i:06}.txt", i / per_folder));
+        if i % per_folder == 0 {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        }
+        let mut file = std::fs::File::create(&path).expect("create");
+        file.write_all(format!("small file number {i}\n").as_bytes()).expect("write");
+        file.set_modified(long_ago()).expect("set mtime");
+    }
+}
+
+/// A child process that is killed when dropped, so a failed assertion leaves nothing running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User plus system CPU time of a process, all its threads, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces: state is field 3,
+    // utime field 14, stime field 15.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kib| kib / 1024.0)
+}
+
+fn tandem(config_home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    command.env("XDG_CONFIG_HOME", config_home);
+    command
+}
+
+fn idle_cpu(files: usize, window: Duration) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (local, share, config) = (work.path().join("local"), work.path().join("share"), work.path().join("config"));
+    for dir in [&local, &share, &config] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    write_small_tree(&local, files);
+    flush_disk();
+
+    let mut server = Child(
+        tandem(&config)
+            .arg("serve")
+            .arg(&share)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start tandem serve"),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
+    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+
+    let server_pid = server.0.id();
+    let server_before_once = cpu_time(server_pid).expect("server CPU time");
+    let started = Instant::now();
+    let once = tandem(&config)
+        .args(["-r", &addr, "sync"])
+        .arg(&local)
+        .args(["--once", "--json"])
+        .output()
+        .expect("tandem sync --once");
+    let once_time = started.elapsed();
+    let once_server_cpu = cpu_time(server_pid).expect("server CPU time") - server_before_once;
+    if !once.status.success() {
+        let stderr = String::from_utf8_lossy(&once.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
+        panic!("tandem sync --once failed:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&once.stdout).expect("sync --json output");
+    assert_eq!(summary["uploaded"].as_u64(), Some(files as u64), "{summary}");
+    flush_disk();
+
+    let client_log = work.path().join("client.log");
+    let client = Child(
+        tandem(&config)
+            .args(["-r", &addr, "sync"])
+            .arg(&local)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&client_log).expect("client log"))
+            .spawn()
+            .expect("start tandem sync"),
+    );
+    let client_pid = client.0.id();
+    // The first pass: at least 5 s, then until the process uses no CPU for a full second (at most 60 s).
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(4));
+    let mut last = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)");
+    let quiet = loop {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)");
+        if now == last {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        last = now;
+    };
+    let startup = started.elapsed();
+    let startup_cpu = last;
+
+    let (client_before, server_before) = (cpu_time(client_pid).expect("cpu"), cpu_time(server_pid).expect("cpu"));
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = started.elapsed();
+    let client_cpu = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)") - client_before;
+    let server_cpu = cpu_time(server_pid).expect("server CPU time") - server_before;
+    let client_peak = peak_rss_mb(client_pid);
+    drop(client);
+    drop(server);
+
+    let percent = |cpu: Duration| 100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64();
+    println!("idle CPU of `tandem sync` on {files} unchanged files (separate processes)");
+    println!(
+        "  initial `sync --once` (upload)  {:>8.1} s   the server used {:.1} s CPU meanwhile",
+        once_time.as_secs_f64(),
+        once_server_cpu.as_secs_f64()
+    );
+    if quiet {
+        println!(
+            "  first pass of `sync`            {:>8.1} s   {:.2} s CPU (until the process was quiet for 1 s)",
+            startup.as_secs_f64(),
+            startup_cpu.as_secs_f64()
+        );
+    } else {
+        println!(
+            "  first pass of `sync`            never quiet: still using CPU after {:.0} s ({:.2} s CPU)",
+            startup.as_secs_f64(),
+            startup_cpu.as_secs_f64()
+        );
+    }
+    let rescan_note = if window >= Duration::from_secs(62) { "includes a 60 s rescan" } else { "no rescan in window" };
+    println!(
+        "  client CPU over {:.0} s            {:>8.2} %   {:.2} s CPU, {rescan_note}  (target < 1 %)",
+        elapsed.as_secs_f64(),
+        percent(client_cpu),
+        client_cpu.as_secs_f64()
+    );
+    println!(
+        "  server CPU, same window         {:>8.2} %   {:.2} s CPU (for reference)",
+        percent(server_cpu),
+        server_cpu.as_secs_f64()
+    );
+    if let Some(mb) = client_peak {
+        println!("  client peak memory (VmHWM)      {mb:>8.1} MB");
+    }
+    let log = std::fs::read_to_string(&client_log).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(5) {
+        println!("  client said: {line}");
+    }
+}
