@@ -12,6 +12,10 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send
 /// Applies `work` to every item on all cores (blocking), keeping the input order. For hashing many files.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    if items.len() <= 1 {
+        // Not worth a thread.
+        return items.iter().map(work).collect();
+    }
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {

@@ -18,6 +18,7 @@ use super::Shared;
 use super::hash::hash_file;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
+use crate::share::events::is_change;
 use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name};
 use crate::task::{blocking, parallel_map};
 
@@ -204,6 +205,9 @@ fn targets_of(root: &Path, batch: Vec<notify::Result<notify::Event>>) -> Vec<Str
         let Ok(event) = event else { return vec![String::new()] };
         if event.need_rescan() {
             return vec![String::new()];
+        }
+        if !is_change(&event.kind) {
+            continue;
         }
         for path in event.paths {
             let Ok(rel) = path.strip_prefix(root) else { continue };

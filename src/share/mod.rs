@@ -6,6 +6,7 @@
 
 mod atomic;
 mod entry;
+pub mod events;
 mod filter;
 mod sandbox;
 mod trash;

@@ -67,6 +67,8 @@ pub struct Engine {
     log: ActionLog,
     /// Paths refused by a lock, with the states that were refused: not retried until one side changes.
     blocked: HashMap<String, (Option<Version>, Option<Version>)>,
+    /// The last pass found nothing to do: until the journal or the folder changes, there is nothing to plan.
+    quiet: bool,
 }
 
 /// How a pass went.
@@ -74,6 +76,8 @@ struct PassOutcome {
     summary: SyncSummary,
     attempted: usize,
     succeeded: usize,
+    /// Actions refused because the other side had moved on: the next pass sees why and plans again.
+    stale: usize,
 }
 
 impl Engine {
@@ -88,7 +92,7 @@ impl Engine {
         state.bind_to(&journal)?;
         let hashes = Arc::new(HashCache::open(&state_dir.join("hashes.sqlite"))?);
         let log = ActionLog::open(&state_dir.join("sync.log"))?;
-        Ok(Engine { root, conn, host: host.to_string(), state, hashes, log, blocked: HashMap::new() })
+        Ok(Engine { root, conn, host: host.to_string(), state, hashes, log, blocked: HashMap::new(), quiet: false })
     }
 
     pub fn root(&self) -> &Path {
@@ -106,15 +110,15 @@ impl Engine {
         for _ in 0..MAX_PASSES {
             let outcome = self.pass().await?;
             total.add(&outcome.summary);
-            if outcome.attempted == 0 || outcome.succeeded == 0 {
+            if outcome.attempted == 0 || (outcome.succeeded == 0 && outcome.stale == 0) {
                 break;
             }
         }
         Ok(total)
     }
 
-    /// Catches the mirror up with the server's journal.
-    async fn pull_changes(&mut self) -> Result<()> {
+    /// Catches the mirror up with the server's journal; says whether anything changed.
+    async fn pull_changes(&mut self) -> Result<bool> {
         let (changes, latest) = self.conn.changes_since(self.state.remote_seq).await?;
         let mut update = Update { remote_seq: Some(latest), ..Default::default() };
         for change in changes {
@@ -133,18 +137,23 @@ impl Engine {
                 _ => tracing::warn!(path = %change.path, "sync ignores a journal entry with an invalid path"),
             }
         }
-        if latest != self.state.remote_seq || !update.remote.is_empty() {
+        let changed = !update.remote.is_empty();
+        if latest != self.state.remote_seq || changed {
             self.state.apply(update)?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     async fn pass(&mut self) -> Result<PassOutcome> {
-        self.pull_changes().await?;
+        let remote_changed = self.pull_changes().await?;
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
         let base = self.state.base.clone();
         let mut local = blocking(move || scan(&root, &base, &hashes)).await?;
         self.refuse_if_emptied(&local)?;
+        // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
+        if self.quiet && !remote_changed && self.matches_base(&local) {
+            return Ok(PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0, stale: 0 });
+        }
 
         // Bytes are read only where a decision needs them: a local file with a file on the other side or in the base.
         let needs_md5: Vec<String> = local
@@ -171,7 +180,24 @@ impl Engine {
         });
         let actions: Vec<Action> =
             plan(&states, &self.host).into_iter().filter(|a| !self.blocked.contains_key(action_path(a))).collect();
+        self.quiet = actions.is_empty();
         self.execute(actions, &by_path, &local).await
+    }
+
+    /// Whether the folder holds exactly the base: the same paths, and files with the stamps they were synced with.
+    fn matches_base(&self, local: &HashMap<String, LocalEntry>) -> bool {
+        local.len() == self.state.base.len()
+            && local.iter().all(|(path, entry)| {
+                let now = &entry.version;
+                self.state.base.get(path).is_some_and(|base| {
+                    base.kind == now.kind
+                        && (now.kind == Kind::Dir
+                            || (now.md5.is_some()
+                                && now.md5 == base.md5
+                                && now.size == base.size
+                                && now.mtime_ns == base.mtime_ns))
+                })
+            })
     }
 
     /// A root with nothing in it, where the base remembers files, is far more likely an unmounted disk or a
@@ -228,7 +254,7 @@ impl Engine {
         states: &HashMap<&str, &PathState>,
         local: &HashMap<String, LocalEntry>,
     ) -> Result<PassOutcome> {
-        let mut outcome = PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0 };
+        let mut outcome = PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0, stale: 0 };
         let mut update = Update::default();
         // Paths renamed away on one side this pass: that side now expects nothing there.
         let mut renamed_local = HashSet::new();
@@ -379,6 +405,9 @@ impl Engine {
             Err(e) if self.conn.close_reason().is_some() => Err(e),
             Err(e) => {
                 self.log.skipped(action, &e);
+                let stale = matches!(&e, Error::Stale { .. })
+                    || matches!(&e, Error::Remote(body) if body.code == ErrorCode::Stale || body.code == ErrorCode::Changed);
+                outcome.stale += usize::from(stale);
                 let path = action_path(action);
                 if let (Error::Remote(body), Some(state)) = (&e, states.get(path))
                     && body.code == ErrorCode::Locked

@@ -9,14 +9,20 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
+use crate::share::events::is_change;
 use crate::share::{STATE_DIR, is_temp_name};
 
 /// Watches `root` recursively; each relevant event sends `()` on `dirty`. Dropping the watcher stops it.
 pub fn watch(root: &Path, dirty: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher> {
+    // Events name absolute paths, so the root they are compared with must be absolute too.
+    let root = &root.canonicalize().map_err(|e| Error::io(root, e))?;
     let base = root.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
-            Ok(event) => event.need_rescan() || event.paths.iter().any(|path| is_content(&base, path)),
+            Ok(event) => {
+                event.need_rescan()
+                    || (is_change(&event.kind) && event.paths.iter().any(|path| is_content(&base, path)))
+            }
             // The watcher lost track: assume anything changed.
             Err(_) => true,
         };
