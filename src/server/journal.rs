@@ -29,6 +29,11 @@ pub struct LockOwner {
     pub host: String,
 }
 
+/// Sequence numbers reserved at a time.
+const RESERVE: u64 = 100_000;
+/// Pending changes that are written at once rather than waiting for the next flush.
+const FLUSH_AT: usize = 4_096;
+
 pub struct Journal {
     /// Random, made with the database; see [`crate::protocol::ServerHello::journal`].
     id: String,
@@ -41,6 +46,11 @@ pub struct Journal {
 struct Inner {
     db: Connection,
     seq: u64,
+    /// Sequence numbers up to this one may have been handed out; a restart continues after it.
+    reserved: u64,
+    /// Changes recorded in memory and not yet written: writing each upload's change in its own transaction would
+    /// cost more than the upload. Written in batches, and always before the database is read.
+    pending: Vec<Row>,
     /// The live entries (tombstones are only in the database), sorted so a folder's entries are one range.
     live: BTreeMap<String, Entry>,
     /// Sorted, so a folder's locked descendants are one range away.
@@ -96,10 +106,15 @@ impl Journal {
                 locks.insert(path, LockOwner { id, host });
             }
         }
-        let seq = seq.unwrap_or(0) as u64;
+        let reserved: Option<String> = db
+            .query_row("SELECT value FROM meta WHERE key = 'reserved'", [], |row| row.get(0))
+            .optional()
+            .map_err(fail)?;
+        let reserved = reserved.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let seq = (seq.unwrap_or(0) as u64).max(reserved);
         Ok(Journal {
             id,
-            inner: Mutex::new(Inner { db, seq, live, locks }),
+            inner: Mutex::new(Inner { db, seq, reserved: seq, pending: Vec::new(), live, locks }),
             latest: watch::Sender::new(seq),
             db_path: db_path.to_path_buf(),
         })
@@ -161,25 +176,29 @@ impl Journal {
         if changed.is_empty() {
             return Ok(0);
         }
-        let Inner { db, seq, live, .. } = &mut *inner;
-        let tx = db.transaction().map_err(&fail)?;
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO entries (path, seq, kind, size, mtime_ns, md5, author)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+        let Inner { db, seq, reserved, live, pending, .. } = &mut *inner;
+        for (path, entry) in &changed {
+            *seq += 1;
+            if *seq > *reserved {
+                // Numbers are handed out before rows are written; reserving them first means a crash can never
+                // hand out a number a client has already seen.
+                *reserved = *seq + RESERVE;
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('reserved', ?)",
+                    params![reserved.to_string()],
                 )
                 .map_err(&fail)?;
-            for (path, entry) in &changed {
-                *seq += 1;
-                let (kind, size, mtime_ns, md5) = match entry {
-                    Some(e) => (Some(e.kind.as_str()), e.size as i64, e.mtime_ns, e.md5.map(|m| m.0.to_vec())),
-                    None => (None, 0, 0, None),
-                };
-                upsert.execute(params![path, *seq as i64, kind, size, mtime_ns, md5, author]).map_err(&fail)?;
             }
+            pending.push(Row {
+                path: path.clone(),
+                seq: *seq,
+                entry: entry.clone(),
+                author: author.map(str::to_string),
+            });
         }
-        tx.commit().map_err(&fail)?;
+        if pending.len() >= FLUSH_AT {
+            write_rows(db, pending).map_err(&fail)?;
+        }
         let count = changed.len();
         for (path, entry) in changed {
             match entry {
@@ -201,7 +220,9 @@ impl Journal {
     /// Up to `limit` changes after sequence number `since`, oldest first. Blocking.
     pub fn since(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
         let fail = self.fail();
-        let inner = self.inner();
+        let mut inner = self.inner();
+        let Inner { db, pending, .. } = &mut *inner;
+        write_rows(db, pending).map_err(&fail)?;
         let mut query = inner
             .db
             .prepare_cached(
@@ -303,10 +324,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes recorded changes that are still only in memory. Blocking.
+    pub fn flush(&self) -> Result<()> {
+        let fail = self.fail();
+        let mut inner = self.inner();
+        let Inner { db, pending, .. } = &mut *inner;
+        write_rows(db, pending).map_err(&fail)
+    }
+
     /// Whether anything was ever recorded under `path` (a tombstone counts). Blocking.
     pub fn ever_seen(&self, path: &str) -> Result<bool> {
         let fail = self.fail();
-        let inner = self.inner();
+        let mut inner = self.inner();
+        let Inner { db, pending, .. } = &mut *inner;
+        write_rows(db, pending).map_err(&fail)?;
+        let inner = &*inner;
         let found: Option<i64> = inner
             .db
             .query_row("SELECT seq FROM entries WHERE path = ?", params![path], |row| row.get(0))
@@ -314,6 +346,45 @@ impl Journal {
             .map_err(&fail)?;
         Ok(found.is_some())
     }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!("journal changes not saved: {e}");
+        }
+    }
+}
+
+/// One recorded change not yet written to the database.
+struct Row {
+    path: String,
+    seq: u64,
+    entry: Option<Entry>,
+    author: Option<String>,
+}
+
+/// Writes and clears `pending` in one transaction.
+fn write_rows(db: &mut Connection, pending: &mut Vec<Row>) -> rusqlite::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let tx = db.transaction()?;
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO entries (path, seq, kind, size, mtime_ns, md5, author) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )?;
+        for row in pending.iter() {
+            let (kind, size, mtime_ns, md5) = match &row.entry {
+                Some(e) => (Some(e.kind.as_str()), e.size as i64, e.mtime_ns, e.md5.map(|m| m.0.to_vec())),
+                None => (None, 0, 0, None),
+            };
+            upsert.execute(params![row.path, row.seq as i64, kind, size, mtime_ns, md5, row.author])?;
+        }
+    }
+    tx.commit()?;
+    pending.clear();
+    Ok(())
 }
 
 /// Whether two observations of one path are the same state: folders by kind alone, files by size, mtime and MD5.
@@ -357,7 +428,7 @@ mod tests {
             assert_eq!(journal.latest(), 3);
         }
         let journal = Journal::open(&db).unwrap();
-        assert_eq!(journal.latest(), 3);
+        assert!(journal.latest() >= 3, "a reopened journal never hands out a number again");
         assert_eq!(journal.id(), Journal::open(&db).unwrap().id(), "the id lasts");
         assert_ne!(journal.id(), Journal::open(&dir.path().join("other.sqlite")).unwrap().id());
         let changes = journal.since(1, 100).unwrap();
@@ -365,6 +436,9 @@ mod tests {
         assert_eq!(changes[0].author.as_deref(), Some("alice"));
         assert!(changes[1].entry.is_none(), "a deletion is a tombstone");
         assert_eq!(journal.live_under(""), ["b"]);
+        let before = journal.latest();
+        journal.record(vec![file("b", b"22", 2)], None).unwrap();
+        assert_eq!(journal.since(before, 10).unwrap().len(), 1);
         journal.record(vec![file("b/c", b"3", 1), file("b c", b"4", 1), file("bc", b"5", 1)], None).unwrap();
         assert_eq!(journal.live_under("b"), ["b", "b/c"]);
         assert!(journal.ever_seen("a").unwrap());

@@ -24,6 +24,8 @@ use crate::task::{blocking, parallel_map};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
 const GATHER: Duration = Duration::from_millis(50);
+/// How often recorded changes and new hashes are written to disk (they are in memory at once).
+const SAVE_EVERY: Duration = Duration::from_millis(500);
 
 /// Records in the journal what is now on disk at and below `rel` (`""`: the whole share). Files whose size and
 /// mtime match the journal keep their MD5; others are hashed through the hash cache. Blocking.
@@ -111,8 +113,6 @@ pub fn refresh_knowing(
             Err(e) => return Err(e),
         }
     }
-    shared.hashes.flush()?;
-
     // Refreshes record one at a time, each re-checking what it saw: whichever ran last saw the disk last, so a
     // scan that read a file just before a write replaced it can never record the old version over the new.
     let _recording = shared.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -147,6 +147,12 @@ fn still_there(abs: &Path, entry: &Entry) -> bool {
     }
 }
 
+/// Writes what the journal and the hash cache hold only in memory.
+fn save(shared: &Shared) -> Result<()> {
+    shared.journal.flush()?;
+    shared.hashes.flush()
+}
+
 fn name_of(rel: &str) -> &str {
     rel.rsplit('/').next().unwrap_or(rel)
 }
@@ -171,9 +177,21 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
     };
     let mut scans = tokio::time::interval(scan_interval);
     scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut saves = tokio::time::interval(SAVE_EVERY);
+    saves.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let targets = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                let _ = blocking(move || save(&shared)).await;
+                return;
+            }
+            _ = saves.tick() => {
+                let shared = shared.clone();
+                if let Err(e) = blocking(move || save(&shared)).await {
+                    tracing::warn!("{e}");
+                }
+                continue;
+            }
             _ = scans.tick() => vec![String::new()],
             Some(first) = events.recv() => {
                 let mut batch = vec![first];
