@@ -70,7 +70,8 @@ pub enum Command {
 pub struct SyncArgs {
     /// Local folder to keep in step with the share
     pub dir: PathBuf,
-    /// Seconds between full rescans and polls (changes on either side are picked up at once anyway)
+    /// Seconds between polls of the server, with a full rescan of DIR every tenth poll (changes on either side are
+    /// picked up at once anyway, by a file watcher and the server's push)
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     pub interval: u64,
     /// Run one full sync and exit

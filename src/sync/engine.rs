@@ -69,6 +69,8 @@ pub struct Engine {
     blocked: HashMap<String, (Option<Version>, Option<Version>)>,
     /// The last pass found nothing to do: until the journal or the folder changes, there is nothing to plan.
     quiet: bool,
+    /// Journal changes pulled since the last plan.
+    unplanned_remote: bool,
 }
 
 /// How a pass went.
@@ -92,7 +94,17 @@ impl Engine {
         state.bind_to(&journal)?;
         let hashes = Arc::new(HashCache::open(&state_dir.join("hashes.sqlite"))?);
         let log = ActionLog::open(&state_dir.join("sync.log"))?;
-        Ok(Engine { root, conn, host: host.to_string(), state, hashes, log, blocked: HashMap::new(), quiet: false })
+        Ok(Engine {
+            root,
+            conn,
+            host: host.to_string(),
+            state,
+            hashes,
+            log,
+            blocked: HashMap::new(),
+            quiet: false,
+            unplanned_remote: false,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -117,8 +129,15 @@ impl Engine {
         Ok(total)
     }
 
-    /// Catches the mirror up with the server's journal; says whether anything changed.
-    async fn pull_changes(&mut self) -> Result<bool> {
+    /// Asks the server for journal changes without scanning the folder; says whether there were any (then a
+    /// pass has work to plan). This is the cheap periodic poll.
+    pub async fn poll_remote(&mut self) -> Result<bool> {
+        self.pull_changes().await?;
+        Ok(self.unplanned_remote)
+    }
+
+    /// Catches the mirror up with the server's journal.
+    async fn pull_changes(&mut self) -> Result<()> {
         let (changes, latest) = self.conn.changes_since(self.state.remote_seq).await?;
         let mut update = Update { remote_seq: Some(latest), ..Default::default() };
         for change in changes {
@@ -141,17 +160,18 @@ impl Engine {
         if latest != self.state.remote_seq || changed {
             self.state.apply(update)?;
         }
-        Ok(changed)
+        self.unplanned_remote |= changed;
+        Ok(())
     }
 
     async fn pass(&mut self) -> Result<PassOutcome> {
-        let remote_changed = self.pull_changes().await?;
+        self.pull_changes().await?;
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
         let base = self.state.base.clone();
         let mut local = blocking(move || scan(&root, &base, &hashes)).await?;
         self.refuse_if_emptied(&local)?;
         // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
-        if self.quiet && !remote_changed && self.matches_base(&local) {
+        if self.quiet && !self.unplanned_remote && self.matches_base(&local) {
             return Ok(PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0, stale: 0 });
         }
 
@@ -181,6 +201,7 @@ impl Engine {
         let actions: Vec<Action> =
             plan(&states, &self.host).into_iter().filter(|a| !self.blocked.contains_key(action_path(a))).collect();
         self.quiet = actions.is_empty();
+        self.unplanned_remote = false;
         self.execute(actions, &by_path, &local).await
     }
 

@@ -19,6 +19,10 @@ const QUIET: Duration = Duration::from_millis(100);
 /// ...or until this long after its first event, so a file written continuously still syncs.
 const MAX_GATHER: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Without news from the watcher or the server, the folder is rescanned in full on every this many polls (so
+/// every ten minutes by default): a safety net for what a watcher can miss, kept rare so an idle sync costs
+/// next to nothing.
+const RESCAN_EVERY_POLLS: u32 = 10;
 
 /// What `tandem sync` or the TUI is told while sync runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +42,8 @@ pub struct SyncConfig {
     pub root: PathBuf,
     pub remote: String,
     pub client: ClientIdentity,
-    /// Full rescan and poll, whatever the watcher and the pushes say.
+    /// How often the server's journal is polled, whatever the pushes say; the folder is rescanned in full every
+    /// tenth poll (every poll if it cannot be watched).
     pub interval: Duration,
 }
 
@@ -50,7 +55,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<SyncSummary> {
     let (dirty_tx, mut dirty) = mpsc::unbounded_channel();
-    let _watcher = match watch(&config.root, dirty_tx) {
+    let watching = match watch(&config.root, dirty_tx) {
         Ok(watcher) => Some(watcher),
         Err(e) => {
             let _ = events.send(SyncEvent::Problem(format!("{e}; relying on the periodic scan")));
@@ -76,17 +81,34 @@ pub async fn run(
         let mut engine = Engine::open(&config.root, conn.clone(), &config.client.host)?;
         let _ = events.send(SyncEvent::Connected { server: conn.addr().to_string() });
         let mut pushed = conn.journal_seq();
+        let mut polls = 0u32;
+        let mut full_pass = true;
         loop {
-            let _ = events.send(SyncEvent::Syncing);
-            match engine.sync_until_quiet().await {
-                Ok(summary) => {
-                    totals.add(&summary);
-                    let _ = events.send(SyncEvent::Idle { summary });
+            if !full_pass {
+                // A poll: the journal only, unless it has news.
+                match engine.poll_remote().await {
+                    Ok(true) => full_pass = true,
+                    Ok(false) => {}
+                    Err(e) => {
+                        let _ = events.send(SyncEvent::Problem(e.to_string()));
+                        if conn.close_reason().is_some() {
+                            break;
+                        }
+                    }
                 }
-                Err(e) => {
-                    let _ = events.send(SyncEvent::Problem(e.to_string()));
-                    if conn.close_reason().is_some() {
-                        break;
+            }
+            if full_pass {
+                let _ = events.send(SyncEvent::Syncing);
+                match engine.sync_until_quiet().await {
+                    Ok(summary) => {
+                        totals.add(&summary);
+                        let _ = events.send(SyncEvent::Idle { summary });
+                    }
+                    Err(e) => {
+                        let _ = events.send(SyncEvent::Problem(e.to_string()));
+                        if conn.close_reason().is_some() {
+                            break;
+                        }
                     }
                 }
             }
@@ -95,12 +117,18 @@ pub async fn run(
                 _ = conn.closed() => None,
                 Some(()) = dirty.recv() => {
                     gather(&mut dirty).await;
-                    Some(())
+                    Some(true)
                 }
-                Ok(()) = pushed.changed() => Some(()),
-                _ = tokio::time::sleep(config.interval) => Some(()),
+                Ok(()) = pushed.changed() => Some(true),
+                _ = tokio::time::sleep(config.interval) => {
+                    // The folder is rescanned in full every few polls, or every poll without a watcher.
+                    polls += 1;
+                    Some(watching.is_none() || polls.is_multiple_of(RESCAN_EVERY_POLLS))
+                }
             };
-            if wake.is_none() {
+            if let Some(full) = wake {
+                full_pass = full;
+            } else {
                 let _ = events.send(SyncEvent::Problem(format!("lost the connection to {}", conn.addr())));
                 break;
             }
