@@ -55,7 +55,7 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Refuse every write: uploads, mkdir, delete, rename.
     pub read_only: bool,
-    /// How often the whole share is rescanned for changes the file watcher missed.
+    /// How often the whole share is rescanned for changes the file watcher missed (it also is at startup).
     pub scan_interval: Duration,
 }
 
@@ -68,7 +68,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             read_only: false,
-            scan_interval: Duration::from_secs(60),
+            scan_interval: Duration::from_secs(600),
         }
     }
 }
