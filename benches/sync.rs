@@ -6,7 +6,8 @@
 //! - initial sync of 10,000 files, 1 GiB in total (old mtimes, as real files have), into an empty share (upload)
 //!   and from that share into a new empty folder (download), each against a single-threaded in-process MD5 of the
 //!   same files with a warm page cache (target: ≤ 1.5 × MD5 both ways); both results are checked (file count and
-//!   a sample of MD5s), so a sync that does nothing cannot pass;
+//!   a sample of MD5s), so a sync that does nothing cannot pass; then the same bytes as 100 files of 10.7 MB, to
+//!   show how much of the time is per file;
 //! - idle CPU: a continuous `tandem sync` process on a folder of 100,000 unchanged files, measured from /proc. It
 //!   runs with `--interval 6`, so a 65 s window holds ten polls of the server and one full rescan of the folder,
 //!   the work the defaults (`--interval 60`, a rescan every tenth poll) do in ten minutes; that CPU time over
@@ -33,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 const PROPAGATION_FILES: usize = 21;
 const SYNC_FILES: usize = 10_000;
+/// The same gibibyte as 100 files of 10.7 MB, to separate per-file cost from per-byte cost.
+const LARGE_FILES: usize = 100;
 const FILES_PER_FOLDER: usize = 100;
 const IDLE_FILES: usize = 100_000;
 const MD5_RUNS: usize = 3;
@@ -51,6 +54,9 @@ fn main() {
         let files = ((SYNC_FILES as f64 * gib).round() as usize).max(FILES_PER_FOLDER);
         let file_size = (1u64 << 30) / SYNC_FILES as u64;
         runtime.block_on(initial_sync(files, file_size));
+        // The same bytes in few large files: what the per-file cost leaves when it is spread thin.
+        let large = ((LARGE_FILES as f64 * gib).round() as usize).max(1);
+        runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64));
     }
     if "idle cpu".contains(&only) {
         idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));

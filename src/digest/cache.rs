@@ -49,8 +49,8 @@ impl HashCache {
             for row in mapped {
                 let (path, stamp, md5) = row.map_err(fail)?;
                 // A damaged row is simply not trusted; the file gets hashed again.
-                if let Ok(md5) = <[u8; 16]>::try_from(md5.as_slice()) {
-                    known.insert(path, (stamp, Md5Digest(md5)));
+                if let Some(md5) = Md5Digest::from_slice(&md5) {
+                    known.insert(path, (stamp, md5));
                 }
             }
         }

@@ -28,6 +28,11 @@ pub struct Md5Digest(pub [u8; 16]);
 
 impl Md5Digest {
     /// The MD5 of a byte slice.
+    /// A digest stored as 16 raw bytes (as the databases keep it); `None` for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 16]>::try_from(bytes).ok().map(Md5Digest)
+    }
+
     pub fn of(bytes: &[u8]) -> Self {
         Md5Digest(Md5::digest(bytes).into())
     }

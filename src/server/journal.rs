@@ -90,7 +90,7 @@ impl Journal {
             for row in mapped {
                 let (path, kind, size, mtime_ns, md5) = row.map_err(fail)?;
                 let kind = if kind == "dir" { EntryKind::Dir } else { EntryKind::File };
-                let md5 = md5.and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok()).map(Md5Digest);
+                let md5 = md5.and_then(|bytes| Md5Digest::from_slice(&bytes));
                 let entry = Entry { path: path.clone(), kind, size: size as u64, mtime_ns, md5, locked_by: None };
                 live.insert(path, entry);
             }
@@ -239,7 +239,7 @@ impl Journal {
                     kind: if kind == "dir" { EntryKind::Dir } else { EntryKind::File },
                     size: row.get::<_, i64>(3).unwrap_or(0) as u64,
                     mtime_ns: row.get(4).unwrap_or(0),
-                    md5: md5.and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok()).map(Md5Digest),
+                    md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
                     locked_by: None,
                 });
                 Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(6)? })
@@ -263,11 +263,6 @@ impl Journal {
         for entry in entries {
             entry.locked_by = inner.locks.get(&entry.path).map(|owner| owner.host.clone());
         }
-    }
-
-    /// Who holds the lock on exactly `path`.
-    pub fn lock_on(&self, path: &str) -> Option<LockOwner> {
-        self.inner().locks.get(path).cloned()
     }
 
     /// Refuses a write to `path` by `client` if anyone else holds a lock on it, on a folder above it, or on
@@ -330,21 +325,6 @@ impl Journal {
         let mut inner = self.inner();
         let Inner { db, pending, .. } = &mut *inner;
         write_rows(db, pending).map_err(&fail)
-    }
-
-    /// Whether anything was ever recorded under `path` (a tombstone counts). Blocking.
-    pub fn ever_seen(&self, path: &str) -> Result<bool> {
-        let fail = self.fail();
-        let mut inner = self.inner();
-        let Inner { db, pending, .. } = &mut *inner;
-        write_rows(db, pending).map_err(&fail)?;
-        let inner = &*inner;
-        let found: Option<i64> = inner
-            .db
-            .query_row("SELECT seq FROM entries WHERE path = ?", params![path], |row| row.get(0))
-            .optional()
-            .map_err(&fail)?;
-        Ok(found.is_some())
     }
 }
 
@@ -441,7 +421,6 @@ mod tests {
         assert_eq!(journal.since(before, 10).unwrap().len(), 1);
         journal.record(vec![file("b/c", b"3", 1), file("b c", b"4", 1), file("bc", b"5", 1)], None).unwrap();
         assert_eq!(journal.live_under("b"), ["b", "b/c"]);
-        assert!(journal.ever_seen("a").unwrap());
     }
 
     #[test]

@@ -107,10 +107,6 @@ impl Engine {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// The server journal's sequence number this client has caught up to.
     pub fn remote_seq(&self) -> u64 {
         self.state.remote_seq

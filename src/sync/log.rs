@@ -31,11 +31,6 @@ impl ActionLog {
         self.write(&line);
     }
 
-    pub fn note(&self, line: &str) {
-        tracing::info!("{line}");
-        self.write(line);
-    }
-
     fn write(&self, line: &str) {
         let stamp = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());

@@ -189,7 +189,7 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Version)> {
         kind: if kind == "dir" { Kind::Dir } else { Kind::File },
         size: row.get::<_, i64>(2)? as u64,
         mtime_ns: row.get(3)?,
-        md5: md5.and_then(|bytes| <[u8; 16]>::try_from(bytes.as_slice()).ok()).map(Md5Digest),
+        md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
     };
     Ok((row.get(0)?, version))
 }

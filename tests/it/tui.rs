@@ -22,6 +22,30 @@ struct Tmux {
 }
 
 impl Tmux {
+    /// Runs `command` in a new detached tmux session of `width` x `height` (killed on drop).
+    fn start(name: &str, (width, height): (u16, u16), command: &str) -> Tmux {
+        let session = format!("tandem-{name}-{}", std::process::id());
+        let (width, height) = (width.to_string(), height.to_string());
+        let started = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", &width, "-y", &height, command])
+            .status();
+        assert!(started.unwrap().success());
+        Tmux { session }
+    }
+
+    /// `tandem open` on `local` against `addr`, with its own config and state in `state`; its exit status goes to
+    /// the returned file.
+    fn open(name: &str, local: &Path, addr: &str, state: &Path) -> (Tmux, std::path::PathBuf) {
+        let exit_file = state.join("exit");
+        let command = format!(
+            "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --remote {addr}; echo $? > {exit}",
+            s = state.display(),
+            local = local.display(),
+            exit = exit_file.display(),
+        );
+        (Tmux::start(name, (120, 35), &command), exit_file)
+    }
+
     fn capture(&self) -> String {
         let output = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
         String::from_utf8_lossy(&output.stdout).into_owned()
@@ -66,20 +90,7 @@ fn download_in_the_tui_turns_the_hash_column_to_equal() {
     // The same name locally with other bytes, so the column starts at ≠ and must turn to =.
     std::fs::write(local.path().join("report 2026.pdf"), b"an older draft").unwrap();
     let state = tempfile::tempdir().unwrap();
-    let exit_file = state.path().join("exit");
-    let session = format!("tandem-e2e-{}", std::process::id());
-    let command = format!(
-        "XDG_STATE_HOME={state} XDG_CONFIG_HOME={state} {bin} open --local {local} --remote {addr}; echo $? > {exit}",
-        state = state.path().display(),
-        bin = BIN,
-        local = local.path().display(),
-        addr = server.addr,
-        exit = exit_file.display(),
-    );
-    let started =
-        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "35", &command]).status();
-    assert!(started.unwrap().success());
-    let tmux = Tmux { session };
+    let (tmux, exit_file) = Tmux::open("e2e", local.path(), &server.addr, state.path());
 
     let differs = || row_with(&tmux.capture(), "report 2026.pdf", true).is_some_and(|row| row.contains('≠'));
     wait_for("the remote listing with ≠", Duration::from_secs(20), differs, || tmux.capture());
@@ -117,16 +128,12 @@ fn open_with_listen_serves_the_local_folder_to_peers() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let listen = format!("127.0.0.1:{port}");
     let state = tempfile::tempdir().unwrap();
-    let session = format!("tandem-listen-{}", std::process::id());
     let command = format!(
         "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --listen {listen} --remote 127.0.0.1:9",
         s = state.path().display(),
         local = local.path().display(),
     );
-    let started =
-        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "30", &command]).status();
-    assert!(started.unwrap().success());
-    let tmux = Tmux { session };
+    let tmux = Tmux::start("listen", (100, 30), &command);
     let listed = || {
         let output = cli(&listen, &["index", "longlist", "--json"]);
         output.status.success() && stdout(&output).contains("shared from the laptop.txt")
@@ -149,19 +156,7 @@ fn s_syncs_both_roots_and_new_files_appear_in_the_other_pane() {
     let local = tempfile::tempdir().unwrap();
     write_file(local.path(), "laptop.txt", b"made on the laptop", 1_700_000_000);
     let state = tempfile::tempdir().unwrap();
-    let exit_file = state.path().join("exit");
-    let session = format!("tandem-sync-{}", std::process::id());
-    let command = format!(
-        "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --remote {addr}; echo $? > {exit}",
-        s = state.path().display(),
-        local = local.path().display(),
-        addr = server.addr,
-        exit = exit_file.display(),
-    );
-    let started =
-        Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "120", "-y", "35", &command]).status();
-    assert!(started.unwrap().success());
-    let tmux = Tmux { session };
+    let (tmux, exit_file) = Tmux::open("sync", local.path(), &server.addr, state.path());
     let title = || tmux.capture().lines().next().unwrap_or_default().to_string();
     let shows = |file: &str, right: bool| row_with(&tmux.capture(), file, right).is_some();
 
