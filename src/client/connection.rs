@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use super::CONNECT_TIMEOUT;
 use crate::error::{Error, Result};
 use crate::protocol::{
-    Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, Expect, ListFilter, PROTOCOL_VERSION,
-    Request, Response, ServerFrame, ServerHello, Ticket,
+    BatchItem, Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, Expect, ListFilter,
+    PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, Ticket,
 };
 use crate::share::Entry;
 use crate::wire::{FrameReader, FrameWriter};
@@ -175,6 +175,25 @@ impl Connection {
         }
     }
 
+    /// One ticket for many files ([`Request::DownloadBatch`] or [`Request::UploadBatch`]), with the server's
+    /// answer for each file in the order the request named them.
+    pub async fn batch_ticket(&self, request: Request) -> Result<(Ticket, Vec<BatchItem>)> {
+        let asked = match &request {
+            Request::DownloadBatch { paths } => paths.len(),
+            Request::UploadBatch { files } => files.len(),
+            _ => return Err(Error::Unsupported(format!("not a batch request: {}", request.command()))),
+        };
+        let mut responses = self.request(request).await?;
+        match responses.next().await? {
+            Some(Response::Batch { ticket, items }) if items.len() == asked => Ok((ticket, items)),
+            Some(Response::Batch { items, .. }) => {
+                Err(self.unexpected(&format!("a batch answer for {} files instead of {asked}", items.len())))
+            }
+            Some(Response::Error(body)) => Err(Error::Remote(body)),
+            _ => Err(self.unexpected("a batch answer without a ticket")),
+        }
+    }
+
     /// Creates a folder (and its parents) in the share.
     pub async fn mkdir(&self, path: &str) -> Result<Option<Entry>> {
         self.write(Request::Mkdir { path: path.to_string() }).await
@@ -243,6 +262,16 @@ impl Connection {
     fn unexpected(&self, what: &str) -> Error {
         Error::Malformed { what: "server answer", reason: format!("{} sent {what}", self.inner.addr) }
     }
+}
+
+/// Opens a bulk channel for `ticket` as a blocking socket with the transfer timeout, for a transfer thread.
+/// Also returns any bytes that arrived right behind the server's hello: the start of the stream.
+pub async fn open_bulk(addr: &str, ticket: Ticket) -> Result<(std::net::TcpStream, BytesMut)> {
+    let (stream, _, already_read) = open(addr, Channel::Bulk { ticket }).await?;
+    let stream = stream.into_std().map_err(|e| Error::net(addr, e))?;
+    stream.set_nonblocking(false).map_err(|e| Error::net(addr, e))?;
+    stream.set_read_timeout(Some(super::TRANSFER_TIMEOUT)).map_err(|e| Error::net(addr, e))?;
+    Ok((stream, already_read))
 }
 
 /// Opens a TCP connection for `channel` and exchanges hellos. Returns the stream, the server's hello, and any
@@ -356,7 +385,7 @@ async fn collect_entries(mut responses: Responses) -> Result<Vec<Entry>> {
                 }
             }
             Response::Error(body) => return Err(Error::Remote(body)),
-            Response::Ticket { .. } | Response::Done { .. } | Response::Changes { .. } => {
+            Response::Ticket { .. } | Response::Batch { .. } | Response::Done { .. } | Response::Changes { .. } => {
                 return Err(Error::Malformed {
                     what: "server answer",
                     reason: "not the entries that were asked for".into(),

@@ -7,11 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::TRANSFER_TIMEOUT;
-use super::connection::{Connection, open};
+use super::connection::{Connection, open_bulk};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, Channel, Ticket};
+use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Entry, normalize};
 use crate::transfer::udp::link::{Link, loss_from_env};
 use crate::transfer::udp::{self, UdpStats, receiver};
@@ -97,11 +96,8 @@ async fn receive_tcp(
     progress: &Progress,
     started: Instant,
 ) -> Result<DownloadReport> {
-    let (stream, _, already_read) = open(conn.addr(), Channel::Bulk { ticket }).await?;
+    let (stream, already_read) = open_bulk(conn.addr(), ticket).await?;
     let peer = conn.addr().to_string();
-    let stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
-    stream.set_nonblocking(false).map_err(|e| Error::net(&peer, e))?;
-    stream.set_read_timeout(Some(TRANSFER_TIMEOUT)).map_err(|e| Error::net(&peer, e))?;
     // Bytes that arrived behind the server's hello are the start of the stream.
     let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
     let progress = progress.clone();
@@ -191,25 +187,36 @@ async fn write_verified(
         let mut file = AtomicFile::create(&dest_for_write)?;
         let temp_path = file.temp_path().to_path_buf();
         let (bytes, received_md5, server_md5, stats) = receive(&mut file, &temp_path)?;
-        // The server's final MD5, and the ticket's when the server knew it up front, must match the bytes.
-        for expected in [Some(server_md5), announced.md5].into_iter().flatten() {
-            if expected != received_md5 {
-                let (expected, actual) = (expected.to_string(), received_md5.to_string());
-                return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
-            }
-        }
-        if let Some(mode) = mode {
-            file.set_mode(mode)?;
-        }
-        before_commit()?;
-        file.commit(Some(announced.mtime_ns))?;
+        commit_verified(file, (&announced, mode), before_commit, received_md5, server_md5)?;
         Ok(((bytes, stats), received_md5))
     })
     .await
     .map_err(|e| Error::io(dest, std::io::Error::other(format!("download task failed: {e}"))))?
 }
 
-fn report(
+/// Commits a received file if its MD5 matches the server's final word and the ticket's (when the server knew it
+/// up front), with the server's mtime and permission bits.
+pub(super) fn commit_verified(
+    file: AtomicFile,
+    (announced, mode): (&Entry, Option<u32>),
+    before_commit: BeforeCommit,
+    received_md5: Md5Digest,
+    server_md5: Md5Digest,
+) -> Result<()> {
+    for expected in [Some(server_md5), announced.md5].into_iter().flatten() {
+        if expected != received_md5 {
+            let (expected, actual) = (expected.to_string(), received_md5.to_string());
+            return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
+        }
+    }
+    if let Some(mode) = mode {
+        file.set_mode(mode)?;
+    }
+    before_commit()?;
+    file.commit(Some(announced.mtime_ns))
+}
+
+pub(super) fn report(
     entry: Entry,
     dest: PathBuf,
     bytes: u64,

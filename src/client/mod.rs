@@ -1,6 +1,7 @@
 //! The client side of the protocol: a control [`Connection`] that multiplexes requests, typed helpers for each
 //! request, and the download and upload drivers.
 
+mod batch;
 mod connection;
 mod download;
 pub mod identity;
@@ -8,7 +9,8 @@ mod upload;
 
 use std::time::Duration;
 
-pub use connection::{Connection, Responses, open as open_channel};
+pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
+pub use connection::{Connection, Responses, open as open_channel, open_bulk};
 pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};
 

@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::TRANSFER_TIMEOUT;
-use super::connection::{Connection, open};
+use super::connection::{Connection, open_bulk};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, Channel, Expect};
+use crate::protocol::{BulkTrailer, Expect};
 use crate::share::FileStamp;
 use crate::transfer::{Progress, tcp};
 
@@ -41,23 +40,12 @@ pub async fn upload_expecting(
     progress: &Progress,
 ) -> Result<UploadReport> {
     let started = Instant::now();
-    let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
-    if !metadata.is_file() {
-        return Err(Error::io(local, std::io::Error::other("not a regular file")));
-    }
-    let stamp = FileStamp::of(&metadata);
+    let (stamp, mode) = local_file(local)?;
     progress.set_total(stamp.size);
     let progress = progress.clone();
-    #[cfg(unix)]
-    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
-    #[cfg(not(unix))]
-    let mode = 0o644;
     let (ticket, entry) = conn.upload_ticket(remote, (stamp.size, stamp.mtime_ns, mode), expect).await?;
-    let (stream, _, _) = open(conn.addr(), Channel::Bulk { ticket }).await?;
+    let (mut stream, _) = open_bulk(conn.addr(), ticket).await?;
     let peer = conn.addr().to_string();
-    let mut stream = stream.into_std().map_err(|e| Error::net(&peer, e))?;
-    stream.set_nonblocking(false).map_err(|e| Error::net(&peer, e))?;
-    stream.set_read_timeout(Some(TRANSFER_TIMEOUT)).map_err(|e| Error::net(&peer, e))?;
     let source = local.to_path_buf();
     let shown = entry.path.clone();
     let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
@@ -86,4 +74,17 @@ pub async fn upload_expecting(
         bytes_sent: bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The stamp and permission bits of the regular file `local`, which an upload sends with it.
+pub(super) fn local_file(local: &Path) -> Result<(FileStamp, u32)> {
+    let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
+    if !metadata.is_file() {
+        return Err(Error::io(local, std::io::Error::other("not a regular file")));
+    }
+    #[cfg(unix)]
+    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
+    #[cfg(not(unix))]
+    let mode = 0o644;
+    Ok((FileStamp::of(&metadata), mode))
 }

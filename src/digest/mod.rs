@@ -150,6 +150,42 @@ impl HasherThread {
     }
 }
 
+/// Streams up to this size are hashed on the caller's thread: starting a thread would cost more than the
+/// overlap saves (a 100 KB file hashes in about 0.2 ms).
+pub const INLINE_HASH_MAX: u64 = 4 * 1024 * 1024;
+
+/// MD5 of a stream of chunks whose size is known up front: on the caller's thread for small streams, on a
+/// [`HasherThread`] for large ones.
+pub enum ChunkHasher {
+    Inline(Md5Stream),
+    Thread(HasherThread),
+}
+
+impl ChunkHasher {
+    /// A hasher for a stream of `size` bytes; a thread's queue holds at most `queue` chunks.
+    pub fn for_size(size: u64, queue: usize) -> Self {
+        if size <= INLINE_HASH_MAX {
+            ChunkHasher::Inline(Md5Stream::new())
+        } else {
+            ChunkHasher::Thread(HasherThread::spawn(queue))
+        }
+    }
+
+    pub fn feed(&mut self, chunk: Bytes) {
+        match self {
+            ChunkHasher::Inline(stream) => stream.update(&chunk),
+            ChunkHasher::Thread(thread) => thread.feed(chunk),
+        }
+    }
+
+    pub fn finish(self) -> Md5Digest {
+        match self {
+            ChunkHasher::Inline(stream) => stream.finish(),
+            ChunkHasher::Thread(thread) => thread.finish(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +212,13 @@ mod tests {
             hasher.feed(Bytes::copy_from_slice(chunk));
         }
         assert_eq!(hasher.finish(), whole);
+        for size in [0, INLINE_HASH_MAX + 1] {
+            let mut hasher = ChunkHasher::for_size(size, 2);
+            assert_eq!(matches!(hasher, ChunkHasher::Inline(_)), size <= INLINE_HASH_MAX);
+            for chunk in data.chunks(1000) {
+                hasher.feed(Bytes::copy_from_slice(chunk));
+            }
+            assert_eq!(hasher.finish(), whole);
+        }
     }
 }

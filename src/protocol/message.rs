@@ -95,6 +95,11 @@ pub enum Request {
         #[serde(default)]
         expect: Option<Expect>,
     },
+    /// Tickets for many files at once, answered by [`Response::Batch`]: one bulk channel then carries every
+    /// file the server accepted, one after another. Sync uses it so that a file costs no round trip of its own.
+    DownloadBatch { paths: Vec<String> },
+    /// The upload form of [`Request::DownloadBatch`]; each file is checked as an [`Request::Upload`] would be.
+    UploadBatch { files: Vec<UploadItem> },
     /// Creates a folder and any missing parents.
     Mkdir { path: String },
     /// Moves a file or folder to the share's trash; with `expect`, only if it still holds what the client saw.
@@ -113,6 +118,27 @@ pub enum Request {
     Lock { path: String },
     /// Releases a lock; `force` releases someone else's.
     Unlock { path: String, force: bool },
+}
+
+/// One file of an [`Request::UploadBatch`]: the fields of an [`Request::Upload`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadItem {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub mode: u32,
+    #[serde(default)]
+    pub expect: Option<Expect>,
+}
+
+/// The server's answer for one file of a batch, in the order the request named them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum BatchItem {
+    /// The file travels on the batch's bulk channel: its entry (with the MD5 when the server knows it) and
+    /// permission bits, as a [`Response::Ticket`] would give them.
+    Ready { entry: Entry, mode: Option<u32> },
+    /// The file does not travel, and why.
+    Refused(ErrorBody),
 }
 
 /// What a write expects to find at its path, so that a change the client has not seen yet is never overwritten.
@@ -144,6 +170,8 @@ impl Request {
             Request::HashAll { .. } => "hashall",
             Request::Download { .. } => "download",
             Request::Upload { .. } => "upload",
+            Request::DownloadBatch { .. } => "download-batch",
+            Request::UploadBatch { .. } => "upload-batch",
             Request::Mkdir { .. } => "mkdir",
             Request::Delete { .. } => "delete",
             Request::Rename { .. } => "rename",
@@ -162,6 +190,10 @@ impl Request {
             Request::Upload { path, size, .. } => format!("path={path:?} size={size}"),
             Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
             Request::Changes { since } => format!("since={since}"),
+            Request::DownloadBatch { paths } => format!("files={}", paths.len()),
+            Request::UploadBatch { files } => {
+                format!("files={} size={}", files.len(), files.iter().map(|f| f.size).sum::<u64>())
+            }
             Request::Subscribe => String::new(),
             Request::Unlock { path, force: true } => format!("path={path:?} force"),
             Request::Hash { path }
@@ -225,6 +257,11 @@ pub enum Response {
         /// The file's permission bits (`0o755`), so a download can keep them.
         #[serde(default)]
         mode: Option<u32>,
+    },
+    /// Permission to open one bulk channel for a batch: one item per file requested, in order.
+    Batch {
+        ticket: Ticket,
+        items: Vec<BatchItem>,
     },
     /// A write request (mkdir, delete, rename) is done; `entry` describes the result where there is one.
     Done {

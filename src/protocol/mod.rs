@@ -33,6 +33,7 @@
 //! | `HashAll { path, max_depth }` | `Entries` batches: every file below `path`, hashed |
 //! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
 //! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
+//! | `DownloadBatch { paths }`, `UploadBatch { files }` | `Batch`: one ticket, and per file `Ready` or `Refused` |
 //! | `Mkdir`, `Delete`, `Rename` | `Done`; deletes go to the share's trash |
 //!
 //! # Bulk channel
@@ -46,6 +47,12 @@
 //! An upload runs the same stream the other way: the client sends the chunks and a trailer with its MD5; the
 //! server writes them to a temporary file, checks size and MD5, moves any file it replaces to `.tandem/trash/`,
 //! renames the new file into place, and answers with one more `BulkTrailer` frame: its verdict.
+//!
+//! A batch ticket opens a bulk channel that carries every `Ready` file of the batch, in order, each as the
+//! stream above (chunks, end, trailer; for uploads, the server's verdict after each file). A file that fails
+//! (changed while read, refused at the rename) ends with a `Failed` trailer or verdict and the next file follows;
+//! only a broken stream ends the channel. Per-file costs (a round trip, a connection, a thread) are paid once per
+//! batch, so a folder of small files moves at the speed of its bytes.
 
 pub mod codec;
 pub mod frame;
@@ -64,3 +71,6 @@ pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
 
 /// How many entries go in one `Entries` batch, so a listing of 100,000 entries streams in small frames.
 pub const ENTRIES_PER_BATCH: usize = 2048;
+
+/// The most files one `DownloadBatch` or `UploadBatch` may name; larger requests are refused.
+pub const MAX_BATCH_FILES: usize = 4096;

@@ -11,6 +11,15 @@ use crate::protocol::Response;
 use crate::share::{Entry, FileStamp};
 
 pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Responder) -> Result<()> {
+    let (pending, mode) = prepare(shared, path, peer)?;
+    let entry = pending.entry.clone();
+    let ticket = shared.tickets.issue(Grant::Download(pending));
+    out.send(Response::Ticket { ticket, entry, mode }).await
+}
+
+/// Checks that `path` is a file the client may fetch, and describes the version it will get, with its
+/// permission bits.
+pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownload, Option<u32>)> {
     let resolved = shared.share.resolve(path)?;
     let metadata = std::fs::metadata(&resolved.abs).map_err(|e| Error::io(&resolved.abs, e))?;
     if !metadata.is_file() {
@@ -19,15 +28,9 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Resp
     let stamp = FileStamp::of(&metadata);
     let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
     entry.md5 = shared.hashes.get(&resolved.rel, stamp);
-    let ticket = shared.tickets.issue(Grant::Download(PendingDownload {
-        abs: resolved.abs,
-        entry: entry.clone(),
-        stamp,
-        peer: peer.to_string(),
-    }));
     #[cfg(unix)]
     let mode = Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777);
     #[cfg(not(unix))]
     let mode = None;
-    out.send(Response::Ticket { ticket, entry, mode }).await
+    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string() }, mode))
 }

@@ -7,6 +7,7 @@
 //! [`path_locks`], and records its result in the [`journal`], which [`observe`] also keeps in step with changes
 //! other programs make on disk.
 
+mod batch;
 mod bulk;
 mod change;
 mod download;

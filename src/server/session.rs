@@ -17,11 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
-use super::{Shared, bulk, change, download, hash, list, sync_requests, upload};
+use super::{Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::error::{Error, Result};
 use crate::protocol::{
     Channel, ClientFrame, ClientIdentity, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame,
-    ServerHello, codec,
+    ServerHello, UploadItem, codec,
 };
 use crate::wire::{FrameReader, FrameWriter};
 
@@ -181,8 +181,12 @@ async fn run_request(
         Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
         Request::Download { path } => download::handle(shared, path, peer, &mut out).await,
         Request::Upload { path, size, mtime_ns, mode, expect } => {
-            upload::handle(shared, path, (*size, *mtime_ns, *mode), *expect, (peer, client), &mut out).await
+            let item =
+                UploadItem { path: path.clone(), size: *size, mtime_ns: *mtime_ns, mode: *mode, expect: *expect };
+            upload::handle(shared, item, (peer, client), &mut out).await
         }
+        Request::DownloadBatch { paths } => batch::download(shared, paths, peer, &mut out).await,
+        Request::UploadBatch { files } => batch::upload(shared, files, (peer, client), &mut out).await,
         Request::Mkdir { path } => change::mkdir(shared, path, client, &mut out).await,
         Request::Delete { path, expect } => change::delete(shared, path, *expect, client, &mut out).await,
         Request::Rename { from, to } => change::rename(shared, from, to, client, &mut out).await,

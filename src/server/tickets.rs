@@ -1,4 +1,4 @@
-//! One-time transfer tickets: a control request reserves a download or an upload, and the bulk connection (or
+//! One-time transfer tickets: a control request reserves a download or an upload (or a batch of them), and the bulk connection (or
 //! UDP session) that presents the ticket gets exactly that, once, within [`TICKET_LIFETIME`].
 
 use std::collections::HashMap;
@@ -44,6 +44,9 @@ pub struct PendingUpload {
 pub enum Grant {
     Download(PendingDownload),
     Upload(PendingUpload),
+    /// Several files on one bulk connection, in this order.
+    DownloadBatch(Vec<PendingDownload>),
+    UploadBatch(Vec<PendingUpload>),
 }
 
 #[derive(Default)]
@@ -78,7 +81,7 @@ impl Tickets {
     pub fn redeem_download(&self, ticket: Ticket) -> Option<PendingDownload> {
         match self.redeem(ticket)? {
             Grant::Download(download) => Some(download),
-            Grant::Upload(_) => None,
+            Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_) => None,
         }
     }
 }

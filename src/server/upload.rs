@@ -8,36 +8,58 @@ use super::guard::{check_expect, may_write};
 use super::session::Responder;
 use super::tickets::{Grant, PendingUpload};
 use crate::error::{Error, Result};
-use crate::protocol::{ClientIdentity, Expect, Response};
+use crate::protocol::{ClientIdentity, Response, UploadItem};
 use crate::share::{Entry, EntryKind};
 use crate::task::blocking;
 
 pub async fn handle(
     shared: &Arc<Shared>,
-    path: &str,
-    (size, mtime_ns, mode): (u64, i64, u32),
-    expect: Option<Expect>,
+    item: UploadItem,
     (peer, client): (&str, Option<&ClientIdentity>),
     out: &mut Responder,
 ) -> Result<()> {
-    let resolved = shared.share.resolve_for_write(path)?;
+    let (shared_for_check, peer, client) = (shared.clone(), peer.to_string(), client.cloned());
+    let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_ref())).await?;
+    let (entry, mode) = announced(&pending);
+    let ticket = shared.tickets.issue(Grant::Upload(pending));
+    out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
+}
+
+/// Checks that the client may write `item.path` and that it still holds what the client expects. Checked now so
+/// a refused upload moves no bytes, and again before the rename (another write may come first).
+pub fn prepare(
+    shared: &Shared,
+    item: &UploadItem,
+    peer: &str,
+    client: Option<&ClientIdentity>,
+) -> Result<PendingUpload> {
+    let resolved = shared.share.resolve_for_write(&item.path)?;
     may_write(shared, &resolved.rel, client)?;
     if resolved.abs.is_dir() {
         return Err(Error::NotAFile { path: resolved.rel });
     }
-    // Checked now so a stale upload is refused before any byte moves, and again before the rename.
-    let (shared_for_check, rel, abs) = (shared.clone(), resolved.rel.clone(), resolved.abs.clone());
-    blocking(move || check_expect(&shared_for_check, &rel, &abs, expect)).await?;
-    let entry = Entry { path: resolved.rel.clone(), kind: EntryKind::File, size, mtime_ns, md5: None, locked_by: None };
-    let ticket = shared.tickets.issue(Grant::Upload(PendingUpload {
+    check_expect(shared, &resolved.rel, &resolved.abs, item.expect)?;
+    Ok(PendingUpload {
         rel: resolved.rel,
         abs: resolved.abs,
-        size,
-        mtime_ns,
-        mode,
+        size: item.size,
+        mtime_ns: item.mtime_ns,
+        mode: item.mode,
         peer: peer.to_string(),
-        expect,
+        expect: item.expect,
         client: client.cloned(),
-    }));
-    out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
+    })
+}
+
+/// The entry and permission bits an upload's ticket announces.
+pub fn announced(pending: &PendingUpload) -> (Entry, u32) {
+    let entry = Entry {
+        path: pending.rel.clone(),
+        kind: EntryKind::File,
+        size: pending.size,
+        mtime_ns: pending.mtime_ns,
+        md5: None,
+        locked_by: None,
+    };
+    (entry, pending.mode)
 }

@@ -19,16 +19,19 @@ use super::log::ActionLog;
 use super::plan::{Action, Kind, PathState, Version, plan};
 use super::scan::{LocalEntry, hash_files, scan};
 use super::state::{RemoteVersion, SyncState, Update};
-use crate::client::{Connection, download_tcp_to, upload_expecting};
+use crate::client::{BeforeCommit, Connection, DownloadJob, UploadJob, download_batch, upload_batch};
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
 use crate::share::{EntryKind, FileStamp, STATE_DIR, move_to_trash, normalize};
 use crate::task::blocking;
-use crate::transfer::Progress;
 
-/// Transfers run at once within a pass: enough to hide per-file round trips and fsyncs.
-const PARALLEL_TRANSFERS: usize = 8;
+/// Transfers go in batches, each one request and one bulk connection ([`crate::client::upload_batch`]), so a
+/// small file costs its bytes and its hash rather than round trips. A batch ends at this many files or bytes.
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Batches at once: enough to keep both ends' hashing, the disk's fsyncs and the network busy together.
+const PARALLEL_BATCHES: usize = 4;
 /// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
 const MAX_PASSES: usize = 6;
 
@@ -299,19 +302,28 @@ impl Engine {
             self.settle(&action, done, states, &mut outcome)?;
         }
 
+        let planned: Vec<Planned> = transfers
+            .into_iter()
+            .map(|action| {
+                let path = action_path(&action).to_string();
+                let state = states.get(path.as_str()).copied();
+                let local_stamp =
+                    if renamed_local.contains(&path) { None } else { local.get(&path).and_then(|e| e.stamp) };
+                let remote_expect =
+                    if renamed_remote.contains(&path) { Some(Expect::Absent) } else { expect_of(state) };
+                let size = match action {
+                    Action::Upload { .. } => local.get(&path).map_or(0, |e| e.version.size),
+                    _ => state.and_then(|s| s.remote.as_ref()).map_or(0, |v| v.size),
+                };
+                Planned { action, local_stamp, remote_expect, size }
+            })
+            .collect();
         let (conn, root) = (self.conn.clone(), self.root.clone());
-        let jobs = transfers.into_iter().map(|action| {
-            let path = action_path(&action).to_string();
-            let state = states.get(path.as_str()).copied();
-            let local_stamp = if renamed_local.contains(&path) { None } else { local.get(&path).and_then(|e| e.stamp) };
-            let remote_expect = if renamed_remote.contains(&path) { Some(Expect::Absent) } else { expect_of(state) };
+        let batches = batched(planned).into_iter().map(|batch| {
             let (conn, root) = (conn.clone(), root.clone());
-            async move {
-                let result = transfer(&conn, &root, &action, local_stamp, remote_expect).await;
-                (action, result)
-            }
+            async move { futures::stream::iter(transfer_batch(&conn, &root, batch).await) }
         });
-        let mut running = futures::stream::iter(jobs).buffer_unordered(PARALLEL_TRANSFERS);
+        let mut running = futures::stream::iter(batches).buffer_unordered(PARALLEL_BATCHES).flatten();
         while let Some((action, result)) = running.next().await {
             let done = result.map(|(version, bytes)| {
                 let path = action_path(&action).to_string();
@@ -437,42 +449,90 @@ impl Engine {
     }
 }
 
-/// Uploads or downloads one file; returns the version both sides now hold and the payload bytes moved.
-async fn transfer(
-    conn: &Connection,
-    root: &Path,
-    action: &Action,
+/// A transfer the plan asked for, with what each side must still hold for it to go ahead.
+struct Planned {
+    action: Action,
+    /// The local file as scanned (`None`: nothing there); a download replaces only that.
     local_stamp: Option<FileStamp>,
+    /// What the server's path must hold for an upload to replace it.
     remote_expect: Option<Expect>,
-) -> Result<(Version, u64)> {
-    match action {
-        Action::Upload { path } => {
-            let report = upload_expecting(conn, &root.join(path), path, remote_expect, &Progress::default()).await?;
-            let version =
-                Version { kind: Kind::File, size: report.size, mtime_ns: report.mtime_ns, md5: Some(report.md5) };
-            Ok((version, report.bytes_sent))
-        }
-        Action::Download { path } => {
-            let dest = root.join(path);
-            if let Some(parent) = dest.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    size: u64,
+}
+
+/// Splits transfers into batches of one direction, each at most [`BATCH_FILES`] files and about [`BATCH_BYTES`].
+fn batched(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let (uploads, downloads): (Vec<Planned>, Vec<Planned>) =
+        planned.into_iter().partition(|p| matches!(p.action, Action::Upload { .. }));
+    let mut batches = Vec::new();
+    for direction in [uploads, downloads] {
+        let mut batch: Vec<Planned> = Vec::new();
+        let mut bytes = 0;
+        for planned in direction {
+            if !batch.is_empty() && (batch.len() == BATCH_FILES || bytes + planned.size > BATCH_BYTES) {
+                batches.push(std::mem::take(&mut batch));
+                bytes = 0;
             }
-            let (root, rel, dest_for_check) = (root.to_path_buf(), path.clone(), dest.clone());
-            // Runs after the new bytes are verified: the local file must still be the scanned version.
-            let before_commit = Box::new(move || {
-                check_local(&dest_for_check, local_stamp, &rel)?;
-                if local_stamp.is_some() {
-                    move_to_trash(&root, &rel, &dest_for_check)?;
-                }
-                Ok(())
-            });
-            let report = download_tcp_to(conn, path, &dest, before_commit, &Progress::default()).await?;
-            let version =
-                Version { kind: Kind::File, size: report.size, mtime_ns: report.mtime_ns, md5: Some(report.md5) };
-            Ok((version, report.bytes_received))
+            bytes += planned.size;
+            batch.push(planned);
         }
-        _ => Err(Error::Unsupported(format!("not a transfer: {action:?}"))),
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
     }
+    batches
+}
+
+/// Runs one batch of uploads or downloads; for each action, the version both sides now hold and the payload
+/// bytes moved.
+async fn transfer_batch(conn: &Connection, root: &Path, batch: Vec<Planned>) -> Vec<(Action, Result<(Version, u64)>)> {
+    let file = |size, mtime_ns, md5| Version { kind: Kind::File, size, mtime_ns, md5: Some(md5) };
+    if batch.first().is_some_and(|p| matches!(p.action, Action::Upload { .. })) {
+        let jobs = batch
+            .iter()
+            .map(|p| {
+                let path = action_path(&p.action);
+                UploadJob { local: root.join(path), remote: path.to_string(), expect: p.remote_expect }
+            })
+            .collect();
+        let reports = upload_batch(conn, jobs).await;
+        return batch
+            .into_iter()
+            .zip(reports)
+            .map(|(p, report)| (p.action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), r.bytes_sent))))
+            .collect();
+    }
+    let mut results = Vec::new();
+    let mut jobs = Vec::new();
+    let mut actions = Vec::new();
+    for Planned { action, local_stamp, .. } in batch {
+        let rel = action_path(&action).to_string();
+        let dest = root.join(&rel);
+        if let Some(parent) = dest.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            results.push((action, Err(Error::io(parent, e))));
+            continue;
+        }
+        let (root, dest_for_check) = (root.to_path_buf(), dest.clone());
+        // Runs after the new bytes are verified: the local file must still be the scanned version.
+        let before_commit: BeforeCommit = Box::new(move || {
+            check_local(&dest_for_check, local_stamp, &rel)?;
+            if local_stamp.is_some() {
+                move_to_trash(&root, &rel, &dest_for_check)?;
+            }
+            Ok(())
+        });
+        jobs.push(DownloadJob { remote: action_path(&action).to_string(), dest, before_commit });
+        actions.push(action);
+    }
+    let reports = download_batch(conn, jobs).await;
+    results.extend(
+        actions
+            .into_iter()
+            .zip(reports)
+            .map(|(action, report)| (action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), r.bytes_received)))),
+    );
+    results
 }
 
 /// Refuses if the local file at `abs` is no longer what the scan saw (`None`: nothing was there).

@@ -1,6 +1,8 @@
 //! Where received bytes go: a writer thread that puts them on disk and a hasher thread that computes their MD5,
 //! each behind its own bounded queue. A disk that stalls for a moment does not stop hashing, a slow disk slows
-//! the network reader instead of filling memory, and the caller gets the MD5 of exactly what was written.
+//! the network reader instead of filling memory, and the caller gets the MD5 of exactly what was written. A small
+//! stream is written and hashed on the caller's thread instead: for a 100 KB file, two threads would cost more
+//! than they overlap.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::sync::mpsc;
 
 use bytes::Bytes;
 
-use crate::digest::{HasherThread, Md5Digest};
+use crate::digest::{HasherThread, INLINE_HASH_MAX, Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 
 /// Chunks waiting for the hasher and for the disk.
@@ -16,12 +18,17 @@ const HASH_QUEUE: usize = 8;
 const WRITE_QUEUE: usize = 32;
 
 /// Runs `receive` with a `deliver` function that sends bytes, in order, to disk and to the hasher. `deliver`
-/// returns false once the disk has failed; the disk's error is then what this returns.
+/// returns false once the disk has failed; the disk's error is then what this returns. `size` is how many bytes
+/// are expected, which decides whether the work is worth threads.
 pub fn with_verified_sink<T>(
     out: &mut (impl Write + Send),
     out_path: &Path,
+    size: u64,
     receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
 ) -> Result<(T, Md5Digest)> {
+    if size <= INLINE_HASH_MAX {
+        return inline_sink(out, out_path, receive);
+    }
     let hasher = HasherThread::spawn(HASH_QUEUE);
     let received = std::thread::scope(|scope| {
         let (to_disk, from_net) = mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
@@ -42,4 +49,31 @@ pub fn with_verified_sink<T>(
     });
     let md5 = hasher.finish();
     Ok((received?, md5))
+}
+
+/// [`with_verified_sink`] on the caller's thread.
+fn inline_sink<T>(
+    out: &mut impl Write,
+    out_path: &Path,
+    receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
+) -> Result<(T, Md5Digest)> {
+    let mut hasher = Md5Stream::new();
+    let mut failed = None;
+    let result = receive(&mut |chunk: Bytes| {
+        if failed.is_some() {
+            return false;
+        }
+        hasher.update(&chunk);
+        match out.write_all(&chunk) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(Error::io(out_path, e));
+                false
+            }
+        }
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((result?, hasher.finish())),
+    }
 }

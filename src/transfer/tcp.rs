@@ -1,8 +1,9 @@
 //! The bulk stream over TCP, on plain blocking sockets (each transfer runs on a blocking thread).
 //!
 //! Wire form (see [`crate::protocol`]): chunks of `u32 length + bytes`, a zero length, then one trailer frame.
-//! Both ends hash on a second thread ([`HasherThread`]) so MD5 overlaps with socket and disk I/O: on the sender
-//! only when the hash cache does not already know the file's MD5.
+//! Both ends hash a large file on a second thread ([`ChunkHasher`]) so MD5 overlaps with socket and disk I/O: on
+//! the sender only when the hash cache does not already know the file's MD5. A batch channel carries several such
+//! streams back to back; see [`crate::protocol`].
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -13,7 +14,7 @@ use bytes::Bytes;
 
 use super::Progress;
 use super::sink::with_verified_sink;
-use crate::digest::{HasherThread, Md5Digest};
+use crate::digest::{ChunkHasher, Md5Digest};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
 use crate::share::FileStamp;
@@ -56,7 +57,7 @@ pub fn send_file(
     if !unchanged(&file) {
         return finish(stream, peer, 0, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
-    let hasher = known_md5.is_none().then(|| HasherThread::spawn(HASH_QUEUE));
+    let mut hasher = known_md5.is_none().then(|| ChunkHasher::for_size(expected.size, HASH_QUEUE));
     let mut sent = 0u64;
     while sent < expected.size {
         let want = (expected.size - sent).min(MAX_CHUNK_LEN as u64) as usize;
@@ -80,11 +81,11 @@ pub fn send_file(
         stream.write_all(&chunk).map_err(net)?;
         sent += chunk.len() as u64;
         progress.set(sent);
-        if let Some(hasher) = &hasher {
+        if let Some(hasher) = &mut hasher {
             hasher.feed(chunk);
         }
     }
-    let computed = hasher.map(HasherThread::finish);
+    let computed = hasher.map(ChunkHasher::finish);
     if sent != expected.size || !unchanged(&file) {
         return finish(stream, peer, sent, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
@@ -187,11 +188,18 @@ pub fn receive_file(
     max_size: u64,
     progress: &Progress,
 ) -> Result<Received> {
-    let (received, md5) = with_verified_sink(out, out_path, |deliver| {
+    let (received, md5) = with_verified_sink(out, out_path, max_size, |deliver| {
         receive_chunks(stream, peer, out_path, max_size, progress, deliver)
     })?;
     let trailer = read_trailer(stream, peer)?;
     Ok(Received { bytes: received, md5, trailer })
+}
+
+/// Reads one file's stream and throws the bytes away, so that the next file of a batch can follow when this one
+/// cannot be stored.
+pub fn skip_file(stream: &mut impl Read, peer: &str, max_size: u64) -> Result<()> {
+    receive_chunks(stream, peer, Path::new("(skipped file)"), max_size, &Progress::default(), &mut |_| true)?;
+    read_trailer(stream, peer).map(|_| ())
 }
 
 /// Reads one trailer frame: the end of a stream, or an upload's verdict.

@@ -49,7 +49,8 @@ pub fn receive(job: &ReceiveJob<'_>, out: &mut (impl Write + Send), out_path: &P
     let link = job.link;
     link.connect(job.server).map_err(|e| Error::net(job.server, e))?;
     link.set_read_timeout(Some(ACK_TIMER)).map_err(|e| Error::net(job.server, e))?;
-    let ((server_md5, retransmits), md5) = with_verified_sink(out, out_path, |deliver| Session::new(job).run(deliver))?;
+    let ((server_md5, retransmits), md5) =
+        with_verified_sink(out, out_path, job.size, |deliver| Session::new(job).run(deliver))?;
     let stats = UdpStats {
         datagrams_sent: link.sent.load(std::sync::atomic::Ordering::Relaxed),
         datagrams_received: link.received.load(std::sync::atomic::Ordering::Relaxed),
