@@ -11,13 +11,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::connection::{Connection, open_bulk};
-use super::download::{BeforeCommit, DownloadReport, commit_verified, report};
+use super::download::{BeforeCommit, DownloadReport, report, verify};
 use super::upload::{UploadReport, local_file};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchItem, BulkTrailer, Expect, Request, Ticket, UploadItem};
-use crate::share::{AtomicFile, Entry, FileStamp};
-use crate::transfer::{Progress, tcp};
+use crate::share::{AtomicFile, Entry, FileStamp, sync_renamed, sync_staged};
+use crate::transfer::Progress;
+use crate::transfer::tcp::{self, FileFailed};
 
 /// One file to upload: the local file, where it goes in the share, and what that path must still hold.
 pub struct UploadJob {
@@ -199,7 +200,18 @@ async fn send_files(conn: &Connection, ticket: Ticket, sources: Vec<(PathBuf, Fi
     .unwrap_or_else(|e| spread(Error::Unsupported(format!("upload task failed: {e}")), count))
 }
 
-/// Receives each file into a temporary file beside its destination and commits it once verified.
+/// Files received before they are committed together: their syncs are shared ([`sync_staged`]).
+const GROUP_FILES: usize = 64;
+const GROUP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A received, verified file waiting for its group's commit.
+struct Staged {
+    file: AtomicFile,
+    before_commit: BeforeCommit,
+    report: DownloadReport,
+}
+
+/// Receives each file into a temporary file beside its destination, and commits the verified ones in groups.
 fn receive_files(
     mut stream: impl Read,
     peer: &str,
@@ -208,41 +220,73 @@ fn receive_files(
 ) -> Vec<Result<DownloadReport>> {
     let count = files.len();
     let mut results = Vec::with_capacity(count);
-    for (job, entry, mode) in files {
-        let mut file = match AtomicFile::create(&job.dest) {
-            Ok(file) => file,
-            Err(e) => {
-                // This file cannot be written; its bytes are skipped so the next file can follow.
-                if let Err(broken) = tcp::skip_file(&mut stream, peer, entry.size) {
-                    results.push(Err(e));
-                    results.extend(spread(broken, count - results.len()));
-                    return results;
+    let mut files = files.into_iter().peekable();
+    while files.peek().is_some() {
+        let mut group = Vec::new();
+        let mut group_bytes = 0;
+        let mut broken = None;
+        while let Some((job, entry, mode)) = files.next_if(|_| group.len() < GROUP_FILES && group_bytes < GROUP_BYTES) {
+            group_bytes += entry.size;
+            match stage(&mut stream, peer, job, (entry, mode), started) {
+                Ok(staged) => group.push(Ok(staged)),
+                Err(FileFailed::Alone(e)) => group.push(Err(e)),
+                Err(FileFailed::StreamBroken(e)) => {
+                    broken = Some(e);
+                    break;
                 }
-                results.push(Err(e));
-                continue;
             }
-        };
-        let temp_path = file.temp_path().to_path_buf();
-        let received =
-            match tcp::receive_file(&mut stream, &mut file, &temp_path, peer, entry.size, &Progress::default()) {
-                Ok(received) => received,
-                Err(e) => {
-                    results.extend(spread(e, count - results.len()));
-                    return results;
-                }
-            };
-        let committed = match received.trailer {
-            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
-            BulkTrailer::Done { size, .. } if size != received.bytes => {
-                Err(Error::SizeMismatch { path: entry.path.clone(), expected: size, actual: received.bytes })
-            }
-            BulkTrailer::Done { md5, .. } => {
-                commit_verified(file, (&entry, mode), job.before_commit, received.md5, md5)
-            }
-        };
-        results.push(committed.map(|()| report(entry, job.dest, received.bytes, received.md5, "tcp", started, None)));
+        }
+        results.extend(commit_group(group));
+        if let Some(e) = broken {
+            results.extend(spread(e, count - results.len()));
+            break;
+        }
     }
     results
+}
+
+/// Receives one file and checks it against the server's word, ready for its group's commit.
+fn stage(
+    stream: &mut impl Read,
+    peer: &str,
+    job: DownloadJob,
+    (entry, mode): (Entry, Option<u32>),
+    started: Instant,
+) -> std::result::Result<Staged, FileFailed> {
+    let (mut file, received) = tcp::receive_to_temp(stream, peer, &job.dest, entry.size)?;
+    let checked = match received.trailer {
+        BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+        BulkTrailer::Done { size, .. } if size != received.bytes => {
+            Err(Error::SizeMismatch { path: entry.path.clone(), expected: size, actual: received.bytes })
+        }
+        BulkTrailer::Done { md5, .. } => verify(&mut file, (&entry, mode), received.md5, md5),
+    };
+    checked.map_err(FileFailed::Alone)?;
+    let report = report(entry, job.dest, received.bytes, received.md5, "tcp", started, None);
+    Ok(Staged { file, before_commit: job.before_commit, report })
+}
+
+/// Makes a group's bytes durable together, renames each file into place once its check allows, then makes the
+/// renames durable; only then does any file count as downloaded.
+fn commit_group(group: Vec<Result<Staged>>) -> Vec<Result<DownloadReport>> {
+    let staged: Vec<&AtomicFile> = group.iter().filter_map(|s| s.as_ref().ok().map(|s| &s.file)).collect();
+    let synced = sync_staged(&staged).map_err(|e| e.to_body());
+    let placed: Vec<Result<DownloadReport>> = group
+        .into_iter()
+        .map(|staged| {
+            let Staged { file, before_commit, report } = staged?;
+            synced.clone().map_err(Error::Remote)?;
+            before_commit()?;
+            file.rename_into_place()?;
+            Ok(report)
+        })
+        .collect();
+    let renamed: Vec<PathBuf> = placed.iter().filter_map(|p| p.as_ref().ok().map(|r| r.dest.clone())).collect();
+    let durable = sync_renamed(&renamed).map_err(|e| e.to_body());
+    placed
+        .into_iter()
+        .map(|placed| placed.and_then(|report| durable.clone().map(|()| report).map_err(Error::Remote)))
+        .collect()
 }
 
 /// The same failure for `count` files: the first keeps the error itself, the others get its wire form.

@@ -11,7 +11,7 @@ use super::connection::{Connection, open_bulk};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
-use crate::share::{AtomicFile, Entry, normalize};
+use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
 use crate::transfer::udp::link::{Link, loss_from_env};
 use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
@@ -196,10 +196,25 @@ async fn write_verified(
 
 /// Commits a received file if its MD5 matches the server's final word and the ticket's (when the server knew it
 /// up front), with the server's mtime and permission bits.
-pub(super) fn commit_verified(
-    file: AtomicFile,
+fn commit_verified(
+    mut file: AtomicFile,
     (announced, mode): (&Entry, Option<u32>),
     before_commit: BeforeCommit,
+    received_md5: Md5Digest,
+    server_md5: Md5Digest,
+) -> Result<()> {
+    verify(&mut file, (announced, mode), received_md5, server_md5)?;
+    sync_staged(&[&file])?;
+    before_commit()?;
+    let dest = file.rename_into_place()?;
+    sync_renamed(&[dest])
+}
+
+/// Checks a received file's MD5 against the server's final word and the ticket's (when the server knew it up
+/// front), and gives it the server's mtime and permission bits, ready to be renamed into place.
+pub(super) fn verify(
+    file: &mut AtomicFile,
+    (announced, mode): (&Entry, Option<u32>),
     received_md5: Md5Digest,
     server_md5: Md5Digest,
 ) -> Result<()> {
@@ -212,8 +227,7 @@ pub(super) fn commit_verified(
     if let Some(mode) = mode {
         file.set_mode(mode)?;
     }
-    before_commit()?;
-    file.commit(Some(announced.mtime_ns))
+    file.stage(Some(announced.mtime_ns))
 }
 
 pub(super) fn report(

@@ -4,6 +4,7 @@
 //! trash, and the client is told the verdict. Each file gets its own line in the history log.
 
 use std::net::TcpStream as StdTcpStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,8 +18,9 @@ use super::tickets::{Grant, PendingDownload, PendingUpload};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
-use crate::share::{AtomicFile, FileStamp, move_to_trash};
-use crate::transfer::{Progress, tcp};
+use crate::share::{AtomicFile, FileStamp, move_to_trash, sync_renamed, sync_staged};
+use crate::transfer::Progress;
+use crate::transfer::tcp::{self, FileFailed};
 
 pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<Shared>) {
     let grant = shared.tickets.redeem(ticket);
@@ -85,100 +87,141 @@ fn send_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, downloads: V
     result
 }
 
-/// Why a file was not stored, and whether the stream is still in step for the next file.
-enum NotStored {
-    /// The file's bytes were read (or skipped) in full; the next file can follow.
-    Refused(Error),
-    /// The stream is out of step or gone; nothing more can be read from it.
-    Broken(Error),
+/// Files received before they are committed together: their syncs are shared ([`sync_staged`]).
+const GROUP_FILES: usize = 64;
+const GROUP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A received, verified file waiting for its group's commit.
+struct Staged {
+    file: AtomicFile,
+    md5: Md5Digest,
+    bytes: u64,
 }
 
-/// Receives each file in turn and answers each with its verdict; a failure leaves that path as it was.
+/// Receives each file in turn and answers each with its verdict once its group is committed; a failure leaves
+/// that path as it was.
 fn receive_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, uploads: Vec<PendingUpload>) -> Result<()> {
     let mut reader = stream.try_clone().map_err(|e| Error::net(peer, e))?;
-    for upload in uploads {
-        let started = Instant::now();
-        let arguments = format!("path={:?} requested_by={}", upload.rel, upload.peer);
-        let (verdict, bytes, outcome, broken) = match store(shared, &mut reader, peer, &upload) {
-            Ok((md5, bytes)) => (BulkTrailer::Done { size: bytes, md5 }, bytes, Ok(()), None),
-            Err(NotStored::Refused(e)) => (BulkTrailer::Failed(e.to_body()), 0, Err(e.to_string()), None),
-            Err(NotStored::Broken(e)) => (BulkTrailer::Failed(e.to_body()), 0, Err(e.to_string()), Some(e)),
-        };
-        record(shared, peer, ("receive", &arguments), outcome, bytes, started);
-        // After a broken stream the verdict is a courtesy: the client may already be gone.
-        let answered = tcp::write_trailer(stream, peer, &verdict);
+    let mut uploads = uploads.into_iter().peekable();
+    while uploads.peek().is_some() {
+        let mut group = Vec::new();
+        let mut group_bytes = 0;
+        let mut broken = None;
+        while let Some(upload) = uploads.next_if(|_| group.len() < GROUP_FILES && group_bytes < GROUP_BYTES) {
+            group_bytes += upload.size;
+            let started = Instant::now();
+            let staged = match stage(&mut reader, peer, &upload) {
+                Ok(staged) => Ok(staged),
+                Err(FileFailed::Alone(e)) => Err(e),
+                Err(FileFailed::StreamBroken(e)) => {
+                    group.push((upload, started, Err(Error::Remote(e.to_body()))));
+                    broken = Some(e);
+                    break;
+                }
+            };
+            group.push((upload, started, staged));
+        }
+        for (upload, started, verdict) in commit_group(shared, group) {
+            let arguments = format!("path={:?} requested_by={}", upload.rel, upload.peer);
+            let (trailer, bytes, outcome) = match verdict {
+                Ok((md5, bytes)) => (BulkTrailer::Done { size: bytes, md5 }, bytes, Ok(())),
+                Err(e) => (BulkTrailer::Failed(e.to_body()), 0, Err(e.to_string())),
+            };
+            record(shared, peer, ("receive", &arguments), outcome, bytes, started);
+            // After a broken stream the verdicts are a courtesy: the client may already be gone.
+            let answered = tcp::write_trailer(stream, peer, &trailer);
+            if broken.is_none() {
+                answered?;
+            }
+        }
         if let Some(e) = broken {
             return Err(e);
         }
-        answered?;
     }
     Ok(())
 }
 
-fn store(
-    shared: &Shared,
-    reader: &mut StdTcpStream,
-    peer: &str,
-    upload: &PendingUpload,
-) -> std::result::Result<(Md5Digest, u64), NotStored> {
-    let created = upload
-        .abs
-        .parent()
-        .map_or(Ok(()), |parent| std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e)))
-        .and_then(|()| AtomicFile::create(&upload.abs));
-    let mut file = match created {
-        Ok(file) => file,
-        Err(e) => {
-            tcp::skip_file(reader, peer, upload.size).map_err(NotStored::Broken)?;
-            return Err(NotStored::Refused(e));
+/// Receives one file into a temporary file beside its destination and checks it against what the client said.
+fn stage(reader: &mut StdTcpStream, peer: &str, upload: &PendingUpload) -> std::result::Result<Staged, FileFailed> {
+    if let Some(parent) = upload.abs.parent()
+        && let Err(e) = std::fs::create_dir_all(parent)
+    {
+        tcp::skip_file(reader, peer, upload.size).map_err(FileFailed::StreamBroken)?;
+        return Err(FileFailed::Alone(Error::io(parent, e)));
+    }
+    let (mut file, received) = tcp::receive_to_temp(reader, peer, &upload.abs, upload.size)?;
+    let checked = match received.trailer {
+        BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+        BulkTrailer::Done { size, .. } if size != upload.size || received.bytes != upload.size => {
+            Err(Error::SizeMismatch { path: upload.rel.clone(), expected: upload.size, actual: received.bytes })
         }
+        BulkTrailer::Done { md5, .. } if md5 != received.md5 => Err(Error::Md5Mismatch {
+            path: upload.rel.clone(),
+            expected: md5.to_string(),
+            actual: received.md5.to_string(),
+        }),
+        BulkTrailer::Done { .. } => file.set_mode(upload.mode).and_then(|()| file.stage(Some(upload.mtime_ns))),
     };
-    let temp_path = file.temp_path().to_path_buf();
-    let received = tcp::receive_file(reader, &mut file, &temp_path, peer, upload.size, &Progress::default())
-        .map_err(NotStored::Broken)?;
-    commit(shared, upload, file, received).map_err(NotStored::Refused)
+    checked.map_err(FileFailed::Alone)?;
+    Ok(Staged { file, md5: received.md5, bytes: received.bytes })
 }
 
-/// Checks a received file against what the client announced and what the path must still hold, then renames
-/// it into place and records it in the journal.
-fn commit(
+type Verdict = Result<(Md5Digest, u64)>;
+
+/// Commits a group of staged files: their bytes are made durable together, then each is checked against what
+/// its path must still hold and renamed into place (the version it replaces goes to the trash), then the renames
+/// are made durable and the journal records them. Only then does any client hear that a file is stored.
+fn commit_group(
     shared: &Shared,
-    upload: &PendingUpload,
-    file: AtomicFile,
-    received: tcp::Received,
-) -> Result<(Md5Digest, u64)> {
-    match received.trailer {
-        BulkTrailer::Failed(body) => return Err(Error::Remote(body)),
-        BulkTrailer::Done { size, md5 } => {
-            if size != upload.size || received.bytes != upload.size {
-                return Err(Error::SizeMismatch {
-                    path: upload.rel.clone(),
-                    expected: upload.size,
-                    actual: received.bytes,
-                });
-            }
-            if md5 != received.md5 {
-                let (expected, actual) = (md5.to_string(), received.md5.to_string());
-                return Err(Error::Md5Mismatch { path: upload.rel.clone(), expected, actual });
-            }
-        }
-    }
-    // From the last checks to the journal entry, no other write of this path can come in between.
-    let _held = shared.path_locks.hold(&[&upload.rel]);
+    group: Vec<(PendingUpload, Instant, Result<Staged>)>,
+) -> Vec<(PendingUpload, Instant, Verdict)> {
+    let staged: Vec<&AtomicFile> = group.iter().filter_map(|(_, _, s)| s.as_ref().ok().map(|s| &s.file)).collect();
+    let synced = sync_staged(&staged).map_err(|e| e.to_body());
+    // From the last checks to the journal entries, no other write of these paths can come in between.
+    let rels: Vec<&str> = group.iter().filter(|(_, _, s)| s.is_ok()).map(|(u, _, _)| u.rel.as_str()).collect();
+    let held = shared.path_locks.hold(&rels);
+    let placed: Vec<_> = group
+        .into_iter()
+        .map(|(upload, started, staged)| {
+            let placed = staged.and_then(|staged| {
+                synced.clone().map_err(Error::Remote)?;
+                place(shared, &upload, staged)
+            });
+            (upload, started, placed)
+        })
+        .collect();
+    let renamed: Vec<PathBuf> = placed.iter().filter(|(_, _, p)| p.is_ok()).map(|(u, _, _)| u.abs.clone()).collect();
+    let durable = sync_renamed(&renamed).map_err(|e| e.to_body());
+    let verdicts = placed
+        .into_iter()
+        .map(|(upload, started, placed)| {
+            let verdict = placed.and_then(|(md5, bytes)| {
+                let written = std::fs::metadata(&upload.abs).map(|m| (FileStamp::of(&m), md5)).ok();
+                if let Some((stamp, md5)) = written {
+                    shared.hashes.insert(&upload.rel, stamp, md5);
+                }
+                refresh_knowing(shared, &upload.rel, upload.client.as_ref().map(|c| c.host.as_str()), written)?;
+                durable.clone().map_err(Error::Remote)?;
+                Ok((md5, bytes))
+            });
+            (upload, started, verdict)
+        })
+        .collect();
+    drop(held);
+    verdicts
+}
+
+/// Checks one staged file against what its path must still hold, keeps the version it replaces in the trash,
+/// and renames it into place.
+fn place(shared: &Shared, upload: &PendingUpload, staged: Staged) -> Result<(Md5Digest, u64)> {
     may_write(shared, &upload.rel, upload.client.as_ref())?;
     check_expect(shared, &upload.rel, &upload.abs, upload.expect)?;
     // Nothing is destroyed: the version being replaced moves to the trash first.
     if std::fs::symlink_metadata(&upload.abs).is_ok() {
         move_to_trash(shared.share.root(), &upload.rel, &upload.abs)?;
     }
-    file.set_mode(upload.mode)?;
-    file.commit(Some(upload.mtime_ns))?;
-    let written = std::fs::metadata(&upload.abs).map(|metadata| (FileStamp::of(&metadata), received.md5)).ok();
-    if let Some((stamp, md5)) = written {
-        shared.hashes.insert(&upload.rel, stamp, md5);
-    }
-    refresh_knowing(shared, &upload.rel, upload.client.as_ref().map(|c| c.host.as_str()), written)?;
-    Ok((received.md5, received.bytes))
+    staged.file.rename_into_place()?;
+    Ok((staged.md5, staged.bytes))
 }
 
 fn record(

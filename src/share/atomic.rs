@@ -2,6 +2,11 @@
 //! fsynced file is renamed over the destination. A failure or a drop before [`AtomicFile::commit`] removes the
 //! temporary file and leaves the destination as it was.
 //!
+//! Many files written together can share their syncs ([`AtomicFile::stage`], [`sync_staged`],
+//! [`AtomicFile::rename_into_place`], [`sync_renamed`]): one filesystem sync before all their renames and one
+//! fsync per folder after, instead of two fsyncs per file. The order that makes a rename safe is the same: no
+//! file is renamed into place before its bytes are on disk, and nobody is told it is there before the rename is.
+//!
 //! Writes through [`AtomicFile`]'s `Write` impl also start the disk writeback of each few MiB as they go, so the
 //! fsync in `commit` finds little left to flush: for a 1 GiB download that turns a quarter-second stall at the
 //! end into disk work that overlaps the transfer.
@@ -62,22 +67,79 @@ impl AtomicFile {
         Ok(())
     }
 
-    /// Flushes the bytes to disk, sets the modification time, and renames the file over the destination.
-    pub fn commit(self, mtime_ns: Option<i64>) -> Result<()> {
+    /// Sets the modification time, flushes the bytes to disk, and renames the file over the destination, durably.
+    pub fn commit(mut self, mtime_ns: Option<i64>) -> Result<()> {
+        self.stage(mtime_ns)?;
+        sync_staged(&[&self])?;
+        let dest = self.rename_into_place()?;
+        sync_renamed(&[dest])
+    }
+
+    /// Gives the file its modification time and starts writing it to disk, for a group commit: then
+    /// [`sync_staged`] for the group, [`AtomicFile::rename_into_place`] for each file, [`sync_renamed`] for all.
+    pub fn stage(&mut self, mtime_ns: Option<i64>) -> Result<()> {
         let file = self.temp.as_file();
         if let Some(mtime_ns) = mtime_ns {
             file.set_modified(ns_to_system_time(mtime_ns)).map_err(|e| Error::io(self.temp.path(), e))?;
         }
-        file.sync_all().map_err(|e| Error::io(self.temp.path(), e))?;
-        self.temp.persist(&self.dest).map_err(|e| Error::io(&self.dest, e.error))?;
-        // Make the rename itself durable.
-        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Ok(dir) = File::open(dir)
-        {
-            let _ = dir.sync_all();
-        }
+        start_writeback(file, self.flushed, self.written - self.flushed);
+        self.flushed = self.written;
         Ok(())
     }
+
+    /// Renames a staged file over its destination. Only after [`sync_staged`] has made its bytes durable; nobody
+    /// may be told the file is there until [`sync_renamed`] has made the rename durable too.
+    pub fn rename_into_place(self) -> Result<PathBuf> {
+        self.temp.persist(&self.dest).map_err(|e| Error::io(&self.dest, e.error))?;
+        Ok(self.dest)
+    }
+
+    /// Where the file goes.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+}
+
+/// Makes staged files durable before their renames: an fsync for one file; for several, one sync of the
+/// filesystem, which costs one disk flush instead of one per file.
+pub fn sync_staged(files: &[&AtomicFile]) -> Result<()> {
+    match files {
+        [] => Ok(()),
+        [one] => one.temp.as_file().sync_all().map_err(|e| Error::io(one.temp.path(), e)),
+        [first, ..] => sync_filesystem(first.temp.as_file(), first.temp.path()),
+    }
+}
+
+/// Makes renames durable: one fsync of each folder they happened in.
+pub fn sync_renamed(dests: &[PathBuf]) -> Result<()> {
+    let mut folders: Vec<&Path> = dests
+        .iter()
+        .map(|dest| dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+        .collect();
+    folders.sort();
+    folders.dedup();
+    for folder in folders {
+        File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn sync_filesystem(file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is open for the duration of the call.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(path, std::io::Error::last_os_error()))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_filesystem(_file: &File, _path: &Path) -> Result<()> {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    Ok(())
 }
 
 impl Write for AtomicFile {

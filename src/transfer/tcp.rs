@@ -17,7 +17,7 @@ use super::sink::with_verified_sink;
 use crate::digest::{ChunkHasher, Md5Digest};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
-use crate::share::FileStamp;
+use crate::share::{AtomicFile, FileStamp};
 
 /// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
 const HASH_QUEUE: usize = 8;
@@ -193,6 +193,35 @@ pub fn receive_file(
     })?;
     let trailer = read_trailer(stream, peer)?;
     Ok(Received { bytes: received, md5, trailer })
+}
+
+/// Why one file of a batch stream did not arrive, and whether the stream can go on to the next file.
+pub enum FileFailed {
+    /// The file's bytes were read (or skipped) in full; the next file can follow.
+    Alone(Error),
+    /// The stream is out of step or gone; nothing more can be read from it.
+    StreamBroken(Error),
+}
+
+/// Receives one file of a stream into a temporary file beside `dest` (whose folder must exist), refusing more
+/// than `size` bytes. If the temporary file cannot be made, the file's bytes are skipped so the next can follow.
+pub fn receive_to_temp(
+    stream: &mut impl Read,
+    peer: &str,
+    dest: &Path,
+    size: u64,
+) -> std::result::Result<(AtomicFile, Received), FileFailed> {
+    let mut file = match AtomicFile::create(dest) {
+        Ok(file) => file,
+        Err(e) => {
+            skip_file(stream, peer, size).map_err(FileFailed::StreamBroken)?;
+            return Err(FileFailed::Alone(e));
+        }
+    };
+    let temp_path = file.temp_path().to_path_buf();
+    let received = receive_file(stream, &mut file, &temp_path, peer, size, &Progress::default())
+        .map_err(FileFailed::StreamBroken)?;
+    Ok((file, received))
 }
 
 /// Reads one file's stream and throws the bytes away, so that the next file of a batch can follow when this one
