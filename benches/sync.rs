@@ -108,7 +108,7 @@ fn start_sync_task(
 ) -> (watch::Receiver<u64>, tokio::task::JoinHandle<tandem::Result<tandem::sync::SyncSummary>>) {
     let config = SyncConfig {
         root: root.to_path_buf(),
-        remote: remote.to_string(),
+        remote: tandem::client::Remote::new(remote),
         client: identity(host),
         interval: Duration::from_secs(60),
     };

@@ -22,6 +22,7 @@
 //! - [`cli`]: the command-line contract: arguments, dispatch, tables and JSON.
 //! - [`error`]: typed errors that name the path or value involved.
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod compare;

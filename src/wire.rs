@@ -48,6 +48,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The stream, to write on it between reads.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.io
+    }
+
     /// Gives back the stream and any bytes already read past the last frame.
     pub fn into_parts(self) -> (R, BytesMut) {
         (self.io, self.buf)

@@ -22,7 +22,7 @@ pub struct Cli {
     #[arg(short, long, global = true, env = "TANDEM_REMOTE", default_value = DEFAULT_ADDR, value_name = "ADDR")]
     pub remote: String,
 
-    /// Shared secret for the server
+    /// Shared secret: the server's with `serve`, the one to prove otherwise (also `token` in config.toml)
     #[arg(long, global = true, env = "TANDEM_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Refuse every write (upload, mkdir, delete, rename)
     #[arg(long)]
     pub read_only: bool,
+    /// Serve on a non-loopback address without a token (anyone who can reach it can read and change the folder)
+    #[arg(long)]
+    pub insecure_no_auth: bool,
 }
 
 #[derive(Debug, Args)]

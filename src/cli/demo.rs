@@ -48,7 +48,11 @@ pub async fn run(tour: bool) -> Result<()> {
     config.listen = "127.0.0.1:0".into();
     let (addr, shutdown, server) = Server::spawn(config).await?;
     let addr = addr.to_string();
-    let result = if tour { run_tour(&share, &local, &addr).await } else { crate::tui::run(&local, &addr).await };
+    let result = if tour {
+        run_tour(&share, &local, &addr).await
+    } else {
+        crate::tui::run(&local, &crate::client::Remote::new(&addr)).await
+    };
     shutdown.cancel();
     let _ = server.await;
     result

@@ -15,7 +15,8 @@ pub use args::{
     UploadArgs,
 };
 
-use crate::client::{Connection, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
+use crate::auth::Token;
+use crate::client::{Connection, Remote, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::server::{Server, ServerConfig};
@@ -26,13 +27,14 @@ use crate::transfer::Progress;
 
 /// Runs one command to completion.
 pub async fn run(cli: Cli) -> Result<()> {
+    let remote = Remote { addr: cli.remote.clone(), token: token(cli.token.as_deref())? };
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, remote.token).await,
         Command::Demo(args) => demo::run(args.tour).await,
-        Command::Open(args) => open(args, &cli.remote).await,
+        Command::Open(args) => open(args, &remote).await,
         Command::Index(command) => {
             let filter = index_filter(&command)?;
-            let conn = Connection::connect(&cli.remote).await?;
+            let conn = remote.connect(None).await?;
             let entries = conn.list("", filter).await?;
             if cli.json {
                 print_json(&output::entries_json(&entries))
@@ -41,12 +43,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Hash(HashCommand::Verify { path }) => {
-            let conn = Connection::connect(&cli.remote).await?;
+            let conn = remote.connect(None).await?;
             let entry = conn.hash(&path).await?;
             if cli.json { print_json(&output::entry_json(&entry)) } else { print(&output::entry_fields(&entry)) }
         }
         Command::Hash(HashCommand::Checkall) => {
-            let conn = Connection::connect(&cli.remote).await?;
+            let conn = remote.connect(None).await?;
             let entries = conn.hash_all("", None).await?;
             if cli.json {
                 print_json(&output::entries_json(&entries))
@@ -54,25 +56,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                 print(&output::entries_table(&entries, true))
             }
         }
-        Command::Download(args) => download(args, &cli.remote, cli.json).await,
+        Command::Download(args) => download(args, &remote, cli.json).await,
         Command::Upload(args) => {
-            let remote = match &args.remote_path {
-                Some(remote) => remote.clone(),
+            let target = match &args.remote_path {
+                Some(target) => target.clone(),
                 None => args.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
             };
-            let conn = connect_as_me(&cli.remote).await?;
+            let conn = connect_as_me(&remote).await?;
             let progress = Progress::default();
-            let bar = (!cli.json).then(|| progress::show(progress.clone(), remote.clone()));
-            let result = upload_tcp(&conn, &args.local, &remote, &progress).await;
+            let bar = (!cli.json).then(|| progress::show(progress.clone(), target.clone()));
+            let result = upload_tcp(&conn, &args.local, &target, &progress).await;
             if let Some(bar) = bar {
                 bar.finish().await;
             }
             let report = result?;
             if cli.json { print_json(&output::upload_json(&report)) } else { print(&output::upload_text(&report)) }
         }
-        Command::Sync(args) => sync(args, &cli.remote, cli.json).await,
+        Command::Sync(args) => sync(args, &remote, cli.json).await,
         Command::Lock { path } => {
-            let conn = connect_as_me(&cli.remote).await?;
+            let conn = connect_as_me(&remote).await?;
             let entry = conn.lock(&path).await?;
             let holder = entry.and_then(|e| e.locked_by).unwrap_or_default();
             if cli.json {
@@ -82,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Unlock { path, force } => {
-            let conn = connect_as_me(&cli.remote).await?;
+            let conn = connect_as_me(&remote).await?;
             conn.unlock(&path, force).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "path": path, "locked_by": null }))
@@ -93,21 +95,41 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The token from `--token` or `TANDEM_TOKEN` (`given`), or else from `token` in `config.toml`.
+fn token(given: Option<&str>) -> Result<Option<Token>> {
+    if let Some(given) = given {
+        return Token::new(given, "--token or TANDEM_TOKEN").map(Some);
+    }
+    let Some(path) = identity::config_dir().map(|dir| dir.join("config.toml")) else { return Ok(None) };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct TokenConfig {
+        token: Option<String>,
+    }
+    let config: TokenConfig =
+        toml::from_str(&text).map_err(|e| Error::io(&path, std::io::Error::other(e.message().to_string())))?;
+    config.token.map(|token| Token::new(&token, &path.display().to_string())).transpose()
+}
+
 /// Connects with this user's client identity, which owns locks and names conflict copies.
-async fn connect_as_me(remote: &str) -> Result<Connection> {
-    Connection::connect_as(remote, Some(identity::current()?)).await
+async fn connect_as_me(remote: &Remote) -> Result<Connection> {
+    remote.connect(Some(identity::current()?)).await
 }
 
 /// `tandem sync`: one full sync with `--once`, otherwise until Ctrl-C; then the summary.
-async fn sync(args: SyncArgs, remote: &str, json: bool) -> Result<()> {
+async fn sync(args: SyncArgs, remote: &Remote, json: bool) -> Result<()> {
     let client = identity::current()?;
     let summary = if args.once {
-        let conn = Connection::connect_as(remote, Some(client.clone())).await?;
+        let conn = remote.connect(Some(client.clone())).await?;
         let mut engine = Engine::open(&args.dir, conn, &client.host)?;
         engine.sync_until_quiet().await?
     } else {
         let interval = std::time::Duration::from_secs(args.interval.max(1));
-        let config = SyncConfig { root: args.dir.clone(), remote: remote.to_string(), client, interval };
+        let config = SyncConfig { root: args.dir.clone(), remote: remote.clone(), client, interval };
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let stop = CancellationToken::new();
         tokio::spawn(stop_on_signal(stop.clone()));
@@ -143,11 +165,12 @@ pub fn index_filter(command: &IndexCommand) -> Result<ListFilter> {
     })
 }
 
-async fn open(args: OpenArgs, remote: &str) -> Result<()> {
+async fn open(args: OpenArgs, remote: &Remote) -> Result<()> {
     let serving = match &args.listen {
         Some(listen) => {
             let mut config = ServerConfig::new(&args.local);
             config.listen = listen.clone();
+            config.token = remote.token.clone();
             Some(Server::spawn(config).await?)
         }
         None => None,
@@ -160,13 +183,24 @@ async fn open(args: OpenArgs, remote: &str) -> Result<()> {
     result
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
     let mut config = ServerConfig::new(&args.dir);
     config.listen = args.listen;
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
     config.read_only = args.read_only;
+    let open_to_anyone = token.is_none();
+    config.token = token;
+    config.insecure_no_auth = args.insecure_no_auth;
     let server = Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    if open_to_anyone && !addr.ip().is_loopback() {
+        eprintln!(
+            "warning: serving {} on {addr} without authentication (--insecure-no-auth): anyone who can reach it can \
+             read and change the folder",
+            server.root().display()
+        );
+    }
     print(&format!("serving {} on {}\n", server.root().display(), server.local_addr()?))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -195,8 +229,8 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
-async fn download(args: DownloadArgs, remote: &str, json: bool) -> Result<()> {
-    let conn = Connection::connect(remote).await?;
+async fn download(args: DownloadArgs, remote: &Remote, json: bool) -> Result<()> {
+    let conn = remote.connect(None).await?;
     let progress = Progress::default();
     let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
     let result = match args.protocol {

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::connection::{Connection, open_bulk};
+use super::connection::Connection;
 use super::download::{BeforeCommit, DownloadReport, report, verify};
 use super::upload::{UploadReport, local_file};
 use crate::digest::Md5Digest;
@@ -115,7 +115,7 @@ pub async fn download_batch(conn: &Connection, jobs: Vec<DownloadJob>) -> Vec<Re
         return finished(results);
     }
     let count = ready.len();
-    let received = match open_bulk(conn.addr(), ticket).await {
+    let received = match conn.open_bulk(ticket).await {
         Ok((stream, already_read)) => {
             let peer = conn.addr().to_string();
             // Bytes that arrived behind the server's hello are the start of the stream.
@@ -136,7 +136,7 @@ pub async fn download_batch(conn: &Connection, jobs: Vec<DownloadJob>) -> Vec<Re
 /// ever waits for the other to drain its socket. Returns each file's MD5, as both sides computed it.
 async fn send_files(conn: &Connection, ticket: Ticket, sources: Vec<(PathBuf, FileStamp)>) -> Vec<Result<Md5Digest>> {
     let count = sources.len();
-    let mut stream = match open_bulk(conn.addr(), ticket).await {
+    let mut stream = match conn.open_bulk(ticket).await {
         Ok((stream, _)) => stream,
         Err(e) => return spread(e, count),
     };

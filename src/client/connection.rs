@@ -11,9 +11,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::CONNECT_TIMEOUT;
+use crate::auth::{Nonce, SessionKey, TicketProof, Token, client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
-    BatchItem, Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, Expect, ListFilter,
+    BatchItem, Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, ErrorCode, Expect, ListFilter,
     PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, Ticket,
 };
 use crate::share::Entry;
@@ -25,9 +26,37 @@ pub struct Connection {
     inner: Arc<Inner>,
 }
 
+/// What a client presents to a server: who it is (needed for locks) and the server's token, if it has one.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub client: Option<ClientIdentity>,
+    pub token: Option<Token>,
+}
+
+/// A server as the command line names it: its address, and the token it wants if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub addr: String,
+    pub token: Option<Token>,
+}
+
+impl Remote {
+    /// A server that wants no token.
+    pub fn new(addr: impl Into<String>) -> Remote {
+        Remote { addr: addr.into(), token: None }
+    }
+
+    /// Connects as `client` (anonymously with `None`), proving the token if the server asks for it.
+    pub async fn connect(&self, client: Option<ClientIdentity>) -> Result<Connection> {
+        Connection::connect_with(&self.addr, &Credentials { client, token: self.token.clone() }).await
+    }
+}
+
 struct Inner {
     addr: String,
     server: ServerHello,
+    /// The key this session's transfer tickets are bound to.
+    key: SessionKey,
     next_id: AtomicU64,
     outgoing: mpsc::Sender<ClientFrame>,
     /// Requests waiting for answers. A std mutex: held for map operations only.
@@ -58,19 +87,25 @@ impl Responses {
 }
 
 impl Connection {
-    /// Connects to `addr` anonymously and exchanges hellos.
+    /// Connects to `addr` anonymously, without a token, and exchanges hellos.
     pub async fn connect(addr: &str) -> Result<Connection> {
-        Self::connect_as(addr, None).await
+        Self::connect_with(addr, &Credentials::default()).await
     }
 
     /// Connects to `addr` as `client`, which lets it take locks and write to paths it has locked.
     pub async fn connect_as(addr: &str, client: Option<ClientIdentity>) -> Result<Connection> {
-        let (stream, server, _) = open_as(addr, Channel::Control, client).await?;
+        Self::connect_with(addr, &Credentials { client, token: None }).await
+    }
+
+    /// Connects to `addr` with `credentials`: exchanges hellos and, if the server asks, proves the token.
+    pub async fn connect_with(addr: &str, credentials: &Credentials) -> Result<Connection> {
+        let (stream, server, _, key) = handshake(addr, Channel::Control, credentials).await?;
         let (read, write) = stream.into_split();
         let (outgoing, outgoing_rx) = mpsc::channel(64);
         let inner = Arc::new(Inner {
             addr: addr.to_string(),
             server,
+            key,
             next_id: AtomicU64::new(1),
             outgoing,
             pending: Mutex::default(),
@@ -262,29 +297,45 @@ impl Connection {
     fn unexpected(&self, what: &str) -> Error {
         Error::Malformed { what: "server answer", reason: format!("{} sent {what}", self.inner.addr) }
     }
+
+    /// The proof that goes with a ticket this session was given, for a bulk channel or a UDP `Start`.
+    pub fn ticket_proof(&self, ticket: Ticket) -> TicketProof {
+        self.inner.key.ticket_proof(ticket)
+    }
+
+    /// Opens the bulk channel for a ticket this session was given. Returns the stream, and any bytes that
+    /// arrived right behind the server's hello (a download's data follows at once).
+    pub async fn open_bulk_channel(&self, ticket: Ticket) -> Result<(TcpStream, BytesMut)> {
+        let channel = Channel::Bulk { ticket, proof: self.ticket_proof(ticket) };
+        let (stream, _, already_read) = open(&self.inner.addr, channel).await?;
+        Ok((stream, already_read))
+    }
+
+    /// [`Connection::open_bulk_channel`] as a blocking socket with the transfer timeout, for a transfer thread.
+    pub async fn open_bulk(&self, ticket: Ticket) -> Result<(std::net::TcpStream, BytesMut)> {
+        let addr = self.addr();
+        let (stream, already_read) = self.open_bulk_channel(ticket).await?;
+        let stream = stream.into_std().map_err(|e| Error::net(addr, e))?;
+        stream.set_nonblocking(false).map_err(|e| Error::net(addr, e))?;
+        stream.set_read_timeout(Some(super::TRANSFER_TIMEOUT)).map_err(|e| Error::net(addr, e))?;
+        Ok((stream, already_read))
+    }
 }
 
-/// Opens a bulk channel for `ticket` as a blocking socket with the transfer timeout, for a transfer thread.
-/// Also returns any bytes that arrived right behind the server's hello: the start of the stream.
-pub async fn open_bulk(addr: &str, ticket: Ticket) -> Result<(std::net::TcpStream, BytesMut)> {
-    let (stream, _, already_read) = open(addr, Channel::Bulk { ticket }).await?;
-    let stream = stream.into_std().map_err(|e| Error::net(addr, e))?;
-    stream.set_nonblocking(false).map_err(|e| Error::net(addr, e))?;
-    stream.set_read_timeout(Some(super::TRANSFER_TIMEOUT)).map_err(|e| Error::net(addr, e))?;
-    Ok((stream, already_read))
-}
-
-/// Opens a TCP connection for `channel` and exchanges hellos. Returns the stream, the server's hello, and any
-/// bytes that arrived right behind the hello (on a bulk channel the data follows at once).
+/// Opens a TCP connection for `channel` and exchanges hellos, without a token. Returns the stream, the server's
+/// hello, and any bytes that arrived right behind the hello (on a bulk channel the data follows at once).
 pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
-    open_as(addr, channel, None).await
+    let (stream, hello, leftover, _) = handshake(addr, channel, &Credentials::default()).await?;
+    Ok((stream, hello, leftover))
 }
 
-async fn open_as(
+/// Connects, exchanges hellos and, on a control channel to a server that asks, proves the token. Returns the
+/// stream, the server's hello, any bytes that came behind it, and the session's key.
+async fn handshake(
     addr: &str,
     channel: Channel,
-    client: Option<ClientIdentity>,
-) -> Result<(TcpStream, ServerHello, BytesMut)> {
+    credentials: &Credentials,
+) -> Result<(TcpStream, ServerHello, BytesMut, SessionKey)> {
     let timed_out = |during| Error::Timeout { addr: addr.to_string(), seconds: CONNECT_TIMEOUT.as_secs(), during };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
@@ -293,9 +344,10 @@ async fn open_as(
     let _ = stream.set_nodelay(true);
     let mut framed = FrameWriter::new(stream, addr);
     let software = format!("tandem {}", env!("CARGO_PKG_VERSION"));
-    framed
-        .send(&ClientFrame::Hello(ClientHello { protocol_version: PROTOCOL_VERSION, software, channel, client }))
-        .await?;
+    let nonce = Nonce::random();
+    let client = credentials.client.clone();
+    let hello = ClientHello { protocol_version: PROTOCOL_VERSION, software, channel, client, nonce: Some(nonce) };
+    framed.send(&ClientFrame::Hello(hello)).await?;
     let mut reader = FrameReader::new(framed.into_inner(), addr);
     let hello = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("server hello"))
         .await
@@ -317,11 +369,41 @@ async fn open_as(
             theirs: server.protocol_version,
         });
     }
+    let Some(server_nonce) = server.nonce else {
+        return Err(Error::Malformed { what: "server hello", reason: format!("{addr} sent no nonce") });
+    };
+    let token = credentials.token.as_ref().filter(|_| server.auth);
+    let key = SessionKey::derive(token, &nonce, &server_nonce);
+    if server.auth && matches!(channel, Channel::Control) {
+        let Some(token) = token else {
+            let message = format!(
+                "authentication failed: {addr} requires a token; give it with --token, TANDEM_TOKEN or `token = \"…\"` \
+                 in config.toml"
+            );
+            return Err(Error::Remote(ErrorBody { code: ErrorCode::AuthFailed, message }));
+        };
+        let proof = client_proof(token, &nonce, &server_nonce);
+        FrameWriter::new(reader.get_mut(), addr).send(&ClientFrame::Auth { proof }).await?;
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("authentication answer"))
+            .await
+            .map_err(|_| timed_out("waiting for the server to accept the token"))??;
+        match answer {
+            Some(ServerFrame::Welcome) => {}
+            Some(ServerFrame::Fatal(body)) => return Err(Error::Remote(body)),
+            Some(_) => {
+                return Err(Error::Malformed {
+                    what: "server answer",
+                    reason: format!("{addr} skipped authentication"),
+                });
+            }
+            None => return Err(Error::Closed { addr: addr.to_string(), during: "during authentication" }),
+        }
+    }
     let (stream, leftover) = reader.into_parts();
     if !leftover.is_empty() && matches!(channel, Channel::Control) {
         return Err(Error::Malformed { what: "server hello", reason: format!("{addr} sent data before it was asked") });
     }
-    Ok((stream, server, leftover))
+    Ok((stream, server, leftover, key))
 }
 
 async fn write_frames(
@@ -356,7 +438,7 @@ async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>
                 });
             }
             Ok(Some(ServerFrame::Fatal(body))) => break body,
-            Ok(Some(ServerFrame::Hello(_))) => {
+            Ok(Some(ServerFrame::Hello(_) | ServerFrame::Welcome)) => {
                 break Error::Malformed { what: "server frame", reason: "hello sent twice".into() }.to_body();
             }
             Ok(None) => {

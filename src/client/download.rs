@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::connection::{Connection, open_bulk};
+use super::connection::Connection;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
@@ -96,7 +96,7 @@ async fn receive_tcp(
     progress: &Progress,
     started: Instant,
 ) -> Result<DownloadReport> {
-    let (stream, already_read) = open_bulk(conn.addr(), ticket).await?;
+    let (stream, already_read) = conn.open_bulk(ticket).await?;
     let peer = conn.addr().to_string();
     // Bytes that arrived behind the server's hello are the start of the stream.
     let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
@@ -133,6 +133,7 @@ pub async fn download_udp(
     let progress = progress.clone();
     let size = entry.size;
     let announced = (entry.clone(), mode);
+    let proof = conn.ticket_proof(ticket).0;
     let ((bytes, stats), md5) = write_verified(&dest, announced, Box::new(|| Ok(())), move |file, temp_path| {
         let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
         let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
@@ -140,6 +141,7 @@ pub async fn download_udp(
             link: &link,
             server,
             session: ticket.0,
+            proof,
             size,
             payload: options.payload,
             idle_timeout: options.idle_timeout,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::connection::{Connection, open_bulk};
+use super::connection::Connection;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Expect};
@@ -44,7 +44,7 @@ pub async fn upload_expecting(
     progress.set_total(stamp.size);
     let progress = progress.clone();
     let (ticket, entry) = conn.upload_ticket(remote, (stamp.size, stamp.mtime_ns, mode), expect).await?;
-    let (mut stream, _) = open_bulk(conn.addr(), ticket).await?;
+    let (mut stream, _) = conn.open_bulk(ticket).await?;
     let peer = conn.addr().to_string();
     let source = local.to_path_buf();
     let shown = entry.path.clone();

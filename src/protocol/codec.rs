@@ -33,9 +33,11 @@ mod tests {
             ClientFrame::Hello(ClientHello {
                 protocol_version: PROTOCOL_VERSION,
                 software: "tandem test".into(),
-                channel: Channel::Bulk { ticket: Ticket(u64::MAX) },
+                channel: Channel::Bulk { ticket: Ticket(u64::MAX), proof: crate::auth::TicketProof([7; 16]) },
                 client: None,
+                nonce: Some(crate::auth::Nonce([3; 32])),
             }),
+            ClientFrame::Auth { proof: crate::auth::Proof([5; 32]) },
             ClientFrame::Request {
                 id: 7,
                 body: Request::List {

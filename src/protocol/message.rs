@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Nonce, Proof, TicketProof};
 use crate::digest::Md5Digest;
 use crate::share::Entry;
 
@@ -16,6 +17,9 @@ pub struct ClientHello {
     /// Who is connecting: needed to take locks and to write past one's own locks.
     #[serde(default)]
     pub client: Option<ClientIdentity>,
+    /// A fresh random value; see [`crate::auth`].
+    #[serde(default)]
+    pub nonce: Option<Nonce>,
 }
 
 /// A client's lasting identity: a random id made on first use, and the host name people see.
@@ -29,7 +33,11 @@ pub struct ClientIdentity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Channel {
     Control,
-    Bulk { ticket: Ticket },
+    /// Presents a ticket, with the proof that this client's control session is the one it was issued to.
+    Bulk {
+        ticket: Ticket,
+        proof: TicketProof,
+    },
 }
 
 /// The first frame a server sends on any connection.
@@ -41,6 +49,13 @@ pub struct ServerHello {
     /// a share whose `.tandem` was wiped, or another server at the same address, is a new journal to them.
     #[serde(default)]
     pub journal: Option<String>,
+    /// A fresh random value: the challenge a client with a token answers; see [`crate::auth`].
+    #[serde(default)]
+    pub nonce: Option<Nonce>,
+    /// Whether a control connection must prove it holds the server's token ([`ClientFrame::Auth`]) before any
+    /// request.
+    #[serde(default)]
+    pub auth: bool,
 }
 
 /// A one-time, short-lived permission to open a bulk channel for one file.
@@ -51,13 +66,22 @@ pub struct Ticket(pub u64);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ClientFrame {
     Hello(ClientHello),
-    Request { id: u64, body: Request },
+    /// The answer to the server's challenge, when [`ServerHello::auth`] asks for one.
+    Auth {
+        proof: Proof,
+    },
+    Request {
+        id: u64,
+        body: Request,
+    },
 }
 
 /// Frames a server sends on a control channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerFrame {
     Hello(ServerHello),
+    /// The client's [`ClientFrame::Auth`] proof was right; requests may follow.
+    Welcome,
     Response {
         id: u64,
         body: Response,
@@ -316,4 +340,6 @@ pub enum ErrorCode {
     Stale,
     /// Another client holds a lock on the path.
     Locked,
+    /// The client did not prove it holds the server's token.
+    AuthFailed,
 }

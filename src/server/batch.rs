@@ -4,16 +4,16 @@
 
 use std::sync::Arc;
 
-use super::session::Responder;
+use super::session::{Caller, Responder};
 use super::tickets::Grant;
 use super::{Shared, download, upload};
 use crate::error::{Error, Result};
-use crate::protocol::{BatchItem, ClientIdentity, MAX_BATCH_FILES, Response, UploadItem};
+use crate::protocol::{BatchItem, MAX_BATCH_FILES, Response, UploadItem};
 use crate::task::blocking;
 
-pub async fn download(shared: &Arc<Shared>, paths: &[String], peer: &str, out: &mut Responder) -> Result<()> {
+pub async fn download(shared: &Arc<Shared>, paths: &[String], caller: &Caller, out: &mut Responder) -> Result<()> {
     check_size(paths.len())?;
-    let (shared_for_checks, paths, peer) = (shared.clone(), paths.to_vec(), peer.to_string());
+    let (shared_for_checks, paths, peer) = (shared.clone(), paths.to_vec(), caller.peer.clone());
     let prepared = blocking(move || {
         Ok(paths.iter().map(|path| download::prepare(&shared_for_checks, path, &peer)).collect::<Vec<_>>())
     })
@@ -29,22 +29,18 @@ pub async fn download(shared: &Arc<Shared>, paths: &[String], peer: &str, out: &
             Err(e) => items.push(BatchItem::Refused(e.to_body())),
         }
     }
-    let ticket = shared.tickets.issue(Grant::DownloadBatch(grants));
+    let ticket = shared.tickets.issue(Grant::DownloadBatch(grants), caller.key);
     out.send(Response::Batch { ticket, items }).await
 }
 
-pub async fn upload(
-    shared: &Arc<Shared>,
-    files: &[UploadItem],
-    (peer, client): (&str, Option<&ClientIdentity>),
-    out: &mut Responder,
-) -> Result<()> {
+pub async fn upload(shared: &Arc<Shared>, files: &[UploadItem], caller: &Caller, out: &mut Responder) -> Result<()> {
     check_size(files.len())?;
-    let (shared_for_checks, files, peer, client) = (shared.clone(), files.to_vec(), peer.to_string(), client.cloned());
+    let (shared_for_checks, files) = (shared.clone(), files.to_vec());
+    let (peer, client) = (caller.peer.clone(), caller.client.clone());
     let prepared = blocking(move || {
         Ok(files
             .iter()
-            .map(|item| upload::prepare(&shared_for_checks, item, &peer, client.as_ref()))
+            .map(|item| upload::prepare(&shared_for_checks, item, &peer, client.as_deref()))
             .collect::<Vec<_>>())
     })
     .await?;
@@ -60,7 +56,7 @@ pub async fn upload(
             Err(e) => items.push(BatchItem::Refused(e.to_body())),
         }
     }
-    let ticket = shared.tickets.issue(Grant::UploadBatch(grants));
+    let ticket = shared.tickets.issue(Grant::UploadBatch(grants), caller.key);
     out.send(Response::Batch { ticket, items }).await
 }
 

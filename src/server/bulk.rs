@@ -15,6 +15,7 @@ use super::guard::{check_expect, may_write};
 use super::history::Record;
 use super::observe::refresh_knowing;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
+use crate::auth::TicketProof;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
@@ -22,8 +23,8 @@ use crate::share::{AtomicFile, FileStamp, move_to_trash, sync_renamed, sync_stag
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
-pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<Shared>) {
-    let grant = shared.tickets.redeem(ticket);
+pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), peer: String, shared: Arc<Shared>) {
+    let grant = shared.tickets.redeem(ticket, &proof);
     let peer_for_log = peer.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stream = into_blocking(stream, &peer, shared.config.idle_timeout)?;
@@ -36,7 +37,7 @@ pub async fn serve(stream: TcpStream, ticket: Ticket, peer: String, shared: Arc<
                 let started = Instant::now();
                 let body = ErrorBody {
                     code: ErrorCode::BadTicket,
-                    message: "transfer ticket unknown, used or expired".into(),
+                    message: "transfer ticket unknown, used, expired or issued to another session".into(),
                 };
                 let refused = tcp::refuse(&mut stream, &peer, body.clone());
                 let arguments = format!("ticket={:016x}", ticket.0);

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use super::Shared;
-use super::session::Responder;
+use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
 use crate::protocol::Response;
 use crate::share::{Entry, FileStamp};
 
-pub async fn handle(shared: &Arc<Shared>, path: &str, peer: &str, out: &mut Responder) -> Result<()> {
-    let (pending, mode) = prepare(shared, path, peer)?;
+pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
+    let (pending, mode) = prepare(shared, path, &caller.peer)?;
     let entry = pending.entry.clone();
-    let ticket = shared.tickets.issue(Grant::Download(pending));
+    let ticket = shared.tickets.issue(Grant::Download(pending), caller.key);
     out.send(Response::Ticket { ticket, entry, mode }).await
 }
 

@@ -34,6 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Token;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::share::Share;
@@ -58,6 +59,10 @@ pub struct ServerConfig {
     pub read_only: bool,
     /// How often the whole share is rescanned for changes the file watcher missed (it also is at startup).
     pub scan_interval: Duration,
+    /// The shared secret clients must prove they hold; `None` lets anyone in (only sane on loopback).
+    pub token: Option<Token>,
+    /// Serve beyond loopback without a token anyway (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 impl ServerConfig {
@@ -70,6 +75,8 @@ impl ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             read_only: false,
             scan_interval: Duration::from_secs(600),
+            token: None,
+            insecure_no_auth: false,
         }
     }
 }
@@ -94,6 +101,14 @@ impl Server {
         let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;
         let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::net(&config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
+        if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure_no_auth {
+            return Err(Error::Unsupported(format!(
+                "refusing to serve {} on {addr} without a token: anyone who can reach that address could read and \
+                 change it. Give a token with --token, TANDEM_TOKEN or `token = \"…\"` in config.toml, or pass \
+                 --insecure-no-auth",
+                share.root().display()
+            )));
+        }
         let udp = Arc::new(
             Link::bind(addr, crate::transfer::udp::link::loss_from_env())
                 .map_err(|e| Error::net(format!("{addr} (UDP)"), e))?,

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
 use super::{Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
+use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
     Channel, ClientFrame, ClientIdentity, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame,
@@ -25,6 +26,8 @@ use crate::protocol::{
 };
 use crate::wire::{FrameReader, FrameWriter};
 
+/// How long a client that failed to authenticate waits for its answer: guessing tokens stays slow.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Requests one connection may have running at once; more wait, which slows that client only.
 const MAX_REQUESTS_PER_CONNECTION: usize = 32;
 /// Largest frame accepted before hello: a hello is small.
@@ -57,7 +60,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
         }
     };
     let journal = Some(shared.journal.id().to_string());
-    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: software(), journal };
+    let nonce = Nonce::random();
+    let auth = shared.config.token.is_some();
+    let ours =
+        ServerHello { protocol_version: PROTOCOL_VERSION, software: software(), journal, nonce: Some(nonce), auth };
     if writer.send(&ServerFrame::Hello(ours)).await.is_err() {
         return;
     }
@@ -69,20 +75,81 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
         tracing::info!(%peer, "{message}");
         return fatal(&mut writer, ErrorCode::VersionMismatch, message).await;
     }
-    reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
+    let Some(client_nonce) = hello.nonce else {
+        let message = format!("the client ({}) sent no nonce in its hello", hello.software);
+        return fatal(&mut writer, ErrorCode::BadRequest, message).await;
+    };
+    let key = SessionKey::derive(shared.config.token.as_ref(), &client_nonce, &nonce);
     match hello.channel {
-        Channel::Control => control(reader, writer, (peer, hello.client), shared, shutdown).await,
-        Channel::Bulk { ticket } => {
+        Channel::Control => {
+            if let Some(token) = &shared.config.token
+                && !authenticate(&mut reader, &mut writer, token, (&client_nonce, &nonce), (&peer, &shared)).await
+            {
+                return;
+            }
+            reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
+            let caller = Caller { peer, client: hello.client.map(Arc::new), key };
+            control(reader, writer, caller, shared, shutdown).await
+        }
+        // A bulk connection proves itself with its ticket, which only the session it was issued to can present.
+        Channel::Bulk { ticket, proof } => {
             let (read, leftover) = reader.into_parts();
             if !leftover.is_empty() {
                 let message = "unexpected bytes after a bulk hello".to_string();
                 return fatal(&mut writer, ErrorCode::BadRequest, message).await;
             }
             match read.reunite(writer.into_inner()) {
-                Ok(stream) => bulk::serve(stream, ticket, peer, shared).await,
+                Ok(stream) => bulk::serve(stream, (ticket, proof), peer, shared).await,
                 Err(e) => tracing::error!(%peer, "cannot rejoin connection halves: {e}"),
             }
         }
+    }
+}
+
+/// Reads the client's answer to the challenge. A wrong or missing one is logged and, after a delay, refused
+/// with `authentication failed`; the connection then closes.
+async fn authenticate(
+    reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: &mut FrameWriter<OwnedWriteHalf>,
+    token: &Token,
+    (client_nonce, server_nonce): (&Nonce, &Nonce),
+    (peer, shared): (&str, &Shared),
+) -> bool {
+    let started = Instant::now();
+    let answer = tokio::time::timeout(shared.config.handshake_timeout, reader.next::<ClientFrame>("authentication"));
+    let failure = match answer.await {
+        Ok(Ok(Some(ClientFrame::Auth { proof }))) => {
+            if verify_client_proof(token, client_nonce, server_nonce, &proof) {
+                return writer.send(&ServerFrame::Welcome).await.is_ok();
+            }
+            "wrong token"
+        }
+        Ok(Ok(Some(_))) => "no proof of the token",
+        Ok(Ok(None)) => "closed before answering",
+        Ok(Err(_)) => "an unreadable answer",
+        Err(_) => "no answer in time",
+    };
+    tracing::warn!(%peer, "authentication failed: {failure}");
+    let arguments = format!("reason={failure:?}");
+    let outcome = Err("authentication failed".to_string());
+    let elapsed = started.elapsed();
+    shared.history.record(Record { peer, command: "auth", arguments: &arguments, outcome, bytes: 0, elapsed });
+    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+    fatal(writer, ErrorCode::AuthFailed, "authentication failed".into()).await;
+    false
+}
+
+/// Who sent a request: the connection's address, the client's identity if it gave one, and the session's key,
+/// to which the transfer tickets it is given are bound.
+pub struct Caller {
+    pub peer: String,
+    pub client: Option<Arc<ClientIdentity>>,
+    pub key: SessionKey,
+}
+
+impl Caller {
+    pub fn client(&self) -> Option<&ClientIdentity> {
+        self.client.as_deref()
     }
 }
 
@@ -93,11 +160,12 @@ async fn fatal(writer: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, messag
 async fn control(
     mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
     mut writer: FrameWriter<OwnedWriteHalf>,
-    (peer, client): (String, Option<ClientIdentity>),
+    caller: Caller,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let client = client.map(Arc::new);
+    let caller = Arc::new(caller);
+    let peer = caller.peer.clone();
     let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(64);
     let writer_task = tokio::spawn(async move {
         while let Some(frames) = frames_rx.recv().await {
@@ -126,8 +194,9 @@ async fn control(
             Err(_) => continue,
             Ok(Ok(None)) => break None,
             Ok(Err(e)) => break Some(e.to_body()),
-            Ok(Ok(Some(ClientFrame::Hello(_)))) => {
-                break Some(ErrorBody { code: ErrorCode::BadRequest, message: "hello sent twice".into() });
+            Ok(Ok(Some(ClientFrame::Hello(_) | ClientFrame::Auth { .. }))) => {
+                let message = "hello or authentication sent twice".into();
+                break Some(ErrorBody { code: ErrorCode::BadRequest, message });
             }
             Ok(Ok(Some(ClientFrame::Request { id, body: Request::Subscribe }))) => {
                 if subscription.is_none() {
@@ -142,11 +211,9 @@ async fn control(
                     break None;
                 };
                 let responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
-                let shared = shared.clone();
-                let peer = peer.clone();
-                let client = client.clone();
+                let (shared, caller) = (shared.clone(), caller.clone());
                 requests.spawn(async move {
-                    run_request(body, responder, (&peer, client.as_deref()), &shared).await;
+                    run_request(body, responder, &caller, &shared).await;
                     drop(permit);
                 });
             }
@@ -168,25 +235,21 @@ async fn control(
 }
 
 /// Runs one request to completion, answers errors, and logs it.
-async fn run_request(
-    request: Request,
-    mut out: Responder,
-    (peer, client): (&str, Option<&ClientIdentity>),
-    shared: &Arc<Shared>,
-) {
+async fn run_request(request: Request, mut out: Responder, caller: &Caller, shared: &Arc<Shared>) {
     let started = Instant::now();
+    let (peer, client) = (caller.peer.as_str(), caller.client());
     let result = match &request {
         Request::List { path, filter } => list::handle(shared, path, filter, &mut out).await,
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
         Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
-        Request::Download { path } => download::handle(shared, path, peer, &mut out).await,
+        Request::Download { path } => download::handle(shared, path, caller, &mut out).await,
         Request::Upload { path, size, mtime_ns, mode, expect } => {
             let item =
                 UploadItem { path: path.clone(), size: *size, mtime_ns: *mtime_ns, mode: *mode, expect: *expect };
-            upload::handle(shared, item, (peer, client), &mut out).await
+            upload::handle(shared, item, caller, &mut out).await
         }
-        Request::DownloadBatch { paths } => batch::download(shared, paths, peer, &mut out).await,
-        Request::UploadBatch { files } => batch::upload(shared, files, (peer, client), &mut out).await,
+        Request::DownloadBatch { paths } => batch::download(shared, paths, caller, &mut out).await,
+        Request::UploadBatch { files } => batch::upload(shared, files, caller, &mut out).await,
         Request::Mkdir { path } => change::mkdir(shared, path, client, &mut out).await,
         Request::Delete { path, expect } => change::delete(shared, path, *expect, client, &mut out).await,
         Request::Rename { from, to } => change::rename(shared, from, to, client, &mut out).await,

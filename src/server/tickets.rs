@@ -1,11 +1,14 @@
-//! One-time transfer tickets: a control request reserves a download or an upload (or a batch of them), and the bulk connection (or
-//! UDP session) that presents the ticket gets exactly that, once, within [`TICKET_LIFETIME`].
+//! One-time transfer tickets: a control request reserves a download or an upload (or a batch of them), and the
+//! bulk connection (or UDP session) that presents the ticket gets exactly that, once, within [`TICKET_LIFETIME`].
+//! A ticket is bound to the session that asked for it: it is redeemed only with a proof made with that session's
+//! key ([`crate::auth`]), so a ticket seen on the wire or handed to another client is worthless.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::auth::{SessionKey, TicketProof};
 use crate::protocol::{ClientIdentity, Expect, Ticket};
 use crate::share::{Entry, FileStamp};
 
@@ -49,37 +52,47 @@ pub enum Grant {
     UploadBatch(Vec<PendingUpload>),
 }
 
+struct Issued {
+    at: Instant,
+    key: SessionKey,
+    grant: Grant,
+}
+
 #[derive(Default)]
 pub struct Tickets {
     /// A std mutex: held only for a map operation, never across an await.
-    pending: Mutex<HashMap<Ticket, (Instant, Grant)>>,
+    pending: Mutex<HashMap<Ticket, Issued>>,
 }
 
 impl Tickets {
-    /// Issues a fresh random ticket for `grant`, dropping expired ones.
-    pub fn issue(&self, grant: Grant) -> Ticket {
+    /// Issues a fresh random ticket for `grant` to the session with `key`, dropping expired ones.
+    pub fn issue(&self, grant: Grant, key: SessionKey) -> Ticket {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        pending.retain(|_, (issued, _)| now.duration_since(*issued) < TICKET_LIFETIME);
+        pending.retain(|_, issued| now.duration_since(issued.at) < TICKET_LIFETIME);
         loop {
             let ticket = Ticket(rand::random());
             if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(ticket) {
-                slot.insert((now, grant));
+                slot.insert(Issued { at: now, key, grant });
                 return ticket;
             }
         }
     }
 
-    /// Takes a ticket out, so it cannot be used again. `None` if unknown, used or expired.
-    pub fn redeem(&self, ticket: Ticket) -> Option<Grant> {
+    /// Takes a ticket out, so it cannot be used again. `None` if unknown, used or expired, or if `proof` does not
+    /// come from the session it was issued to (then it stays, so a stranger cannot spoil it for its owner).
+    pub fn redeem(&self, ticket: Ticket, proof: &TicketProof) -> Option<Grant> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let (issued, grant) = pending.remove(&ticket)?;
-        (issued.elapsed() < TICKET_LIFETIME).then_some(grant)
+        if !pending.get(&ticket)?.key.verifies(ticket, proof) {
+            return None;
+        }
+        let issued = pending.remove(&ticket)?;
+        (issued.at.elapsed() < TICKET_LIFETIME).then_some(issued.grant)
     }
 
     /// Redeems a ticket that must be a download (UDP sessions only send).
-    pub fn redeem_download(&self, ticket: Ticket) -> Option<PendingDownload> {
-        match self.redeem(ticket)? {
+    pub fn redeem_download(&self, ticket: Ticket, proof: &TicketProof) -> Option<PendingDownload> {
+        match self.redeem(ticket, proof)? {
             Grant::Download(download) => Some(download),
             Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_) => None,
         }

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::history::Record;
+use crate::auth::TicketProof;
 use crate::protocol::Ticket;
 use crate::transfer::udp::link::Link;
 use crate::transfer::udp::packet::{self, Packet};
@@ -72,9 +73,9 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
                 }
             },
             (Some(_), _) => {} // a repeated Start, or a kind receivers do not send
-            (None, Packet::Start { window, payload, .. }) => {
+            (None, Packet::Start { window, payload, proof, .. }) => {
                 let (acks, inbox) = sync_channel(ACK_QUEUE);
-                let Some(job) = start(&shared, &link, session, from, *window, *payload) else {
+                let Some(job) = start(&shared, &link, (session, TicketProof(*proof)), from, (*window, *payload)) else {
                     refused.foreign.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
@@ -108,11 +109,17 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
     }
 }
 
-/// Redeems the ticket a `Start` names; an unknown one is answered with `Fail`.
-fn start(shared: &Shared, link: &Link, session: u64, from: SocketAddr, window: u32, payload: u16) -> Option<SendJob> {
-    let Some(pending) = shared.tickets.redeem_download(Ticket(session)) else {
+/// Redeems the ticket a `Start` names, with its proof; an unknown one is answered with `Fail`.
+fn start(
+    shared: &Shared,
+    link: &Link,
+    (session, proof): (u64, TicketProof),
+    from: SocketAddr,
+    (window, payload): (u32, u16),
+) -> Option<SendJob> {
+    let Some(pending) = shared.tickets.redeem_download(Ticket(session), &proof) else {
         let mut buf = Vec::new();
-        let message = "download ticket unknown, used or expired";
+        let message = "download ticket unknown, used, expired or issued to another session";
         packet::encode(&Packet::Fail { session, code: FAIL_TICKET, message }, &mut buf);
         let _ = link.send_to(&buf, from);
         return None;

@@ -5,23 +5,18 @@ use std::sync::Arc;
 
 use super::Shared;
 use super::guard::{check_expect, may_write};
-use super::session::Responder;
+use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingUpload};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Response, UploadItem};
 use crate::share::{Entry, EntryKind};
 use crate::task::blocking;
 
-pub async fn handle(
-    shared: &Arc<Shared>,
-    item: UploadItem,
-    (peer, client): (&str, Option<&ClientIdentity>),
-    out: &mut Responder,
-) -> Result<()> {
-    let (shared_for_check, peer, client) = (shared.clone(), peer.to_string(), client.cloned());
-    let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_ref())).await?;
+pub async fn handle(shared: &Arc<Shared>, item: UploadItem, caller: &Caller, out: &mut Responder) -> Result<()> {
+    let (shared_for_check, peer, client) = (shared.clone(), caller.peer.clone(), caller.client.clone());
+    let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_deref())).await?;
     let (entry, mode) = announced(&pending);
-    let ticket = shared.tickets.issue(Grant::Upload(pending));
+    let ticket = shared.tickets.issue(Grant::Upload(pending), caller.key);
     out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
 }
 

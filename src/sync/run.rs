@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, SyncSummary};
 use super::watch::watch;
-use crate::client::Connection;
+use crate::client::{Connection, Remote};
 use crate::error::Result;
 use crate::protocol::ClientIdentity;
 
@@ -40,7 +40,8 @@ pub enum SyncEvent {
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
     pub root: PathBuf,
-    pub remote: String,
+    /// The server, with the token it wants if it has one.
+    pub remote: Remote,
     pub client: ClientIdentity,
     /// How often the server's journal is polled, whatever the pushes say; the folder is rescanned in full every
     /// tenth poll (every poll if it cannot be watched).
@@ -137,7 +138,7 @@ pub async fn run(
 }
 
 async fn connect(config: &SyncConfig) -> Result<Connection> {
-    let conn = Connection::connect_as(&config.remote, Some(config.client.clone())).await?;
+    let conn = config.remote.connect(Some(config.client.clone())).await?;
     conn.subscribe().await?;
     Ok(conn)
 }

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 pub use app::App;
 
+use crate::client::Remote;
 use crate::error::{Error, Result};
 use keymap::{KeyMap, KeysConfig};
 use worker::Event;
@@ -37,7 +38,7 @@ use worker::Event;
 const TICK: Duration = Duration::from_millis(250);
 
 /// Opens the TUI on `local_root` (left) and the server at `remote` (right) until the person quits.
-pub async fn run(local_root: &Path, remote: &str) -> Result<()> {
+pub async fn run(local_root: &Path, remote: &Remote) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(Error::io(
             "<stdout>",
@@ -47,8 +48,8 @@ pub async fn run(local_root: &Path, remote: &str) -> Result<()> {
     let local_root = local_root.canonicalize().map_err(|e| Error::io(local_root, e))?;
     let (keymap, problems) = load_keymap();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let jobs = worker::spawn(local_root.clone(), remote.to_string(), events_tx);
-    let mut app = App::new(local_root.display().to_string(), remote.to_string(), keymap);
+    let jobs = worker::spawn(local_root.clone(), remote.clone(), events_tx);
+    let mut app = App::new(local_root.display().to_string(), remote.addr.clone(), keymap);
     for problem in problems {
         app.message(problem, true);
     }

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::worker::Event;
-use crate::client::identity;
+use crate::client::{Remote, identity};
 use crate::error::{Error, Result};
 use crate::sync::{SyncConfig, SyncEvent, SyncSummary};
 use crate::task::blocking;
@@ -132,7 +132,7 @@ struct Running {
 
 impl SyncRunner {
     /// Starts syncing `root` with `remote`, unless sync is running already.
-    pub fn start(&self, root: PathBuf, remote: String, events: mpsc::UnboundedSender<Event>) {
+    pub fn start(&self, root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<Event>) {
         let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let previous = match current.take() {
             Some(running) if !running.stop.is_cancelled() => {
@@ -167,7 +167,7 @@ impl SyncRunner {
 /// Runs sync until `stop`, forwarding its events, then reports how it ended.
 async fn run(
     root: PathBuf,
-    remote: String,
+    remote: Remote,
     events: mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
     previous: Option<Running>,
@@ -183,7 +183,7 @@ async fn run(
 
 async fn forward(
     root: PathBuf,
-    remote: String,
+    remote: Remote,
     events: &mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
 ) -> Result<SyncSummary> {

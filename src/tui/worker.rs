@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::pane::{Side, join};
 use super::sync::SyncRunner;
 use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
+use crate::client::{Connection, Remote, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
@@ -132,7 +132,7 @@ impl Handle {
 }
 
 /// Starts the background side; returns the handle that takes jobs.
-pub fn spawn(local_root: PathBuf, remote: String, events: mpsc::UnboundedSender<Event>) -> Handle {
+pub fn spawn(local_root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<Event>) -> Handle {
     let (conn_tx, conn_rx) = watch::channel(None);
     tokio::spawn(supervise(remote.clone(), conn_tx, events.clone()));
     let worker = Arc::new(Worker {
@@ -164,7 +164,7 @@ pub fn spawn(local_root: PathBuf, remote: String, events: mpsc::UnboundedSender<
 }
 
 /// Keeps a connection to `remote`, reconnecting with backoff, and publishes the current one.
-async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, events: mpsc::UnboundedSender<Event>) {
+async fn supervise(remote: Remote, current: watch::Sender<Option<Connection>>, events: mpsc::UnboundedSender<Event>) {
     // Without an identity the server still answers but refuses locks: say so once and carry on.
     let me = match blocking(identity::current).await {
         Ok(me) => Some(me),
@@ -177,7 +177,7 @@ async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, e
     let mut backoff = Duration::from_millis(500);
     loop {
         let _ = events.send(Event::Connection(ConnectionState::Connecting));
-        let reason = match Connection::connect_as(&remote, me.clone()).await {
+        let reason = match remote.connect(me.clone()).await {
             Ok(conn) => {
                 backoff = Duration::from_millis(500);
                 let server = conn.server().software.clone();
@@ -201,7 +201,7 @@ async fn supervise(remote: String, current: watch::Sender<Option<Connection>>, e
 
 struct Worker {
     local_root: PathBuf,
-    remote: String,
+    remote: Remote,
     events: mpsc::UnboundedSender<Event>,
     conn: watch::Receiver<Option<Connection>>,
     /// MD5s of local files, keyed like the server's cache so unchanged files are not read twice.

@@ -135,7 +135,7 @@ async fn a_batch_ticket_works_once_and_an_oversized_batch_is_refused() {
     let (ticket, items) = conn.batch_ticket(Request::DownloadBatch { paths: vec!["a.txt".into()] }).await.unwrap();
     assert!(matches!(&items[..], [BatchItem::Ready { entry, .. }] if entry.size == 5), "{items:?}");
     for attempt in 0..2 {
-        let (stream, already_read) = tandem::client::open_bulk(&addr, ticket).await.unwrap();
+        let (stream, already_read) = conn.open_bulk(ticket).await.unwrap();
         let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
         let mut sink = Vec::new();
         let received = tcp::receive_file(&mut stream, &mut sink, Path::new("a.txt"), &addr, 5, &Default::default());

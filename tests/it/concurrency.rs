@@ -56,7 +56,7 @@ async fn requests_are_answered_while_a_download_is_stalled() {
     let conn = Connection::connect(&addr).await.unwrap();
     let (ticket, _) = conn.download_ticket("big.bin").await.unwrap();
     // Open the bulk stream and read nothing: the server's send blocks on a full socket.
-    let (_stalled, _, _) = tandem::client::open_channel(&addr, Channel::Bulk { ticket }).await.unwrap();
+    let (_stalled, _) = conn.open_bulk_channel(ticket).await.unwrap();
     // A guard against a hang (the stalled transfer blocking the control connection), not a speed check.
     let answers = async {
         let listed = conn.list("", ListFilter::default()).await.unwrap();
@@ -111,6 +111,7 @@ fn idle_connections_are_closed_with_a_reason() {
         software: "test".into(),
         channel: Channel::Control,
         client: None,
+        nonce: Some(tandem::auth::Nonce::random()),
     });
     let mut framed = bytes::BytesMut::new();
     tandem::protocol::codec::encode(&hello, &mut framed).unwrap();

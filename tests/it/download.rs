@@ -127,8 +127,13 @@ async fn lying_server(lie: Lie) -> String {
                 let mut reader = FrameReader::new(read, "client");
                 let mut writer = FrameWriter::new(write, "client");
                 let Ok(Some(ClientFrame::Hello(hello))) = reader.next::<ClientFrame>("hello").await else { return };
-                let ours =
-                    ServerHello { protocol_version: hello.protocol_version, software: "liar".into(), journal: None };
+                let ours = ServerHello {
+                    protocol_version: hello.protocol_version,
+                    software: "liar".into(),
+                    journal: None,
+                    nonce: Some(tandem::auth::Nonce::random()),
+                    auth: false,
+                };
                 writer.send(&ServerFrame::Hello(ours)).await.unwrap();
                 if let Channel::Bulk { .. } = hello.channel {
                     // The client may hang up first (that is the point); write errors end the lie quietly.

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod batch;
 mod cli;
 mod concurrency;

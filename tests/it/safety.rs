@@ -112,6 +112,7 @@ async fn garbage_closes_only_its_own_connection() {
             software: "tandem 9".into(),
             channel: Channel::Control,
             client: None,
+            nonce: Some(tandem::auth::Nonce::random()),
         });
         let mut framed = bytes::BytesMut::new();
         codec::encode(&hello, &mut framed).unwrap();
@@ -140,7 +141,7 @@ fn a_used_ticket_is_refused() {
         let conn = Connection::connect(&addr).await.unwrap();
         let (ticket, _) = conn.download_ticket("f").await.unwrap();
         for attempt in 0..2 {
-            let (stream, _, leftover) = tandem::client::open_channel(&addr, Channel::Bulk { ticket }).await.unwrap();
+            let (stream, leftover) = conn.open_bulk_channel(ticket).await.unwrap();
             let stream = stream.into_std().unwrap();
             stream.set_nonblocking(false).unwrap();
             let mut stream = std::io::Read::chain(std::io::Cursor::new(leftover), stream);
@@ -163,7 +164,7 @@ fn a_used_ticket_is_refused() {
                 (0, tandem::protocol::BulkTrailer::Done { size, .. }) => assert_eq!(size, 4),
                 (1, tandem::protocol::BulkTrailer::Failed(body)) => {
                     assert_eq!(body.code, ErrorCode::BadTicket);
-                    assert_eq!(body.message, "transfer ticket unknown, used or expired");
+                    assert_eq!(body.message, "transfer ticket unknown, used, expired or issued to another session");
                 }
                 (attempt, other) => panic!("attempt {attempt}: {other:?}"),
             }

@@ -95,7 +95,7 @@ async fn a_running_sync_pushes_a_saved_file_to_another_running_client() {
     for (root, host) in [(a.path(), "alice"), (b.path(), "bob")] {
         let config = SyncConfig {
             root: root.to_path_buf(),
-            remote: server.addr.clone(),
+            remote: tandem::client::Remote::new(&server.addr),
             client: identity(host),
             interval: Duration::from_secs(600),
         };

@@ -229,7 +229,12 @@ async fn eight_concurrent_downloads_with_garbage_flying_at_the_port() {
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut start = Vec::new();
     tandem::transfer::udp::packet::encode(
-        &tandem::transfer::udp::packet::Packet::Start { session: forged.0, window: 64, payload: 1400 },
+        &tandem::transfer::udp::packet::Packet::Start {
+            session: forged.0,
+            window: 64,
+            payload: 1400,
+            proof: conn.ticket_proof(forged).0,
+        },
         &mut start,
     );
     socket.send_to(&start, addr).unwrap();
@@ -237,7 +242,7 @@ async fn eight_concurrent_downloads_with_garbage_flying_at_the_port() {
     let (len, _) = socket.recv_from(&mut buf).unwrap();
     match tandem::transfer::udp::packet::decode(&buf[..len]).unwrap() {
         tandem::transfer::udp::packet::Packet::Fail { message, .. } => {
-            assert_eq!(message, "download ticket unknown, used or expired")
+            assert_eq!(message, "download ticket unknown, used, expired or issued to another session")
         }
         other => panic!("expected Fail, got {other:?}"),
     }

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use tandem::client::Connection;
-use tandem::protocol::{Channel, ErrorCode};
+use tandem::protocol::ErrorCode;
 
 use crate::common::*;
 
@@ -188,7 +188,7 @@ async fn an_upload_cut_off_halfway_leaves_nothing() {
     let (addr, shutdown) = in_process(root.path()).await;
     let conn = Connection::connect(&addr).await.unwrap();
     let (ticket, _) = conn.upload_ticket("target.bin", (1_000_000, 0, 0o644), None).await.unwrap();
-    let (mut stream, _, _) = tandem::client::open_channel(&addr, Channel::Bulk { ticket }).await.unwrap();
+    let (mut stream, _) = conn.open_bulk_channel(ticket).await.unwrap();
     // Half a file's worth of one chunk, then the connection drops.
     use tokio::io::AsyncWriteExt;
     stream.write_all(&1_000_000u32.to_be_bytes()).await.unwrap();

@@ -8,7 +8,7 @@
 //!
 //! | kind | from | body |
 //! |---|---|---|
-//! | `Start` (1) | receiver | receive window in packets (4), payload bytes per packet (2) |
+//! | `Start` (1) | receiver | receive window in packets (4), payload bytes per packet (2), ticket proof (16): see [`crate::auth`] |
 //! | `Data` (2) | sender | sequence number (4), send time in µs (4), payload (the rest, at most the payload size) |
 //! | `Ack` (3) | receiver | cumulative ack (4), receive window (4), echoed send time (4), flags (1), range count (1), ranges of 8 bytes: first and one-past-last sequence number received above the cumulative ack |
 //! | `Done` (4) | sender | file size (8), packets (4), retransmissions (8), MD5 (16) |
@@ -20,7 +20,7 @@
 use crate::error::{Error, Result};
 
 pub const MAGIC: [u8; 2] = *b"tU";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 12;
 /// Bytes in front of a data payload.
 pub const DATA_HEADER_LEN: usize = HEADER_LEN + 8;
@@ -37,7 +37,7 @@ const FAIL: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet<'a> {
-    Start { session: u64, window: u32, payload: u16 },
+    Start { session: u64, window: u32, payload: u16, proof: [u8; 16] },
     Data { session: u64, seq: u32, sent_us: u32, payload: &'a [u8] },
     Ack(Ack),
     Done { session: u64, size: u64, packets: u32, retransmits: u64, md5: [u8; 16] },
@@ -91,10 +91,11 @@ pub fn write_data_header(out: &mut [u8], session: u64, seq: u32, sent_us: u32) {
 /// Encodes `packet` into `out`, replacing its contents.
 pub fn encode(packet: &Packet<'_>, out: &mut Vec<u8>) {
     match packet {
-        Packet::Start { session, window, payload } => {
+        Packet::Start { session, window, payload, proof } => {
             header(out, START, *session);
             out.extend_from_slice(&window.to_be_bytes());
             out.extend_from_slice(&payload.to_be_bytes());
+            out.extend_from_slice(proof);
         }
         Packet::Data { session, seq, sent_us, payload } => {
             out.clear();
@@ -174,6 +175,7 @@ pub fn decode(datagram: &[u8]) -> Result<Packet<'_>> {
             session,
             window: r.u32()?,
             payload: u16::from_be_bytes(r.take(2)?.try_into().expect("2 bytes")),
+            proof: r.take(16)?.try_into().expect("16 bytes"),
         },
         DATA => Packet::Data { session, seq: r.u32()?, sent_us: r.u32()?, payload: r.0 },
         ACK => {
@@ -217,7 +219,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips() {
         let packets = [
-            Packet::Start { session: 7, window: 4096, payload: 1400 },
+            Packet::Start { session: 7, window: 4096, payload: 1400, proof: [9; 16] },
             Packet::Data { session: u64::MAX, seq: 3, sent_us: 99, payload: b"bytes" },
             Packet::Data { session: 1, seq: 0, sent_us: 0, payload: b"" },
             Packet::Ack(Ack {
@@ -242,9 +244,9 @@ mod tests {
     fn refusals_say_why() {
         let reason = |bytes: &[u8]| decode(bytes).unwrap_err().to_string();
         assert_eq!(reason(b"xx"), "malformed datagram: not a tandem datagram");
-        assert_eq!(reason(b"tU\x02\x01"), "malformed datagram: version 2, expected 1");
-        assert_eq!(reason(b"tU\x01\x09\0\0\0\0\0\0\0\x01"), "malformed datagram: unknown kind 9");
-        assert_eq!(reason(b"tU\x01\x01\0\0"), "malformed datagram: datagram ends 6 bytes early");
+        assert_eq!(reason(b"tU\x01\x01"), "malformed datagram: version 1, expected 2");
+        assert_eq!(reason(b"tU\x02\x09\0\0\0\0\0\0\0\x01"), "malformed datagram: unknown kind 9");
+        assert_eq!(reason(b"tU\x02\x01\0\0"), "malformed datagram: datagram ends 6 bytes early");
         let mut buf = Vec::new();
         encode(
             &Packet::Ack(Ack { session: 1, cumulative: 10, ranges: vec![(12, 14)], ..Default::default() }),

@@ -32,6 +32,8 @@ pub struct ReceiveJob<'a> {
     pub link: &'a Link,
     pub server: SocketAddr,
     pub session: u64,
+    /// Shows the server this session's control connection asked for the ticket ([`crate::auth`]).
+    pub proof: [u8; 16],
     pub size: u64,
     pub payload: usize,
     pub idle_timeout: Duration,
@@ -99,6 +101,7 @@ impl<'a, 'b> Session<'a, 'b> {
                     session: job.session,
                     window: RECEIVE_WINDOW,
                     payload: job.payload as u16,
+                    proof: job.proof,
                 })?;
                 last_start = Some(Instant::now());
             }
