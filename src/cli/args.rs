@@ -88,8 +88,23 @@ pub struct ServeArgs {
     #[arg(long, default_value = DEFAULT_ADDR, value_name = "ADDR")]
     pub listen: String,
     /// Connections served at once
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_connections: usize,
+    /// Control sessions one client address may hold at once
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_sessions_per_address: usize,
+    /// Transfers one session may run at once; more wait their turn
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_transfers_per_client: usize,
+    /// Requests one session may have running at once; more wait their turn
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_requests_in_flight: usize,
+    /// Requests one session may start per second (after a burst of as many); faster ones are delayed
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub requests_per_second: u32,
+    /// Close a connection that has not said hello (and proved its token) within this many seconds
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub handshake_timeout: u64,
     /// Close a control connection after this many seconds without a request
     #[arg(long, default_value_t = 300, value_name = "SECS")]
     pub idle_timeout: u64,

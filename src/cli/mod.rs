@@ -188,6 +188,11 @@ async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
     config.listen = args.listen;
     config.max_connections = args.max_connections.max(1);
     config.idle_timeout = std::time::Duration::from_secs(args.idle_timeout.max(1));
+    config.handshake_timeout = std::time::Duration::from_secs(args.handshake_timeout.max(1));
+    config.max_sessions_per_address = args.max_sessions_per_address.max(1);
+    config.max_transfers_per_client = args.max_transfers_per_client.max(1);
+    config.max_requests_in_flight = args.max_requests_in_flight.max(1);
+    config.requests_per_second = args.requests_per_second.max(1);
     config.read_only = args.read_only;
     let open_to_anyone = token.is_none();
     config.token = token;

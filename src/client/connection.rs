@@ -24,6 +24,8 @@ use crate::wire::{FrameReader, FrameWriter};
 #[derive(Clone)]
 pub struct Connection {
     inner: Arc<Inner>,
+    /// Shared by every clone: when the last one goes, the connection's tasks stop and the socket closes.
+    _last_clone: Arc<tokio_util::sync::DropGuard>,
 }
 
 /// What a client presents to a server: who it is (needed for locks) and the server's token, if it has one.
@@ -112,9 +114,10 @@ impl Connection {
             closed: CancellationToken::new(),
             journal_seq: watch::Sender::new(0),
         });
-        tokio::spawn(write_frames(FrameWriter::new(write, addr), outgoing_rx));
-        tokio::spawn(route_responses(FrameReader::new(read, addr), inner.clone()));
-        Ok(Connection { inner })
+        let dropped = CancellationToken::new();
+        tokio::spawn(write_frames(FrameWriter::new(write, addr), outgoing_rx, dropped.clone()));
+        tokio::spawn(route_responses(FrameReader::new(read, addr), inner.clone(), dropped.clone()));
+        Ok(Connection { inner, _last_clone: Arc::new(dropped.drop_guard()) })
     }
 
     pub fn addr(&self) -> &str {
@@ -409,17 +412,33 @@ async fn handshake(
 async fn write_frames(
     mut writer: FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
     mut frames: mpsc::Receiver<ClientFrame>,
+    dropped: CancellationToken,
 ) {
-    while let Some(frame) = frames.recv().await {
-        if writer.send(&frame).await.is_err() {
-            break;
+    loop {
+        let frame = tokio::select! {
+            _ = dropped.cancelled() => break,
+            frame = frames.recv() => frame,
+        };
+        match frame {
+            Some(frame) if writer.send(&frame).await.is_ok() => {}
+            _ => break,
         }
     }
 }
 
-async fn route_responses(mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>, inner: Arc<Inner>) {
+async fn route_responses(
+    mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    inner: Arc<Inner>,
+    dropped: CancellationToken,
+) {
     let reason = loop {
-        match reader.next::<ServerFrame>("server frame").await {
+        let next = tokio::select! {
+            _ = dropped.cancelled() => {
+                break Error::Closed { addr: inner.addr.clone(), during: "by this client" }.to_body();
+            }
+            next = reader.next::<ServerFrame>("server frame") => next,
+        };
+        match next {
             Ok(Some(ServerFrame::Response { id, body })) => {
                 let last = !matches!(body, Response::Entries { more: true, .. } | Response::Changes { more: true, .. });
                 let mut pending = inner.pending.lock().unwrap_or_else(|p| p.into_inner());

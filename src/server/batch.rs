@@ -29,7 +29,7 @@ pub async fn download(shared: &Arc<Shared>, paths: &[String], caller: &Caller, o
             Err(e) => items.push(BatchItem::Refused(e.to_body())),
         }
     }
-    let ticket = shared.tickets.issue(Grant::DownloadBatch(grants), caller.key);
+    let ticket = shared.tickets.issue(Grant::DownloadBatch(grants), &caller.owner);
     out.send(Response::Batch { ticket, items }).await
 }
 
@@ -56,7 +56,7 @@ pub async fn upload(shared: &Arc<Shared>, files: &[UploadItem], caller: &Caller,
             Err(e) => items.push(BatchItem::Refused(e.to_body())),
         }
     }
-    let ticket = shared.tickets.issue(Grant::UploadBatch(grants), caller.key);
+    let ticket = shared.tickets.issue(Grant::UploadBatch(grants), &caller.owner);
     out.send(Response::Batch { ticket, items }).await
 }
 

@@ -24,7 +24,12 @@ use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
 pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), peer: String, shared: Arc<Shared>) {
-    let grant = shared.tickets.redeem(ticket, &proof);
+    let redeemed = shared.tickets.redeem(ticket, &proof);
+    // A session with too many transfers running waits here for one to finish.
+    let (grant, _running) = match redeemed {
+        Some((grant, gate)) => (Some(grant), gate.acquire_owned().await.ok()),
+        None => (None, None),
+    };
     let peer_for_log = peer.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stream = into_blocking(stream, &peer, shared.config.idle_timeout)?;

@@ -13,7 +13,7 @@ use crate::share::{Entry, FileStamp};
 pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
     let (pending, mode) = prepare(shared, path, &caller.peer)?;
     let entry = pending.entry.clone();
-    let ticket = shared.tickets.issue(Grant::Download(pending), caller.key);
+    let ticket = shared.tickets.issue(Grant::Download(pending), &caller.owner);
     out.send(Response::Ticket { ticket, entry, mode }).await
 }
 

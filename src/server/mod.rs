@@ -15,6 +15,7 @@ mod guard;
 mod hash;
 mod history;
 mod journal;
+mod limits;
 mod list;
 mod listener;
 mod observe;
@@ -51,6 +52,14 @@ pub struct ServerConfig {
     pub listen: String,
     /// Connections served at once; one more is told the server is busy and closed.
     pub max_connections: usize,
+    /// Control sessions one client address may hold at once; one more is told why and closed.
+    pub max_sessions_per_address: usize,
+    /// Bulk transfers one session may run at once; more wait their turn.
+    pub max_transfers_per_client: usize,
+    /// Requests one session may have running at once; more wait their turn.
+    pub max_requests_in_flight: usize,
+    /// Requests one session may start per second, after a burst of as many; faster ones are delayed.
+    pub requests_per_second: u32,
     /// A control connection with no request for this long is closed.
     pub idle_timeout: Duration,
     /// A new connection must say hello within this time.
@@ -70,7 +79,11 @@ impl ServerConfig {
         ServerConfig {
             root: root.into(),
             listen: crate::DEFAULT_ADDR.to_string(),
-            max_connections: 256,
+            max_connections: 1024,
+            max_sessions_per_address: 256,
+            max_transfers_per_client: 16,
+            max_requests_in_flight: 32,
+            requests_per_second: 5000,
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             read_only: false,
@@ -121,6 +134,7 @@ impl Server {
             refresh_lock: Default::default(),
             history,
             tickets: Tickets::default(),
+            sessions: Default::default(),
             config,
         });
         Ok(Server { listener, shared, udp, refused: Arc::default() })

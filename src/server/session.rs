@@ -17,6 +17,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
+use super::limits::RequestPace;
+use super::tickets::Owner;
 use super::{Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
 use crate::error::{Error, Result};
@@ -28,8 +30,6 @@ use crate::wire::{FrameReader, FrameWriter};
 
 /// How long a client that failed to authenticate waits for its answer: guessing tokens stays slow.
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
-/// Requests one connection may have running at once; more wait, which slows that client only.
-const MAX_REQUESTS_PER_CONNECTION: usize = 32;
 /// Largest frame accepted before hello: a hello is small.
 const MAX_HELLO_LEN: usize = 64 * 1024;
 
@@ -40,6 +40,7 @@ pub fn software() -> String {
 /// Serves one accepted connection until it closes, fails, idles out or the server shuts down.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    let peer_ip = peer.ip();
     let peer = peer.to_string();
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, &peer);
@@ -58,6 +59,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
             let message = format!("no hello within {} s", handshake.as_secs());
             return fatal(&mut writer, ErrorCode::Timeout, message).await;
         }
+    };
+    // Refused before the server's hello, so the client's connect itself fails with the reason.
+    let max = shared.config.max_sessions_per_address;
+    let _slot = match hello.channel {
+        Channel::Control => match shared.sessions.take(peer_ip, max) {
+            Some(slot) => Some(slot),
+            None => {
+                let message = format!("too many sessions from {peer_ip}: at most {max} at once");
+                return fatal(&mut writer, ErrorCode::Busy, message).await;
+            }
+        },
+        Channel::Bulk { .. } => None,
     };
     let journal = Some(shared.journal.id().to_string());
     let nonce = Nonce::random();
@@ -88,7 +101,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
                 return;
             }
             reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
-            let caller = Caller { peer, client: hello.client.map(Arc::new), key };
+            let transfers = Arc::new(Semaphore::new(shared.config.max_transfers_per_client.max(1)));
+            let caller = Caller { peer, client: hello.client.map(Arc::new), owner: Owner { key, transfers } };
             control(reader, writer, caller, shared, shutdown).await
         }
         // A bulk connection proves itself with its ticket, which only the session it was issued to can present.
@@ -139,12 +153,12 @@ async fn authenticate(
     false
 }
 
-/// Who sent a request: the connection's address, the client's identity if it gave one, and the session's key,
-/// to which the transfer tickets it is given are bound.
+/// Who sent a request: the connection's address, the client's identity if it gave one, and the session that
+/// owns the transfer tickets it is given (its key, and its gate on transfers at once).
 pub struct Caller {
     pub peer: String,
     pub client: Option<Arc<ClientIdentity>>,
-    pub key: SessionKey,
+    pub owner: Owner,
 }
 
 impl Caller {
@@ -174,7 +188,9 @@ async fn control(
             }
         }
     });
-    let in_flight = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
+    let max_in_flight = shared.config.max_requests_in_flight.max(1);
+    let in_flight = Arc::new(Semaphore::new(max_in_flight));
+    let mut pace = RequestPace::new(shared.config.requests_per_second, Instant::now());
     let mut requests = JoinSet::new();
     let mut subscription = None;
     let idle = shared.config.idle_timeout;
@@ -187,7 +203,7 @@ async fn control(
         };
         while requests.try_join_next().is_some() {}
         match next {
-            Err(_) if in_flight.available_permits() == MAX_REQUESTS_PER_CONNECTION => {
+            Err(_) if in_flight.available_permits() == max_in_flight => {
                 let message = format!("closing connection idle for {} s", idle.as_secs());
                 break Some(ErrorBody { code: ErrorCode::Timeout, message });
             }
@@ -207,6 +223,8 @@ async fn control(
                 let _ = responder.send(Response::Done { entry: None }).await;
             }
             Ok(Ok(Some(ClientFrame::Request { id, body }))) => {
+                // A client that asks too fast waits here: this session reads nothing more until it may.
+                pace.acquire().await;
                 let Ok(permit) = in_flight.clone().acquire_owned().await else {
                     break None;
                 };

@@ -16,5 +16,7 @@ pub struct Shared {
     pub refresh_lock: std::sync::Mutex<()>,
     pub history: History,
     pub tickets: Tickets,
+    /// Control sessions open per client address.
+    pub sessions: std::sync::Arc<super::limits::SessionsPerAddress>,
     pub config: ServerConfig,
 }

@@ -5,8 +5,10 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use crate::auth::{SessionKey, TicketProof};
 use crate::protocol::{ClientIdentity, Expect, Ticket};
@@ -52,9 +54,16 @@ pub enum Grant {
     UploadBatch(Vec<PendingUpload>),
 }
 
+/// The session a ticket belongs to: the key its proofs are made with, and its gate on transfers at once.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub key: SessionKey,
+    pub transfers: Arc<Semaphore>,
+}
+
 struct Issued {
     at: Instant,
-    key: SessionKey,
+    owner: Owner,
     grant: Grant,
 }
 
@@ -65,36 +74,37 @@ pub struct Tickets {
 }
 
 impl Tickets {
-    /// Issues a fresh random ticket for `grant` to the session with `key`, dropping expired ones.
-    pub fn issue(&self, grant: Grant, key: SessionKey) -> Ticket {
+    /// Issues a fresh random ticket for `grant` to the session `owner`, dropping expired ones.
+    pub fn issue(&self, grant: Grant, owner: &Owner) -> Ticket {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         pending.retain(|_, issued| now.duration_since(issued.at) < TICKET_LIFETIME);
         loop {
             let ticket = Ticket(rand::random());
             if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(ticket) {
-                slot.insert(Issued { at: now, key, grant });
+                slot.insert(Issued { at: now, owner: owner.clone(), grant });
                 return ticket;
             }
         }
     }
 
-    /// Takes a ticket out, so it cannot be used again. `None` if unknown, used or expired, or if `proof` does not
-    /// come from the session it was issued to (then it stays, so a stranger cannot spoil it for its owner).
-    pub fn redeem(&self, ticket: Ticket, proof: &TicketProof) -> Option<Grant> {
+    /// Takes a ticket out, so it cannot be used again; with it comes its session's gate on transfers. `None` if
+    /// unknown, used or expired, or if `proof` does not come from the session it was issued to (then it stays,
+    /// so a stranger cannot spoil it for its owner).
+    pub fn redeem(&self, ticket: Ticket, proof: &TicketProof) -> Option<(Grant, Arc<Semaphore>)> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if !pending.get(&ticket)?.key.verifies(ticket, proof) {
+        if !pending.get(&ticket)?.owner.key.verifies(ticket, proof) {
             return None;
         }
         let issued = pending.remove(&ticket)?;
-        (issued.at.elapsed() < TICKET_LIFETIME).then_some(issued.grant)
+        (issued.at.elapsed() < TICKET_LIFETIME).then_some((issued.grant, issued.owner.transfers))
     }
 
     /// Redeems a ticket that must be a download (UDP sessions only send).
-    pub fn redeem_download(&self, ticket: Ticket, proof: &TicketProof) -> Option<PendingDownload> {
+    pub fn redeem_download(&self, ticket: Ticket, proof: &TicketProof) -> Option<(PendingDownload, Arc<Semaphore>)> {
         match self.redeem(ticket, proof)? {
-            Grant::Download(download) => Some(download),
-            Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_) => None,
+            (Grant::Download(download), gate) => Some((download, gate)),
+            (Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_), _) => None,
         }
     }
 }

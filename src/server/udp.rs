@@ -10,6 +10,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -75,13 +76,17 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
             (Some(_), _) => {} // a repeated Start, or a kind receivers do not send
             (None, Packet::Start { window, payload, proof, .. }) => {
                 let (acks, inbox) = sync_channel(ACK_QUEUE);
-                let Some(job) = start(&shared, &link, (session, TicketProof(*proof)), from, (*window, *payload)) else {
+                let Some((job, gate)) =
+                    start(&shared, &link, (session, TicketProof(*proof)), from, (*window, *payload))
+                else {
                     refused.foreign.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
                 table.insert(session, Session { peer: from, acks });
                 let (link, shared, sessions) = (link.clone(), shared.clone(), sessions.clone());
                 std::thread::spawn(move || {
+                    // A session with too many transfers running waits here for one to finish.
+                    let _running = futures::executor::block_on(gate.acquire_owned()).ok();
                     let started = Instant::now();
                     let outcome = sender::send(&link, &job, &inbox);
                     sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.session);
@@ -116,8 +121,8 @@ fn start(
     (session, proof): (u64, TicketProof),
     from: SocketAddr,
     (window, payload): (u32, u16),
-) -> Option<SendJob> {
-    let Some(pending) = shared.tickets.redeem_download(Ticket(session), &proof) else {
+) -> Option<(SendJob, Arc<Semaphore>)> {
+    let Some((pending, gate)) = shared.tickets.redeem_download(Ticket(session), &proof) else {
         let mut buf = Vec::new();
         let message = "download ticket unknown, used, expired or issued to another session";
         packet::encode(&Packet::Fail { session, code: FAIL_TICKET, message }, &mut buf);
@@ -125,7 +130,7 @@ fn start(
         return None;
     };
     let payload = Some(payload as usize).filter(|p| PAYLOAD_RANGE.contains(p)).unwrap_or(DEFAULT_PAYLOAD);
-    Some(SendJob {
+    let job = SendJob {
         session,
         peer: from,
         path: pending.abs,
@@ -135,5 +140,6 @@ fn start(
         payload,
         peer_window: window,
         idle_timeout: DEFAULT_IDLE_TIMEOUT,
-    })
+    };
+    Some((job, gate))
 }

@@ -16,7 +16,7 @@ pub async fn handle(shared: &Arc<Shared>, item: UploadItem, caller: &Caller, out
     let (shared_for_check, peer, client) = (shared.clone(), caller.peer.clone(), caller.client.clone());
     let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_deref())).await?;
     let (entry, mode) = announced(&pending);
-    let ticket = shared.tickets.issue(Grant::Upload(pending), caller.key);
+    let ticket = shared.tickets.issue(Grant::Upload(pending), &caller.owner);
     out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
 }
 
