@@ -175,6 +175,9 @@ pub struct DownloadArgs {
     /// Local folder to write into
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub to: PathBuf,
+    /// With udp: give up after this many seconds without a datagram from the server
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub udp_idle_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

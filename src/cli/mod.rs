@@ -240,7 +240,11 @@ async fn download(args: DownloadArgs, remote: &Remote, json: bool) -> Result<()>
     let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
     let result = match args.protocol {
         Protocol::Tcp => download_tcp(&conn, &args.path, &args.to, &progress).await,
-        Protocol::Udp => download_udp(&conn, &args.path, &args.to, &progress, UdpOptions::default()).await,
+        Protocol::Udp => {
+            let idle_timeout = std::time::Duration::from_secs(args.udp_idle_timeout.max(1));
+            let options = UdpOptions { idle_timeout, ..UdpOptions::default() };
+            download_udp(&conn, &args.path, &args.to, &progress, options).await
+        }
     };
     if let Some(bar) = bar {
         bar.finish().await;

@@ -19,13 +19,15 @@ use super::hash::hash_file;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::events::is_change;
-use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name};
+use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name, remove_stale_temps};
 use crate::task::{blocking, parallel_map};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
 const GATHER: Duration = Duration::from_millis(50);
 /// How often recorded changes and new hashes are written to disk (they are in memory at once).
 const SAVE_EVERY: Duration = Duration::from_millis(500);
+/// Temporary files untouched for this long are leftovers of an interrupted write.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
 /// Records in the journal what is now on disk at and below `rel` (`""`: the whole share). Files whose size and
 /// mtime match the journal keep their MD5; others are hashed through the hash cache. Blocking.
@@ -192,7 +194,15 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
                 }
                 continue;
             }
-            _ = scans.tick() => vec![String::new()],
+            _ = scans.tick() => {
+                // Writes cut off by a crash left hidden temporary files; a full scan is the time to sweep them.
+                let root = root.clone();
+                let swept = blocking(move || Ok(remove_stale_temps(&root, STALE_TEMP_AGE))).await.unwrap_or(0);
+                if swept > 0 {
+                    tracing::info!("removed {swept} temporary files left by interrupted writes");
+                }
+                vec![String::new()]
+            }
             Some(first) = events.recv() => {
                 let mut batch = vec![first];
                 tokio::time::sleep(GATHER).await;

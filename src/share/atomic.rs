@@ -23,6 +23,31 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp") && name.contains(".tandem-")
 }
 
+/// Removes tandem's temporary files below `root` (outside its state folder) that were last written more than
+/// `age` ago: what a write cut off by a crash or a power cut left behind. A write in progress touches its file
+/// all the time, so it is never taken for one. Returns how many went; a file that cannot be removed is skipped.
+pub fn remove_stale_temps(root: &Path, age: Duration) -> usize {
+    let mut removed = 0;
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && !(folder == root && name == crate::share::STATE_DIR) {
+                folders.push(entry.path());
+            } else if kind.is_file()
+                && is_temp_name(&name.to_string_lossy())
+                && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age))
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// A file being written that replaces `dest` on commit.
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
@@ -213,5 +238,29 @@ mod tests {
         let mtime = std::fs::metadata(&dest).unwrap().modified().unwrap();
         assert_eq!(crate::share::system_time_to_ns(mtime), 1_600_000_000_000_000_123);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn only_stale_temporary_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let touch = |rel: &str, time: Option<std::time::SystemTime>| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let file = File::create(&path).unwrap();
+            if let Some(time) = time {
+                file.set_modified(time).unwrap();
+            }
+        };
+        touch("a/.x.bin.tandem-abc.tmp", Some(old));
+        touch(".y.tandem-def.tmp", Some(old));
+        touch("a/.busy.tandem-ghi.tmp", None);
+        touch("a/kept.tmp", Some(old));
+        touch(".tandem/.state.tandem-jkl.tmp", Some(old));
+        assert_eq!(remove_stale_temps(dir.path(), Duration::from_secs(600)), 2);
+        assert!(dir.path().join("a/.busy.tandem-ghi.tmp").exists(), "a write in progress is left alone");
+        assert!(dir.path().join("a/kept.tmp").exists(), "a user's file is never touched");
+        assert!(dir.path().join(".tandem/.state.tandem-jkl.tmp").exists(), "the state folder is not swept");
+        assert!(!dir.path().join("a/.x.bin.tandem-abc.tmp").exists());
     }
 }

@@ -189,7 +189,7 @@ pub fn receive_file(
     progress: &Progress,
 ) -> Result<Received> {
     let (received, md5) = with_verified_sink(out, out_path, max_size, |deliver| {
-        receive_chunks(stream, peer, out_path, max_size, progress, deliver)
+        receive_chunks(stream, (peer, out_path, max_size), progress, deliver, AfterSinkFailure::Stop)
     })?;
     let trailer = read_trailer(stream, peer)?;
     Ok(Received { bytes: received, md5, trailer })
@@ -219,15 +219,30 @@ pub fn receive_to_temp(
         }
     };
     let temp_path = file.temp_path().to_path_buf();
-    let received = receive_file(stream, &mut file, &temp_path, peer, size, &Progress::default())
-        .map_err(FileFailed::StreamBroken)?;
-    Ok((file, received))
+    // A disk that fails (full, say) fails this file alone: the rest of its bytes are read and dropped, so the
+    // sender hears why and the next file can follow.
+    let mut in_step = false;
+    let sunk = with_verified_sink(&mut file, &temp_path, size, |deliver| {
+        let read =
+            receive_chunks(stream, (peer, &temp_path, size), &Progress::default(), deliver, AfterSinkFailure::Drain);
+        in_step = read.is_ok();
+        read
+    });
+    match sunk {
+        Err(e) if !in_step => Err(FileFailed::StreamBroken(e)),
+        sunk => {
+            let trailer = read_trailer(stream, peer).map_err(FileFailed::StreamBroken)?;
+            let (bytes, md5) = sunk.map_err(FileFailed::Alone)?;
+            Ok((file, Received { bytes, md5, trailer }))
+        }
+    }
 }
 
 /// Reads one file's stream and throws the bytes away, so that the next file of a batch can follow when this one
 /// cannot be stored.
 pub fn skip_file(stream: &mut impl Read, peer: &str, max_size: u64) -> Result<()> {
-    receive_chunks(stream, peer, Path::new("(skipped file)"), max_size, &Progress::default(), &mut |_| true)?;
+    let skipped = (peer, Path::new("(skipped file)"), max_size);
+    receive_chunks(stream, skipped, &Progress::default(), &mut |_| true, AfterSinkFailure::Stop)?;
     read_trailer(stream, peer).map(|_| ())
 }
 
@@ -246,16 +261,25 @@ pub fn write_trailer(stream: &mut impl Write, peer: &str, trailer: &BulkTrailer)
     stream.write_all(&buf).and_then(|()| stream.flush()).map_err(|e| Error::net(peer, e))
 }
 
-/// Reads data chunks until the zero-length end marker, handing each to `deliver`; stops early if it says no.
+/// What [`receive_chunks`] does once `deliver` says the bytes can no longer be stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterSinkFailure {
+    /// Stop reading: the stream ends with this file anyway.
+    Stop,
+    /// Read to the end of the file, dropping the bytes, so the stream stays in step.
+    Drain,
+}
+
+/// Reads data chunks until the zero-length end marker, handing each to `deliver` until it says no.
 fn receive_chunks(
     stream: &mut impl Read,
-    peer: &str,
-    out_path: &Path,
-    max_size: u64,
+    (peer, out_path, max_size): (&str, &Path, u64),
     progress: &Progress,
     deliver: &mut dyn FnMut(Bytes) -> bool,
+    after_failure: AfterSinkFailure,
 ) -> Result<u64> {
     let mut received = 0u64;
+    let mut delivering = true;
     loop {
         let len = frame::parse_header(read_header(stream, peer)?, MAX_CHUNK_LEN)?;
         if len == 0 {
@@ -273,8 +297,11 @@ fn receive_chunks(
             return Err(Error::Closed { addr: peer.to_string(), during: "in the middle of the file" });
         }
         received += len as u64;
-        if !deliver(chunk) {
-            return Ok(received);
+        if delivering && !deliver(chunk) {
+            if after_failure == AfterSinkFailure::Stop {
+                return Ok(received);
+            }
+            delivering = false;
         }
         progress.set(received);
     }

@@ -42,11 +42,30 @@ impl ServeProcess {
         (self.addr, self.child) = Self::spawn(self.root.path(), &[]);
     }
 
+    /// Kills the server (as SIGKILL would) and starts it again over the same folder and on the same port, as a
+    /// restarted daemon would be.
+    pub fn restart_on_same_port(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let listen = self.addr.clone();
+        (self.addr, self.child) = Self::spawn_on(self.root.path(), &listen, &[]);
+    }
+
+    /// Kills the server as SIGKILL would, leaving it down until a restart.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn spawn(root: &Path, extra: &[&str]) -> (String, Child) {
+        Self::spawn_on(root, "127.0.0.1:0", extra)
+    }
+
+    fn spawn_on(root: &Path, listen: &str, extra: &[&str]) -> (String, Child) {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg(root)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

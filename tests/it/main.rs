@@ -8,6 +8,7 @@ mod batch;
 mod cli;
 mod concurrency;
 mod download;
+mod faults;
 mod limits;
 mod safety;
 mod sync;

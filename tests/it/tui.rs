@@ -190,3 +190,34 @@ fn s_syncs_both_roots_and_new_files_appear_in_the_other_pane() {
     wait_for("the TUI to exit", Duration::from_secs(10), exited, || tmux.capture());
     assert_eq!(std::fs::read_to_string(&exit_file).unwrap().trim(), "0");
 }
+
+#[test]
+fn a_lost_server_puts_up_a_banner_and_the_tui_recovers_when_it_is_back() {
+    if !tmux_available() {
+        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "notes.txt", b"kept on the server", 1_700_000_000);
+    let mut server = ServeProcess::start(root);
+    let (local, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (tmux, _) = Tmux::open("banner", local.path(), &server.addr, state.path());
+    let listed = || row_with(&tmux.capture(), "notes.txt", true).is_some();
+    wait_for("the remote listing", Duration::from_secs(20), listed, || tmux.capture());
+
+    server.kill();
+    let banner = || tmux.capture().contains("connection lost:");
+    wait_for("the connection-lost banner", Duration::from_secs(20), banner, || tmux.capture());
+    assert!(tmux.capture().contains("disconnected"), "{}", tmux.capture());
+
+    // The same server comes back on the same port: the TUI reconnects by itself and the banner goes.
+    server.restart_on_same_port();
+    write_file(server.root.path(), "after restart.txt", b"new", 1_700_000_000);
+    let recovered = || {
+        let screen = tmux.capture();
+        screen.contains("connection restored") && !screen.contains("next try in") && !screen.contains("disconnected")
+    };
+    wait_for("the banner to clear", Duration::from_secs(30), recovered, || tmux.capture());
+    let relisted = || row_with(&tmux.capture(), "after restart.txt", true).is_some();
+    wait_for("the remote pane to list again", Duration::from_secs(20), relisted, || tmux.capture());
+}
