@@ -115,7 +115,7 @@ pub fn normalize(remote: &str) -> Result<String> {
         return refuse("longer than 4096 bytes");
     }
     let path = Path::new(remote);
-    if path.has_root() || is_drive_prefixed(remote) {
+    if path.has_root() {
         return refuse("absolute paths are not allowed; give a path relative to the share");
     }
     let mut parts: Vec<&str> = Vec::new();
@@ -136,6 +136,10 @@ pub fn normalize(remote: &str) -> Result<String> {
                 }
                 if name == STATE_DIR {
                     return refuse("tandem's state folder is private");
+                }
+                // Checked on the first name of the result, not of the text, so `./C:x` cannot become `C:x`.
+                if parts.is_empty() && is_drive_prefixed(name) {
+                    return refuse("absolute paths are not allowed; give a path relative to the share");
                 }
                 parts.push(name);
             }
@@ -173,6 +177,9 @@ mod tests {
             ("a/../../b", "`..` leads outside the share"),
             ("/etc/passwd", "absolute paths are not allowed"),
             ("C:/Windows", "absolute paths are not allowed"),
+            // Found by fuzzing: a drive letter that only leads once `.` or `..` are gone.
+            ("./C:x", "absolute paths are not allowed"),
+            ("a/../c:/Windows", "absolute paths are not allowed"),
             ("a\0b", "contains a NUL byte"),
             (".tandem/hashes.sqlite", "tandem's state folder is private"),
             ("x/.tandem", "tandem's state folder is private"),
