@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod concurrency;
 mod download;
+mod fuzz_inputs;
 mod safety;
 mod sync;
 mod sync_cli;
