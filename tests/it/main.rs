@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod download;
 mod fuzz_inputs;
+mod garbage;
 mod hostile_paths;
 mod safety;
 mod sync;
