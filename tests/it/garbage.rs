@@ -108,7 +108,9 @@ fn seed_requests() -> Vec<Vec<u8>> {
     .collect()
 }
 
-fn read_only(request: &Request) -> bool {
+/// Whether a decoded mutation leaves the share as it is (an upload only hands out a ticket), so the bytes the
+/// test downloads afterwards are still the ones it wrote.
+fn changes_nothing(request: &Request) -> bool {
     matches!(
         request,
         Request::List { .. }
@@ -212,7 +214,7 @@ fn mutated_sessions(addr: &str, seed: u64, sessions: usize) -> (usize, usize) {
                 let seed = seeds[rng.random_range(0..seeds.len())].clone();
                 let body = mutate(&mut rng, seed);
                 match codec::decode::<ClientFrame>(&body, "request") {
-                    Ok(ClientFrame::Request { body: request, .. }) if read_only(&request) => {
+                    Ok(ClientFrame::Request { body: request, .. }) if changes_nothing(&request) => {
                         batch.extend_from_slice(&framed(&body));
                         in_batch += 1;
                     }
