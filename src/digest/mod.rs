@@ -58,7 +58,8 @@ impl FromStr for Md5Digest {
 
     fn from_str(hex: &str) -> Result<Self> {
         let bad = || Error::Malformed { what: "MD5 digest", reason: format!("{hex:?} is not 32 hex digits") };
-        if hex.len() != 32 || !hex.is_ascii() {
+        // Digits only: `from_str_radix` alone would also take a sign, as in "+f".
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut out = [0u8; 16];
@@ -198,6 +199,11 @@ mod tests {
         assert_eq!(parsed, Md5Digest::of(b"abc"));
         assert!("90015".parse::<Md5Digest>().is_err());
         assert!("zz0150983cd24fb0d6963f7d28e17f72".parse::<Md5Digest>().is_err());
+        let signed = "+f".repeat(16);
+        assert_eq!(
+            signed.parse::<Md5Digest>().unwrap_err().to_string(),
+            format!("malformed MD5 digest: {signed:?} is not 32 hex digits")
+        );
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! bulk connection (or UDP session) that presents the ticket gets exactly that, once, within [`TICKET_LIFETIME`].
 //! A ticket is bound to the session that asked for it: it is redeemed only with a proof made with that session's
 //! key ([`crate::auth`]), so a ticket seen on the wire or handed to another client is worthless.
+//!
+//! A ticket nobody presents is dropped once it expires, or once [`MAX_PENDING`] newer ones have been issued,
+//! whichever comes first. A client that floods download requests thus costs bounded memory, and issuing stays
+//! constant-time however many tickets wait; real clients present theirs within milliseconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +20,8 @@ use crate::share::{Entry, FileStamp};
 
 /// How long a ticket stays valid if nobody presents it.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
+/// A ticket is dropped once this many newer ones have been issued.
+pub const MAX_PENDING: usize = 4096;
 
 /// What a ticket grants.
 #[derive(Debug, Clone)]
@@ -70,19 +76,41 @@ struct Issued {
 #[derive(Default)]
 pub struct Tickets {
     /// A std mutex: held only for a map operation, never across an await.
-    pending: Mutex<HashMap<Ticket, Issued>>,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    grants: HashMap<Ticket, Issued>,
+    /// Every ticket issued and not yet dropped, oldest first, redeemed ones too: expiry looks only at the front.
+    issued: VecDeque<(Instant, Ticket)>,
 }
 
 impl Tickets {
-    /// Issues a fresh random ticket for `grant` to the session `owner`, dropping expired ones.
+    /// Issues a fresh random ticket for `grant` to the session `owner`, dropping expired ones and the oldest
+    /// beyond [`MAX_PENDING`].
     pub fn issue(&self, grant: Grant, owner: &Owner) -> Ticket {
+        self.issue_at(grant, owner, Instant::now())
+    }
+
+    fn issue_at(&self, grant: Grant, owner: &Owner, now: Instant) -> Ticket {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        pending.retain(|_, issued| now.duration_since(issued.at) < TICKET_LIFETIME);
+        let Pending { grants, issued } = &mut *pending;
+        while let Some(&(at, ticket)) = issued.front() {
+            if now.duration_since(at) < TICKET_LIFETIME && issued.len() < MAX_PENDING {
+                break;
+            }
+            issued.pop_front();
+            // A redeemed ticket is gone already; its number may even have been issued again since.
+            if grants.get(&ticket).is_some_and(|granted| granted.at == at) {
+                grants.remove(&ticket);
+            }
+        }
         loop {
             let ticket = Ticket(rand::random());
-            if let std::collections::hash_map::Entry::Vacant(slot) = pending.entry(ticket) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = grants.entry(ticket) {
                 slot.insert(Issued { at: now, owner: owner.clone(), grant });
+                issued.push_back((now, ticket));
                 return ticket;
             }
         }
@@ -93,10 +121,10 @@ impl Tickets {
     /// so a stranger cannot spoil it for its owner).
     pub fn redeem(&self, ticket: Ticket, proof: &TicketProof) -> Option<(Grant, Arc<Semaphore>)> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if !pending.get(&ticket)?.owner.key.verifies(ticket, proof) {
+        if !pending.grants.get(&ticket)?.owner.key.verifies(ticket, proof) {
             return None;
         }
-        let issued = pending.remove(&ticket)?;
+        let issued = pending.grants.remove(&ticket)?;
         (issued.at.elapsed() < TICKET_LIFETIME).then_some((issued.grant, issued.owner.transfers))
     }
 
@@ -106,5 +134,56 @@ impl Tickets {
             (Grant::Download(download), gate) => Some((download, gate)),
             (Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_), _) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::{EntryKind, FileStamp};
+
+    fn grant(n: usize) -> Grant {
+        let entry =
+            Entry { path: format!("f{n}"), kind: EntryKind::File, size: 1, mtime_ns: 0, md5: None, locked_by: None };
+        let stamp = FileStamp { size: 1, mtime_ns: 0, inode: n as u64 };
+        Grant::Download(PendingDownload { abs: PathBuf::from("/x"), entry, stamp, peer: "peer".into() })
+    }
+
+    fn owner() -> Owner {
+        let nonce = crate::auth::Nonce([1; 32]);
+        Owner { key: SessionKey::derive(None, &nonce, &nonce), transfers: Arc::new(Semaphore::new(1)) }
+    }
+
+    fn path_of(redeemed: Option<(Grant, Arc<Semaphore>)>) -> Option<String> {
+        match redeemed?.0 {
+            Grant::Download(download) => Some(download.entry.path),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_flood_of_tickets_keeps_only_the_newest() {
+        let (tickets, owner) = (Tickets::default(), owner());
+        let redeem = |ticket: Ticket| tickets.redeem(ticket, &owner.key.ticket_proof(ticket));
+        let issued: Vec<Ticket> = (0..MAX_PENDING + 10).map(|n| tickets.issue(grant(n), &owner)).collect();
+        assert_eq!(tickets.pending.lock().unwrap().grants.len(), MAX_PENDING);
+        assert!(issued[..10].iter().all(|t| redeem(*t).is_none()), "the oldest are dropped");
+        assert_eq!(path_of(redeem(issued[10])), Some("f10".into()));
+        assert_eq!(path_of(redeem(issued[MAX_PENDING + 9])), Some(format!("f{}", MAX_PENDING + 9)));
+        assert!(redeem(issued[10]).is_none(), "a ticket works once");
+    }
+
+    #[test]
+    fn expired_tickets_are_dropped_and_redeemed_ones_leave_the_rest_alone() {
+        let (tickets, owner) = (Tickets::default(), owner());
+        let start = Instant::now();
+        let old = tickets.issue_at(grant(0), &owner, start);
+        let used = tickets.issue_at(grant(1), &owner, start);
+        assert!(tickets.redeem(used, &owner.key.ticket_proof(used)).is_some());
+        let fresh = tickets.issue_at(grant(2), &owner, start + TICKET_LIFETIME / 2);
+        tickets.issue_at(grant(3), &owner, start + TICKET_LIFETIME);
+        let pending = tickets.pending.lock().unwrap();
+        assert!(!pending.grants.contains_key(&old) && pending.grants.contains_key(&fresh));
+        assert_eq!((pending.grants.len(), pending.issued.len()), (2, 2));
     }
 }

@@ -38,7 +38,7 @@ pub fn remove_stale_temps(root: &Path, age: Duration) -> usize {
                 folders.push(entry.path());
             } else if kind.is_file()
                 && is_temp_name(&name.to_string_lossy())
-                && entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e > age))
+                && entry.metadata().is_ok_and(|m| untouched_for(&m) > age)
                 && std::fs::remove_file(entry.path()).is_ok()
             {
                 removed += 1;
@@ -46,6 +46,21 @@ pub fn remove_stale_temps(root: &Path, age: Duration) -> usize {
         }
     }
     removed
+}
+
+/// How long since a file's inode last changed. Not its mtime: a staged file already carries the mtime it will
+/// have, which may be years ago.
+fn untouched_for(metadata: &std::fs::Metadata) -> Duration {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = UNIX_EPOCH + Duration::new(metadata.ctime().max(0) as u64, metadata.ctime_nsec().max(0) as u32);
+        changed.elapsed().unwrap_or_default()
+    }
+    #[cfg(not(unix))]
+    {
+        metadata.modified().ok().and_then(|t| t.elapsed().ok()).unwrap_or_default()
+    }
 }
 
 /// A file being written that replaces `dest` on commit.
@@ -257,8 +272,12 @@ mod tests {
         touch("a/.busy.tandem-ghi.tmp", None);
         touch("a/kept.tmp", Some(old));
         touch(".tandem/.state.tandem-jkl.tmp", Some(old));
-        assert_eq!(remove_stale_temps(dir.path(), Duration::from_secs(600)), 2);
-        assert!(dir.path().join("a/.busy.tandem-ghi.tmp").exists(), "a write in progress is left alone");
+        // Every file here changed just now (an old mtime is no excuse): nothing is stale yet.
+        assert_eq!(remove_stale_temps(dir.path(), Duration::from_secs(600)), 0);
+        assert!(dir.path().join("a/.x.bin.tandem-abc.tmp").exists(), "a staged file with an old mtime is kept");
+        // Seen from far enough ahead, all three temporary files outside the state folder are.
+        assert_eq!(remove_stale_temps(dir.path(), Duration::ZERO), 3);
+        assert!(!dir.path().join("a/.busy.tandem-ghi.tmp").exists());
         assert!(dir.path().join("a/kept.tmp").exists(), "a user's file is never touched");
         assert!(dir.path().join(".tandem/.state.tandem-jkl.tmp").exists(), "the state folder is not swept");
         assert!(!dir.path().join("a/.x.bin.tandem-abc.tmp").exists());

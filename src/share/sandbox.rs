@@ -3,7 +3,8 @@
 //! Two steps. [`normalize`] works on the text alone: it refuses NUL bytes, absolute paths, `..` that climbs out
 //! of the root, over-long names and anything inside `.tandem`, and returns a clean `/`-separated relative path.
 //! [`Share::resolve`] then asks the filesystem: it follows symlinks and refuses any path whose real location is
-//! outside the root or inside its `.tandem` folder.
+//! outside the root or inside its `.tandem` folder. A missing path is judged by its deepest folder that exists,
+//! so "no such file" never tells a client what exists behind a link that leads out.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -57,25 +58,19 @@ impl Share {
             Ok(abs) => abs,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // A dangling symlink exists but leads nowhere; say where it tried to go if that was outside.
-                return Err(match std::fs::symlink_metadata(&joined) {
-                    Ok(_) => Error::InvalidPath { path: remote.to_string(), reason: "symbolic link leads nowhere" },
-                    Err(_) => Error::NotFound { path: rel },
-                });
+                if std::fs::symlink_metadata(&joined).is_ok() {
+                    return Err(Error::InvalidPath { path: remote.to_string(), reason: "symbolic link leads nowhere" });
+                }
+                // "No such file" below a link that leads outside would tell what exists out there.
+                self.existing_ancestor(remote, &joined)?;
+                return Err(Error::NotFound { path: rel });
             }
             Err(e) => return Err(Error::io(joined, e)),
         };
-        let inside = abs.strip_prefix(&self.root).map_err(|_| Error::InvalidPath {
-            path: remote.to_string(),
-            reason: "a symbolic link leads outside the share",
-        })?;
-        if inside.components().any(|c| c.as_os_str() == STATE_DIR) {
-            return Err(Error::InvalidPath { path: remote.to_string(), reason: "tandem's state folder is private" });
-        }
+        self.check_inside(remote, &abs)?;
         Ok(Resolved { rel, abs })
     }
-}
 
-impl Share {
     /// Resolves a path that a write will create or replace: its text must pass [`normalize`] and name something
     /// below the root, and the deepest folder of it that exists must really be inside the share. Missing parent
     /// folders are allowed (the caller creates them). `abs` is where the entry will be.
@@ -85,6 +80,13 @@ impl Share {
             return Err(Error::InvalidPath { path: remote.to_string(), reason: "names the share itself" });
         }
         let joined = self.root.join(&rel);
+        let (existing, real) = self.existing_ancestor(remote, &joined)?;
+        let below = joined.strip_prefix(&existing).unwrap_or(Path::new(""));
+        Ok(Resolved { rel, abs: real.join(below) })
+    }
+
+    /// The deepest folder above `joined` that exists, as joined and in its real location, which must be inside.
+    fn existing_ancestor(&self, remote: &str, joined: &Path) -> Result<(PathBuf, PathBuf)> {
         let mut existing = joined.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
         while !existing.exists() {
             match existing.parent() {
@@ -93,6 +95,12 @@ impl Share {
             }
         }
         let real = existing.canonicalize().map_err(|e| Error::io(&existing, e))?;
+        self.check_inside(remote, &real)?;
+        Ok((existing, real))
+    }
+
+    /// Refuses a real (canonical) location outside the root or inside its `.tandem` folder.
+    fn check_inside(&self, remote: &str, real: &Path) -> Result<()> {
         let inside = real.strip_prefix(&self.root).map_err(|_| Error::InvalidPath {
             path: remote.to_string(),
             reason: "a symbolic link leads outside the share",
@@ -100,8 +108,7 @@ impl Share {
         if inside.components().any(|c| c.as_os_str() == STATE_DIR) {
             return Err(Error::InvalidPath { path: remote.to_string(), reason: "tandem's state folder is private" });
         }
-        let below = joined.strip_prefix(&existing).unwrap_or(Path::new(""));
-        Ok(Resolved { rel, abs: real.join(below) })
+        Ok(())
     }
 }
 
@@ -115,7 +122,7 @@ pub fn normalize(remote: &str) -> Result<String> {
         return refuse("longer than 4096 bytes");
     }
     let path = Path::new(remote);
-    if path.has_root() || is_drive_prefixed(remote) {
+    if path.has_root() {
         return refuse("absolute paths are not allowed; give a path relative to the share");
     }
     let mut parts: Vec<&str> = Vec::new();
@@ -136,6 +143,10 @@ pub fn normalize(remote: &str) -> Result<String> {
                 }
                 if name == STATE_DIR {
                     return refuse("tandem's state folder is private");
+                }
+                // Checked on the first name of the result, not of the text, so `./C:x` cannot become `C:x`.
+                if parts.is_empty() && is_drive_prefixed(name) {
+                    return refuse("absolute paths are not allowed; give a path relative to the share");
                 }
                 parts.push(name);
             }
@@ -173,6 +184,9 @@ mod tests {
             ("a/../../b", "`..` leads outside the share"),
             ("/etc/passwd", "absolute paths are not allowed"),
             ("C:/Windows", "absolute paths are not allowed"),
+            // Found by fuzzing: a drive letter that only leads once `.` or `..` are gone.
+            ("./C:x", "absolute paths are not allowed"),
+            ("a/../c:/Windows", "absolute paths are not allowed"),
             ("a\0b", "contains a NUL byte"),
             (".tandem/hashes.sqlite", "tandem's state folder is private"),
             ("x/.tandem", "tandem's state folder is private"),
@@ -183,5 +197,27 @@ mod tests {
         }
         assert!(normalize(&"n".repeat(256)).is_err());
         assert!(normalize(&"a/".repeat(2100)).is_err());
+    }
+
+    #[test]
+    fn a_missing_path_behind_a_link_out_is_refused_rather_than_reported_missing() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("share");
+        std::fs::create_dir_all(root.join(STATE_DIR)).unwrap();
+        std::os::unix::fs::symlink("..", root.join("up")).unwrap();
+        std::os::unix::fs::symlink(STATE_DIR, root.join("state")).unwrap();
+        let share = Share::open(&root).unwrap();
+        for (path, reason) in [
+            ("up/no-such-file", "a symbolic link leads outside the share"),
+            ("up/no/such/folder", "a symbolic link leads outside the share"),
+            ("state/no-such-file", "tandem's state folder is private"),
+        ] {
+            assert_eq!(share.resolve(path).unwrap_err().to_string(), format!("invalid path {path:?}: {reason}"));
+        }
+        assert_eq!(
+            share.resolve("up/share/missing").unwrap_err().to_string(),
+            "up/share/missing: no such file or folder"
+        );
+        assert_eq!(share.resolve("missing/x").unwrap_err().to_string(), "missing/x: no such file or folder");
     }
 }

@@ -171,3 +171,29 @@ pub async fn in_process(root: &Path) -> (String, tokio_util::sync::CancellationT
     let (addr, shutdown, _task) = tandem::server::Server::spawn(config).await.expect("start server");
     (addr.to_string(), shutdown)
 }
+
+/// Fills `root` with the traps the hostile-path tests aim at: plain files, tandem's `.tandem` folder, literal
+/// names that look URL-encoded or Windows-like, and symlinks that lead inside, to the parent, to `/etc` (also
+/// through a chain of two links), into `.tandem`, round in a loop, and nowhere.
+pub fn plant_traps(root: &Path) {
+    write_file(root, "file.txt", b"inside", 1);
+    write_file(root, "dir/inner.txt", b"inner", 1);
+    write_file(root, ".tandem/notes.txt", b"private", 1);
+    for literal in ["%2e%2e/x", "..%2fx", "..\\x"] {
+        write_file(root, literal, b"a literal name", 1);
+    }
+    for (target, link) in [
+        ("dir", "inside-link"),
+        ("../file.txt", "dir/back"),
+        ("..", "up"),
+        ("/etc", "escape"),
+        ("chain2", "chain"),
+        ("escape", "chain2"),
+        (".tandem", "state-link"),
+        ("loop-b", "loop-a"),
+        ("loop-a", "loop-b"),
+        ("/nonexistent/target", "dangling"),
+    ] {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+}
