@@ -16,7 +16,7 @@ use super::upload::{UploadReport, local_file};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchItem, BulkTrailer, Expect, Request, Ticket, UploadItem};
-use crate::share::{AtomicFile, Entry, FileStamp, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, Entry, FileStamp, GROUP_BYTES, GROUP_FILES, sync_renamed, sync_staged};
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
@@ -199,10 +199,6 @@ async fn send_files(conn: &Connection, ticket: Ticket, sources: Vec<(PathBuf, Fi
     .await
     .unwrap_or_else(|e| spread(Error::Unsupported(format!("upload task failed: {e}")), count))
 }
-
-/// Files received before they are committed together: their syncs are shared ([`sync_staged`]).
-const GROUP_FILES: usize = 64;
-const GROUP_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A received, verified file waiting for its group's commit.
 struct Staged {

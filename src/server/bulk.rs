@@ -19,7 +19,7 @@ use crate::auth::TicketProof;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
-use crate::share::{AtomicFile, FileStamp, move_to_trash, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, FileStamp, GROUP_BYTES, GROUP_FILES, move_to_trash, sync_renamed, sync_staged};
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
@@ -92,10 +92,6 @@ fn send_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, downloads: V
     }
     result
 }
-
-/// Files received before they are committed together: their syncs are shared ([`sync_staged`]).
-const GROUP_FILES: usize = 64;
-const GROUP_BYTES: u64 = 8 * 1024 * 1024;
 
 /// A received, verified file waiting for its group's commit.
 struct Staged {

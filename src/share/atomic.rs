@@ -140,6 +140,11 @@ impl AtomicFile {
     }
 }
 
+/// How many received files, or bytes, are staged before a group commit: enough to spread a disk flush over
+/// many small files, while a large file still commits on its own.
+pub const GROUP_FILES: usize = 64;
+pub const GROUP_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Makes staged files durable before their renames: an fsync for one file; for several, one sync of the
 /// filesystem, which costs one disk flush instead of one per file.
 pub fn sync_staged(files: &[&AtomicFile]) -> Result<()> {

@@ -12,7 +12,7 @@ mod sandbox;
 mod trash;
 mod walk;
 
-pub use atomic::{AtomicFile, is_temp_name, remove_stale_temps, sync_renamed, sync_staged};
+pub use atomic::{AtomicFile, GROUP_BYTES, GROUP_FILES, is_temp_name, remove_stale_temps, sync_renamed, sync_staged};
 pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, system_time_to_ns};
 pub use filter::{EntryFilter, compile_pattern};
 pub use sandbox::{Resolved, Share, normalize};
