@@ -9,6 +9,7 @@ mod cli;
 mod concurrency;
 mod download;
 mod limits;
+mod load;
 mod safety;
 mod sync;
 mod sync_cli;

@@ -1,0 +1,175 @@
+//! Load: 200 clients at once against a `tandem serve` process with its default limits, each on its own control
+//! connection, doing 50 listings and 5 verified downloads. Every request must succeed, every listing must hold
+//! exactly what is on disk, and every downloaded file must equal its source byte for byte with no temporary file
+//! left beside it. Latency figures come from `cargo bench --bench load`; this test checks outcomes only.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tandem::client::{Connection, DownloadReport, download_tcp};
+use tandem::protocol::ListFilter;
+use tokio::sync::Barrier;
+
+use crate::common::*;
+
+const CLIENTS: usize = 200;
+const LISTINGS: usize = 50;
+const DOWNLOADS: usize = 5;
+
+/// The share's files and sizes: empty to 1 MB, names with spaces and non-ASCII letters, all names distinct so
+/// one client's downloads never land on each other.
+const FILES: &[(&str, usize)] = &[
+    ("empty.txt", 0),
+    ("one byte", 1),
+    ("docs/datagram 1400.bin", 1400),
+    ("docs/notes – ünïcødé.txt", 4096),
+    ("docs/archive/2023 report.pdf", 65_537),
+    ("media/photo 100k.jpg", 100 * 1024),
+    ("media/movie 1M.bin", 1 << 20),
+    ("日本語/ファイル 名前.txt", 777),
+];
+const EMPTY_FOLDER: &str = "empty folder";
+/// The folders the clients list, in turn.
+const LISTED: &[&str] = &["", "docs", "docs/archive", "media", "日本語", EMPTY_FOLDER];
+
+/// What a listing must hold: each path below the folder, with its size if it is a file.
+type Listing = Vec<(String, Option<u64>)>;
+
+/// Walks `root/rel` with std alone, so the expected listings owe nothing to tandem's own walk.
+fn expected_listing(root: &Path, rel: &str) -> Listing {
+    let mut out = Vec::new();
+    let mut folders = vec![rel.to_string()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(root.join(&folder)).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if folder.is_empty() && name == ".tandem" {
+                continue;
+            }
+            let path = if folder.is_empty() { name } else { format!("{folder}/{name}") };
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                folders.push(path.clone());
+                out.push((path, None));
+            } else {
+                out.push((path, Some(metadata.len())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn as_listing(entries: &[tandem::share::Entry]) -> Listing {
+    let mut out: Listing = entries
+        .iter()
+        .map(|e| (e.path.clone(), (e.kind == tandem::share::EntryKind::File).then_some(e.size)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// What one client did: requests that succeeded, what went wrong, and where its downloads are.
+struct Outcome {
+    ok: usize,
+    problems: Vec<String>,
+    downloads: Vec<(usize, DownloadReport)>,
+    dest: tempfile::TempDir,
+}
+
+/// One client's session: connect, wait until every client has, then 50 listings over the folders in turn with a
+/// download after every tenth, each download a different file. A failure is noted and the client carries on.
+async fn client(n: usize, addr: String, expected: Arc<BTreeMap<&'static str, Listing>>, all: Arc<Barrier>) -> Outcome {
+    let dest = tempfile::tempdir().unwrap();
+    let mut outcome = Outcome { ok: 0, problems: Vec::new(), downloads: Vec::new(), dest };
+    let connected = Connection::connect(&addr).await;
+    // All sessions are open before any request, so the server really holds 200 at once.
+    all.wait().await;
+    let conn = match connected {
+        Ok(conn) => conn,
+        Err(e) => {
+            outcome.problems.push(format!("client {n}: connect: {e}"));
+            return outcome;
+        }
+    };
+    for i in 0..LISTINGS {
+        let path = LISTED[(n + i) % LISTED.len()];
+        match conn.list(path, ListFilter::default()).await {
+            Ok(entries) if as_listing(&entries) == expected[path] => outcome.ok += 1,
+            Ok(entries) => {
+                outcome.problems.push(format!("client {n}: listing {path:?} gave {:?}", as_listing(&entries)))
+            }
+            Err(e) => outcome.problems.push(format!("client {n}: list {path:?}: {e}")),
+        }
+        if i % (LISTINGS / DOWNLOADS) == LISTINGS / DOWNLOADS - 1 {
+            let file = (n + outcome.downloads.len()) % FILES.len();
+            match download_tcp(&conn, FILES[file].0, outcome.dest.path(), &Default::default()).await {
+                Ok(report) => {
+                    outcome.ok += 1;
+                    outcome.downloads.push((file, report));
+                }
+                Err(e) => outcome.problems.push(format!("client {n}: download {:?}: {e}", FILES[file].0)),
+            }
+        }
+    }
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_list_and_download_at_once_without_an_error_or_a_lost_byte() {
+    let root = tempfile::tempdir().unwrap();
+    let sources: Vec<Vec<u8>> = FILES.iter().enumerate().map(|(i, (_, size))| pseudo_random(*size, i as u64)).collect();
+    for ((rel, _), bytes) in FILES.iter().zip(&sources) {
+        write_file(root.path(), rel, bytes, 1_600_000_000);
+    }
+    std::fs::create_dir(root.path().join(EMPTY_FOLDER)).unwrap();
+    let source_md5: Vec<String> = FILES.iter().map(|(rel, _)| md5sum(&root.path().join(rel))).collect();
+    let server = ServeProcess::start(root);
+    let expected: BTreeMap<&str, Listing> =
+        LISTED.iter().map(|&rel| (rel, expected_listing(server.root.path(), rel))).collect();
+    assert_eq!(expected[""].len(), FILES.len() + 5, "the share holds its files and five folders");
+    let expected = Arc::new(expected);
+
+    let started = Instant::now();
+    let all = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> =
+        (0..CLIENTS).map(|n| tokio::spawn(client(n, server.addr.clone(), expected.clone(), all.clone()))).collect();
+    // A guard against a hang (a request never answered), not a speed check.
+    let outcomes = tokio::time::timeout(Duration::from_secs(600), futures::future::join_all(clients))
+        .await
+        .expect("every client finishes");
+    let elapsed = started.elapsed();
+
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap()).collect();
+    let problems: Vec<&String> = outcomes.iter().flat_map(|o| &o.problems).collect();
+    let ok: usize = outcomes.iter().map(|o| o.ok).sum();
+    println!(
+        "load: {CLIENTS} clients, {} requests ({ok} ok), {} errors, {:.1} s",
+        CLIENTS * (LISTINGS + DOWNLOADS),
+        problems.len(),
+        elapsed.as_secs_f64()
+    );
+    assert!(problems.is_empty(), "{} problems, the first: {:#?}", problems.len(), &problems[..problems.len().min(5)]);
+    assert_eq!(ok, CLIENTS * (LISTINGS + DOWNLOADS));
+
+    // Nothing lost: each client's folder holds exactly its five files, each the source's bytes.
+    for outcome in &outcomes {
+        let mut names: Vec<String> = Vec::new();
+        for (file, report) in &outcome.downloads {
+            let (rel, size) = FILES[*file];
+            assert_eq!((report.size, report.md5.to_string()), (size as u64, source_md5[*file].clone()), "{rel}");
+            assert!(
+                std::fs::read(&report.dest).unwrap() == sources[*file],
+                "{} differs from {rel}",
+                report.dest.display()
+            );
+            names.push(rel.rsplit('/').next().unwrap().to_string());
+        }
+        names.sort();
+        assert_eq!(names_in(outcome.dest.path()), names, "nothing but the downloads, no temporary file");
+    }
+    // And the share itself is as it was.
+    assert_eq!(expected_listing(server.root.path(), ""), expected[""]);
+}
