@@ -1,10 +1,12 @@
 //! Load: 200 clients at once against a `tandem serve` process with its default limits, each on its own control
 //! connection, doing 50 listings and 5 verified downloads. Every request must succeed, every listing must hold
 //! exactly what is on disk, and every downloaded file must equal its source byte for byte with no temporary file
-//! left beside it. Latency figures come from `cargo bench --bench load`; this test checks outcomes only.
+//! left beside it. And a burst of 200 connections waits in the server's accept queue rather than being dropped.
+//! Latency figures come from `cargo bench --bench load`; this file checks outcomes only.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -172,4 +174,37 @@ async fn two_hundred_clients_list_and_download_at_once_without_an_error_or_a_los
     }
     // And the share itself is as it was.
     assert_eq!(expected_listing(server.root.path(), ""), expected[""]);
+}
+
+/// Stops or resumes a process, and returns once /proc shows it stopped or running.
+fn signal(pid: u32, stop: bool) {
+    let status = Command::new("kill").args([if stop { "-STOP" } else { "-CONT" }, &pid.to_string()]).status();
+    assert!(status.unwrap().success());
+    let stopped =
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().rsplit(") ").next().unwrap().starts_with('T');
+    while stopped() != stop {
+        std::thread::yield_now();
+    }
+}
+
+/// While the server is stopped, the kernel completes every handshake that fits its accept queue and drops the
+/// rest, which then wait for their SYN to be resent (1 s, 3 s, 7 s...) and are never accepted while it stays
+/// stopped. The server asks for a queue as deep as its connection limit, so all of a 200-connection burst fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_accept_queue_instead_of_being_dropped() {
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    // The kernel caps every queue at somaxconn (4096 by default since Linux 5.4).
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    let burst = CLIENTS.min(somaxconn);
+    let pid = server.child.id();
+    signal(pid, true);
+    let connects = (0..burst).map(|_| tokio::net::TcpStream::connect(&server.addr));
+    // A guard against a hang (a dropped handshake), not a speed check.
+    let connected = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(connects)).await;
+    signal(pid, false);
+    let connected = connected.expect("a handshake was dropped: the accept queue is shallower than the burst");
+    assert_eq!(connected.into_iter().filter(|c| c.is_ok()).count(), burst);
+    // Resumed, the server serves a new client as before.
+    let conn = Connection::connect(&server.addr).await.unwrap();
+    assert!(conn.list("", ListFilter::default()).await.unwrap().is_empty());
 }
