@@ -11,10 +11,12 @@
 //! - count, median, p90, p99 (nearest rank) and max of every request's latency, and throughput: requests and file
 //!   bytes per second of wall time over the whole loaded run.
 //!
-//! The server has its own process, runtime and threads, but clients and server share the machine's cores. Every
-//! answer is checked (entry count of each listing, size and MD5 of each download); errors are counted and
-//! printed, and a run with any error ends in a panic after its figures, since its latencies would mean nothing.
-//! The hash cache is warmed first, as on any server that has sent its files before.
+//! The share and each client's session are the load test's (`tests/it/load_share.rs`), so the bench measures
+//! exactly what `cargo test` checks. The server has its own process, runtime and threads, but clients and server
+//! share the machine's cores. Every answer is checked (entry count of each listing, size and MD5 of each
+//! download); errors are counted and printed, and a run with any error ends in a panic after its figures, since
+//! its latencies would mean nothing. The hash cache is warmed first, as on any server that has sent its files
+//! before.
 //!
 //! Run with `cargo bench --bench load`. `TANDEM_BENCH_CLIENTS=50` changes the number of clients,
 //! `TANDEM_BENCH_ROUNDS=1` the number of loaded runs pooled into the figures (default 3).
@@ -30,25 +32,13 @@ use tandem::digest::{Md5Digest, md5_file};
 use tandem::protocol::ListFilter;
 use tokio::sync::Barrier;
 
-const LISTINGS: usize = 50;
-const DOWNLOADS: usize = 5;
+#[path = "../tests/it/load_share.rs"]
+mod load_share;
+
+use load_share::{DOWNLOADS, FILES, LISTINGS, Step};
+
 /// Sessions the lone client runs one after another, so its percentiles rest on enough samples.
 const SESSIONS_ALONE: usize = 40;
-
-/// The share: sizes from empty to 1 MB, names with spaces and non-ASCII letters, all names distinct.
-const FILES: &[(&str, u64)] = &[
-    ("empty.txt", 0),
-    ("one byte", 1),
-    ("docs/datagram 1400.bin", 1400),
-    ("docs/notes – ünïcødé.txt", 4096),
-    ("docs/archive/2023 report.pdf", 65_537),
-    ("media/photo 100k.jpg", 100 * 1024),
-    ("media/movie 1M.bin", 1 << 20),
-    ("日本語/ファイル 名前.txt", 777),
-];
-/// The folders listed, in turn, with how many entries each listing holds.
-const LISTED: &[(&str, usize)] =
-    &[("", 13), ("docs", 4), ("docs/archive", 1), ("media", 2), ("日本語", 1), ("empty folder", 0)];
 
 fn main() {
     let clients: usize = std::env::var("TANDEM_BENCH_CLIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -104,15 +94,8 @@ fn main() {
 
 /// Writes the share and returns each file's MD5.
 fn write_share(root: &Path) -> Vec<Md5Digest> {
-    std::fs::create_dir(root.join("empty folder")).expect("mkdir");
-    FILES
-        .iter()
-        .map(|(rel, size)| {
-            let path = root.join(rel);
-            tandem::cli::demo::write_pseudo_random(&path, *size).expect("write test file");
-            md5_file(&path).expect("md5")
-        })
-        .collect()
+    load_share::write(root);
+    FILES.iter().map(|(rel, _)| md5_file(&root.join(rel)).expect("md5")).collect()
 }
 
 /// Latencies of one or more runs, and what went wrong in them.
@@ -171,8 +154,8 @@ async fn run(addr: &str, clients: usize, sessions: usize, md5s: &Arc<Vec<Md5Dige
     samples
 }
 
-/// One client's session: connect, wait for the others, then 50 listings over the folders in turn with a download
-/// of a different file after every tenth, into a folder of its own.
+/// One client's session, timed request by request: connect, wait for the others, then the workload's session
+/// (50 listings, 5 downloads) with downloads into a folder of its own.
 async fn session(n: usize, addr: &str, md5s: &[Md5Digest], all: &Barrier) -> Samples {
     let mut samples = Samples::default();
     let dest = tempfile::tempdir().expect("destination");
@@ -187,28 +170,31 @@ async fn session(n: usize, addr: &str, md5s: &[Md5Digest], all: &Barrier) -> Sam
             return samples;
         }
     };
-    for i in 0..LISTINGS {
-        let (path, count) = LISTED[(n + i) % LISTED.len()];
+    for step in load_share::session(n) {
         let started = Instant::now();
-        let listed = conn.list(path, ListFilter::default()).await;
-        samples.listing.push(started.elapsed());
-        match listed {
-            Ok(entries) if entries.len() == count => {}
-            Ok(entries) => samples.errors.push(format!("listing {path:?}: {} entries, not {count}", entries.len())),
-            Err(e) => samples.errors.push(format!("listing {path:?}: {e}")),
-        }
-        if i % (LISTINGS / DOWNLOADS) == LISTINGS / DOWNLOADS - 1 {
-            let file = (n + samples.download.len()) % FILES.len();
-            let (rel, size) = FILES[file];
-            let started = Instant::now();
-            let report = download_tcp(&conn, rel, dest.path(), &Default::default()).await;
-            samples.download.push(started.elapsed());
-            match report {
-                Ok(report) if report.size == size && report.md5 == md5s[file] => samples.bytes += size,
-                Ok(report) => {
-                    samples.errors.push(format!("download {rel:?}: {} bytes, MD5 {}", report.size, report.md5))
+        match step {
+            Step::List { path, entries: count } => {
+                let listed = conn.list(path, ListFilter::default()).await;
+                samples.listing.push(started.elapsed());
+                match listed {
+                    Ok(entries) if entries.len() == count => {}
+                    Ok(entries) => {
+                        samples.errors.push(format!("listing {path:?}: {} entries, not {count}", entries.len()))
+                    }
+                    Err(e) => samples.errors.push(format!("listing {path:?}: {e}")),
                 }
-                Err(e) => samples.errors.push(format!("download {rel:?}: {e}")),
+            }
+            Step::Download(file) => {
+                let (rel, size) = FILES[file];
+                let report = download_tcp(&conn, rel, dest.path(), &Default::default()).await;
+                samples.download.push(started.elapsed());
+                match report {
+                    Ok(report) if report.size == size && report.md5 == md5s[file] => samples.bytes += size,
+                    Ok(report) => {
+                        samples.errors.push(format!("download {rel:?}: {} bytes, MD5 {}", report.size, report.md5))
+                    }
+                    Err(e) => samples.errors.push(format!("download {rel:?}: {e}")),
+                }
             }
         }
     }
@@ -223,7 +209,8 @@ fn row(label: &str, samples: &[Duration]) {
 fn throughput(label: &str, samples: &Samples) {
     let secs = samples.wall.as_secs_f64();
     println!(
-        "{label:<12} {:>6} requests in {secs:>5.2} s = {:>6.0} requests/s, {:>6.1} MB of files = {:>5.1} MB/s, {} errors",
+        "{label:<12} {:>6} requests in {secs:>5.2} s = {:>6.0} requests/s, \
+         {:>6.1} MB of files = {:>5.1} MB/s, {} errors",
         samples.requests(),
         samples.requests() as f64 / secs,
         samples.bytes as f64 / 1e6,

@@ -15,26 +15,9 @@ use tandem::protocol::ListFilter;
 use tokio::sync::Barrier;
 
 use crate::common::*;
+use crate::load_share::{DOWNLOADS, FILES, LISTED, LISTINGS, Step, session, write};
 
 const CLIENTS: usize = 200;
-const LISTINGS: usize = 50;
-const DOWNLOADS: usize = 5;
-
-/// The share's files and sizes: empty to 1 MB, names with spaces and non-ASCII letters, all names distinct so
-/// one client's downloads never land on each other.
-const FILES: &[(&str, usize)] = &[
-    ("empty.txt", 0),
-    ("one byte", 1),
-    ("docs/datagram 1400.bin", 1400),
-    ("docs/notes – ünïcødé.txt", 4096),
-    ("docs/archive/2023 report.pdf", 65_537),
-    ("media/photo 100k.jpg", 100 * 1024),
-    ("media/movie 1M.bin", 1 << 20),
-    ("日本語/ファイル 名前.txt", 777),
-];
-const EMPTY_FOLDER: &str = "empty folder";
-/// The folders the clients list, in turn.
-const LISTED: &[&str] = &["", "docs", "docs/archive", "media", "日本語", EMPTY_FOLDER];
 
 /// What a listing must hold: each path below the folder, with its size if it is a file.
 type Listing = Vec<(String, Option<u64>)>;
@@ -81,8 +64,8 @@ struct Outcome {
     dest: tempfile::TempDir,
 }
 
-/// One client's session: connect, wait until every client has, then 50 listings over the folders in turn with a
-/// download after every tenth, each download a different file. A failure is noted and the client carries on.
+/// One client: connect, wait until every client has, then run its session. A failure is noted and the client
+/// carries on.
 async fn client(n: usize, addr: String, expected: Arc<BTreeMap<&'static str, Listing>>, all: Arc<Barrier>) -> Outcome {
     let dest = tempfile::tempdir().unwrap();
     let mut outcome = Outcome { ok: 0, problems: Vec::new(), downloads: Vec::new(), dest };
@@ -96,23 +79,23 @@ async fn client(n: usize, addr: String, expected: Arc<BTreeMap<&'static str, Lis
             return outcome;
         }
     };
-    for i in 0..LISTINGS {
-        let path = LISTED[(n + i) % LISTED.len()];
-        match conn.list(path, ListFilter::default()).await {
-            Ok(entries) if as_listing(&entries) == expected[path] => outcome.ok += 1,
-            Ok(entries) => {
-                outcome.problems.push(format!("client {n}: listing {path:?} gave {:?}", as_listing(&entries)))
-            }
-            Err(e) => outcome.problems.push(format!("client {n}: list {path:?}: {e}")),
-        }
-        if i % (LISTINGS / DOWNLOADS) == LISTINGS / DOWNLOADS - 1 {
-            let file = (n + outcome.downloads.len()) % FILES.len();
-            match download_tcp(&conn, FILES[file].0, outcome.dest.path(), &Default::default()).await {
-                Ok(report) => {
-                    outcome.ok += 1;
-                    outcome.downloads.push((file, report));
+    for step in session(n) {
+        match step {
+            Step::List { path, entries: count } => match conn.list(path, ListFilter::default()).await {
+                Ok(entries) if entries.len() == count && as_listing(&entries) == expected[path] => outcome.ok += 1,
+                Ok(entries) => {
+                    outcome.problems.push(format!("client {n}: listing {path:?} gave {:?}", as_listing(&entries)))
                 }
-                Err(e) => outcome.problems.push(format!("client {n}: download {:?}: {e}", FILES[file].0)),
+                Err(e) => outcome.problems.push(format!("client {n}: list {path:?}: {e}")),
+            },
+            Step::Download(file) => {
+                match download_tcp(&conn, FILES[file].0, outcome.dest.path(), &Default::default()).await {
+                    Ok(report) => {
+                        outcome.ok += 1;
+                        outcome.downloads.push((file, report));
+                    }
+                    Err(e) => outcome.problems.push(format!("client {n}: download {:?}: {e}", FILES[file].0)),
+                }
             }
         }
     }
@@ -122,16 +105,15 @@ async fn client(n: usize, addr: String, expected: Arc<BTreeMap<&'static str, Lis
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_list_and_download_at_once_without_an_error_or_a_lost_byte() {
     let root = tempfile::tempdir().unwrap();
-    let sources: Vec<Vec<u8>> = FILES.iter().enumerate().map(|(i, (_, size))| pseudo_random(*size, i as u64)).collect();
-    for ((rel, _), bytes) in FILES.iter().zip(&sources) {
-        write_file(root.path(), rel, bytes, 1_600_000_000);
-    }
-    std::fs::create_dir(root.path().join(EMPTY_FOLDER)).unwrap();
+    write(root.path());
+    let sources: Vec<Vec<u8>> = FILES.iter().map(|(rel, _)| std::fs::read(root.path().join(rel)).unwrap()).collect();
     let source_md5: Vec<String> = FILES.iter().map(|(rel, _)| md5sum(&root.path().join(rel))).collect();
     let server = ServeProcess::start(root);
     let expected: BTreeMap<&str, Listing> =
-        LISTED.iter().map(|&rel| (rel, expected_listing(server.root.path(), rel))).collect();
-    assert_eq!(expected[""].len(), FILES.len() + 5, "the share holds its files and five folders");
+        LISTED.iter().map(|&(rel, _)| (rel, expected_listing(server.root.path(), rel))).collect();
+    for (rel, entries) in LISTED {
+        assert_eq!(expected[rel].len(), *entries, "the share holds what the workload expects in {rel:?}");
+    }
     let expected = Arc::new(expected);
 
     let started = Instant::now();
@@ -161,7 +143,7 @@ async fn two_hundred_clients_list_and_download_at_once_without_an_error_or_a_los
         let mut names: Vec<String> = Vec::new();
         for (file, report) in &outcome.downloads {
             let (rel, size) = FILES[*file];
-            assert_eq!((report.size, report.md5.to_string()), (size as u64, source_md5[*file].clone()), "{rel}");
+            assert_eq!((report.size, report.md5.to_string()), (size, source_md5[*file].clone()), "{rel}");
             assert!(
                 std::fs::read(&report.dest).unwrap() == sources[*file],
                 "{} differs from {rel}",

@@ -10,6 +10,7 @@ mod concurrency;
 mod download;
 mod limits;
 mod load;
+mod load_share;
 mod safety;
 mod sync;
 mod sync_cli;
