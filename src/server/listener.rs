@@ -1,9 +1,10 @@
-//! The accept loop: caps the number of connections, retries failed accepts with backoff, and shuts down cleanly.
+//! The listening socket and its accept loop: binds with an accept queue as deep as the connection limit, caps
+//! the number of connections, retries failed accepts with backoff, and shuts down cleanly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -15,6 +16,25 @@ use crate::wire::FrameWriter;
 
 /// How long open connections get to finish after shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Binds `listen` with room for `backlog` connections waiting to be accepted (the kernel caps it at
+/// `net.core.somaxconn`). Tokio's own bind asks for 128: a burst of clients beyond that, such as 200 connecting at
+/// once, overflowed the queue and the kernel dropped their handshakes, so each waited a second for a resent SYN.
+pub async fn bind(listen: &str, backlog: usize) -> std::io::Result<TcpListener> {
+    let backlog = backlog.clamp(128, 65_535) as u32;
+    let mut last_error = None;
+    for addr in tokio::net::lookup_host(listen).await? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+        // As tokio's own bind does, so a restarted server gets its port back at once.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
+}
 
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) -> Result<()> {
     let limit = Arc::new(Semaphore::new(shared.config.max_connections));

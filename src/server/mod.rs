@@ -112,7 +112,8 @@ impl Server {
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
         let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;
-        let listener = TcpListener::bind(&config.listen).await.map_err(|e| Error::net(&config.listen, e))?;
+        let listener =
+            listener::bind(&config.listen, config.max_connections).await.map_err(|e| Error::net(&config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
         if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure_no_auth {
             return Err(Error::Unsupported(format!(

@@ -13,6 +13,8 @@ mod fuzz_inputs;
 mod garbage;
 mod hostile_paths;
 mod limits;
+mod load;
+mod load_share;
 mod safety;
 mod sync;
 mod sync_cli;
