@@ -102,7 +102,13 @@ impl Link {
     /// Receives from the connected peer into `bufs`, waiting (up to the read timeout) only for the first read.
     /// Returns each datagram as (buffer index, offset, length), after loss injection.
     pub fn recv_batch(&self, bufs: &mut [Vec<u8>]) -> io::Result<Vec<(usize, usize, usize)>> {
-        let reads = batch::recv(&self.socket, bufs)?;
+        // A signal (a debugger, a stop and continue) interrupts the call; it is not a failure.
+        let reads = loop {
+            match batch::recv(&self.socket, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                reads => break reads?,
+            }
+        };
         let mut datagrams = Vec::with_capacity(reads.len());
         for (index, (len, segment)) in reads.into_iter().enumerate() {
             let segment = segment.filter(|s| *s > 0).unwrap_or(len.max(1));
@@ -124,7 +130,10 @@ impl Link {
     /// Receives one datagram, skipping those the loss injection drops.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         loop {
-            let (len, from) = self.socket.recv_from(buf)?;
+            let (len, from) = match self.socket.recv_from(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                received => received?,
+            };
             if self.drops() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
