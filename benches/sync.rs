@@ -6,8 +6,11 @@
 //! - initial sync of 10,000 files, 1 GiB in total (old mtimes, as real files have), into an empty share (upload)
 //!   and from that share into a new empty folder (download), each against a single-threaded in-process MD5 of the
 //!   same files with a warm page cache (target: ≤ 1.5 × MD5 both ways); both results are checked (file count and
-//!   a sample of MD5s), so a sync that does nothing cannot pass; then the same bytes as 100 files of 10.7 MB, to
-//!   show how much of the time is per file;
+//!   a sample of MD5s), so a sync that does nothing cannot pass; then the same 10,000 files with `tandem serve`
+//!   and `tandem sync --once` as separate processes held to one core each, as a client and a server on two
+//!   machines run them (each end hashes every byte once, on its own CPU, while on one core pair in-process both
+//!   hashes share the same two cores); then the same bytes as 100 files of 10.7 MB, to show how much of the
+//!   time is per file;
 //! - idle CPU: a continuous `tandem sync` process on a folder of 100,000 unchanged files, measured from /proc. It
 //!   runs with `--interval 6`, so a 65 s window holds ten polls of the server and one full rescan of the folder,
 //!   the work the defaults (`--interval 60`, a rescan every tenth poll) do in ten minutes; that CPU time over
@@ -54,6 +57,7 @@ fn main() {
         let files = ((SYNC_FILES as f64 * gib).round() as usize).max(FILES_PER_FOLDER);
         let file_size = (1u64 << 30) / SYNC_FILES as u64;
         runtime.block_on(initial_sync(files, file_size));
+        runtime.block_on(initial_sync_on_two_cores(files, file_size));
         // The same bytes in few large files: what the per-file cost leaves when it is spread thin.
         let large = ((LARGE_FILES as f64 * gib).round() as usize).max(1);
         runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64));
@@ -241,21 +245,7 @@ async fn initial_sync(files: usize, file_size: u64) {
     // Write the test files back to disk now, so their writeback does not land inside a measurement.
     flush_disk();
 
-    let md5_all = |root: &Path| {
-        for rel in &paths {
-            md5_file(&root.join(rel)).expect("md5");
-        }
-    };
-    md5_all(&a); // warms the page cache
-    let md5_time = median(
-        (0..MD5_RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                md5_all(&a);
-                started.elapsed()
-            })
-            .collect(),
-    );
+    let md5_time = md5_baseline(&a, &paths);
 
     let (addr, shutdown) = start_server(&share).await;
     let conn = Connection::connect_as(&addr, Some(identity("bench-a"))).await.expect("connect");
@@ -267,18 +257,7 @@ async fn initial_sync(files: usize, file_size: u64) {
     verify_copy(&a, &share, &paths);
     flush_disk();
 
-    // The share now holds the files; make sure its journal lists them all before a new client asks for them.
-    let conn = Connection::connect_as(&addr, Some(identity("bench-b"))).await.expect("connect");
-    let journaled = Instant::now();
-    loop {
-        let (changes, _) = conn.changes_since(0).await.expect("changes");
-        let live = changes.iter().filter(|c| c.entry.as_ref().is_some_and(|e| e.kind == EntryKind::File)).count();
-        if live >= files {
-            break;
-        }
-        assert!(journaled.elapsed() < Duration::from_secs(300), "the journal lists {live} of {files} files");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let conn = wait_until_journaled(&addr, files).await;
     let mut engine = Engine::open(&b, conn, "bench-b").expect("engine");
     let (started, cpu) = (Instant::now(), own_cpu());
     let down = engine.sync_until_quiet().await.expect("download sync");
@@ -305,6 +284,119 @@ async fn initial_sync(files: usize, file_size: u64) {
     row("upload: full folder, empty share", upload_time, note(upload_time, upload_cpu));
     row("download: full share, empty folder", download_time, note(download_time, download_cpu));
     println!();
+}
+
+/// Single-threaded MD5 of the files under `root` with a warm page cache: the median of [`MD5_RUNS`].
+fn md5_baseline(root: &Path, paths: &[String]) -> Duration {
+    let md5_all = || {
+        for rel in paths {
+            md5_file(&root.join(rel)).expect("md5");
+        }
+    };
+    md5_all(); // warms the page cache
+    median(
+        (0..MD5_RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                md5_all();
+                started.elapsed()
+            })
+            .collect(),
+    )
+}
+
+/// Waits until the share's journal lists `files` files, so a new client sees them all; returns its connection.
+async fn wait_until_journaled(addr: &str, files: usize) -> Connection {
+    let conn = Connection::connect_as(addr, Some(identity("bench-b"))).await.expect("connect");
+    let journaled = Instant::now();
+    loop {
+        let (changes, _) = conn.changes_since(0).await.expect("changes");
+        let live = changes.iter().filter(|c| c.entry.as_ref().is_some_and(|e| e.kind == EntryKind::File)).count();
+        if live >= files {
+            return conn;
+        }
+        assert!(journaled.elapsed() < Duration::from_secs(300), "the journal lists {live} of {files} files");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The same initial sync with the client and the server as separate `tandem` processes, each held to a core of
+/// its own, as two single-core machines would run them: each end hashes every byte once, on its own CPU.
+async fn initial_sync_on_two_cores(files: usize, file_size: u64) {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cores < 2 {
+        println!("(the two-process figure needs 2 cores; this machine has {cores})\n");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let dirs: Vec<_> = ["a", "share", "b", "config"].iter().map(|d| work.path().join(d)).collect();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    let (a, share, b, config) = (&dirs[0], &dirs[1], &dirs[2], &dirs[3]);
+    let paths = write_tree(a, files, file_size);
+    flush_disk();
+    let md5_time = md5_baseline(a, &paths);
+
+    let mut serve = tandem(config);
+    serve.arg("serve").arg(share).args(["--listen", "127.0.0.1:0"]).stdout(Stdio::piped());
+    let mut server = Child(on_core(serve, 0).spawn().expect("start tandem serve"));
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
+    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+    let sync_once = |dir: &Path, field: &str| {
+        let mut command = tandem(config);
+        command.args(["-r", &addr, "sync"]).arg(dir).args(["--once", "--json"]);
+        let started = Instant::now();
+        let output = on_core(command, 1).output().expect("tandem sync --once");
+        let took = started.elapsed();
+        assert!(output.status.success(), "sync failed: {}", String::from_utf8_lossy(&output.stderr));
+        let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("sync --json output");
+        assert_eq!(summary[field].as_u64(), Some(files as u64), "{summary}");
+        took
+    };
+    let upload_time = sync_once(a, "uploaded");
+    verify_copy(a, share, &paths);
+    flush_disk();
+    drop(wait_until_journaled(&addr, files).await);
+    let download_time = sync_once(b, "downloaded");
+    verify_copy(a, b, &paths);
+
+    let total = files as u64 * file_size;
+    let ratio = |t: Duration| t.as_secs_f64() / md5_time.as_secs_f64();
+    let row = |label: &str, t: Duration, note: String| {
+        println!("  {label:<38}{:>7.2} s {:>6.0} MB/s   {note}", t.as_secs_f64(), mb_per_s(total, t));
+    };
+    println!(
+        "the same, as `tandem serve` on core 0 and `tandem sync --once` on core 1 ({files} files of {} KB)",
+        file_size / 1000
+    );
+    row(&format!("MD5 of the files, 1 thread (median of {MD5_RUNS})"), md5_time, "baseline".into());
+    row("upload: full folder, empty share", upload_time, format!("{:.2} x MD5  (target <= 1.5 x)", ratio(upload_time)));
+    row(
+        "download: full share, empty folder",
+        download_time,
+        format!("{:.2} x MD5  (target <= 1.5 x)", ratio(download_time)),
+    );
+    println!();
+}
+
+/// `command`, to run on CPU `core` only.
+fn on_core(mut command: Command, core: usize) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec this only calls sched_setaffinity, which is async-signal-safe, on a set
+    // built in the child's own stack.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(core, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
 }
 
 /// Writes `files` small files with old mtimes, `files / 1000` to a folder.
