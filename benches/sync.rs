@@ -56,11 +56,15 @@ fn main() {
     if "initial sync".contains(&only) {
         let files = ((SYNC_FILES as f64 * gib).round() as usize).max(FILES_PER_FOLDER);
         let file_size = (1u64 << 30) / SYNC_FILES as u64;
-        runtime.block_on(initial_sync(files, file_size));
-        runtime.block_on(initial_sync_on_two_cores(files, file_size));
+        // Each run's folders are kept until all have run. On ext4 without a journal, creating files is slow for
+        // a minute or more after many were deleted (the inode allocator steps over recently freed inodes), so one
+        // run's clean-up would slow the next one's file creation.
+        let mut keep = vec![runtime.block_on(initial_sync(files, file_size))];
+        keep.extend(runtime.block_on(initial_sync_on_two_cores(files, file_size)));
         // The same bytes in few large files: what the per-file cost leaves when it is spread thin.
         let large = ((LARGE_FILES as f64 * gib).round() as usize).max(1);
-        runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64));
+        keep.push(runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64)));
+        drop(keep);
     }
     if "idle cpu".contains(&only) {
         idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));
@@ -234,7 +238,8 @@ fn flush_disk() {
     unsafe { libc::sync() };
 }
 
-async fn initial_sync(files: usize, file_size: u64) {
+/// Returns the run's folders, for the caller to delete when it is done measuring.
+async fn initial_sync(files: usize, file_size: u64) -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("tempdir");
     let (a, share, b) = (work.path().join("a"), work.path().join("share"), work.path().join("b"));
     for dir in [&a, &share, &b] {
@@ -284,6 +289,7 @@ async fn initial_sync(files: usize, file_size: u64) {
     row("upload: full folder, empty share", upload_time, note(upload_time, upload_cpu));
     row("download: full share, empty folder", download_time, note(download_time, download_cpu));
     println!();
+    work
 }
 
 /// Single-threaded MD5 of the files under `root` with a warm page cache: the median of [`MD5_RUNS`].
@@ -322,11 +328,12 @@ async fn wait_until_journaled(addr: &str, files: usize) -> Connection {
 
 /// The same initial sync with the client and the server as separate `tandem` processes, each held to a core of
 /// its own, as two single-core machines would run them: each end hashes every byte once, on its own CPU.
-async fn initial_sync_on_two_cores(files: usize, file_size: u64) {
+/// Returns the run's folders, for the caller to delete when it is done measuring.
+async fn initial_sync_on_two_cores(files: usize, file_size: u64) -> Option<tempfile::TempDir> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if cores < 2 {
         println!("(the two-process figure needs 2 cores; this machine has {cores})\n");
-        return;
+        return None;
     }
     let work = tempfile::tempdir().expect("tempdir");
     let dirs: Vec<_> = ["a", "share", "b", "config"].iter().map(|d| work.path().join(d)).collect();
@@ -344,22 +351,26 @@ async fn initial_sync_on_two_cores(files: usize, file_size: u64) {
     let mut line = String::new();
     BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
     let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+    let server_pid = server.0.id();
+    // Wall time, and the CPU time of the server and of the client, for one `sync --once`.
     let sync_once = |dir: &Path, field: &str| {
         let mut command = tandem(config);
         command.args(["-r", &addr, "sync"]).arg(dir).args(["--once", "--json"]);
-        let started = Instant::now();
+        let (started, server_cpu, client_cpu) = (Instant::now(), cpu_time(server_pid), children_cpu());
         let output = on_core(command, 1).output().expect("tandem sync --once");
         let took = started.elapsed();
+        let server_cpu = cpu_time(server_pid).zip(server_cpu).map(|(after, before)| after - before);
+        let cpu = (server_cpu.unwrap_or_default(), children_cpu() - client_cpu);
         assert!(output.status.success(), "sync failed: {}", String::from_utf8_lossy(&output.stderr));
         let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("sync --json output");
         assert_eq!(summary[field].as_u64(), Some(files as u64), "{summary}");
-        took
+        (took, cpu)
     };
-    let upload_time = sync_once(a, "uploaded");
+    let (upload_time, upload_cpu) = sync_once(a, "uploaded");
     verify_copy(a, share, &paths);
     flush_disk();
     drop(wait_until_journaled(&addr, files).await);
-    let download_time = sync_once(b, "downloaded");
+    let (download_time, download_cpu) = sync_once(b, "downloaded");
     verify_copy(a, b, &paths);
 
     let total = files as u64 * file_size;
@@ -372,13 +383,15 @@ async fn initial_sync_on_two_cores(files: usize, file_size: u64) {
         file_size / 1000
     );
     row(&format!("MD5 of the files, 1 thread (median of {MD5_RUNS})"), md5_time, "baseline".into());
-    row("upload: full folder, empty share", upload_time, format!("{:.2} x MD5  (target <= 1.5 x)", ratio(upload_time)));
-    row(
-        "download: full share, empty folder",
-        download_time,
-        format!("{:.2} x MD5  (target <= 1.5 x)", ratio(download_time)),
-    );
+    let note = |t: Duration, (server, client): (Duration, Duration)| {
+        let (server, client) = (server.as_secs_f64(), client.as_secs_f64());
+        format!("{:.2} x MD5  (target <= 1.5 x)   cpu: server {server:.2} s, client {client:.2} s", ratio(t))
+    };
+    row("upload: full folder, empty share", upload_time, note(upload_time, upload_cpu));
+    row("download: full share, empty folder", download_time, note(download_time, download_cpu));
     println!();
+    drop(server);
+    Some(work)
 }
 
 /// `command`, to run on CPU `core` only.
@@ -426,6 +439,18 @@ impl Drop for Child {
 /// CPU time of this process so far: the in-process server and the sync engine together.
 fn own_cpu() -> Duration {
     cpu_time(std::process::id()).expect("own CPU time")
+}
+
+/// CPU time of this process's finished children (those it has waited for).
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage only fills the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// User plus system CPU time of a process, all its threads, from /proc.
