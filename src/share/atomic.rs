@@ -101,7 +101,7 @@ impl AtomicFile {
         {
             use std::os::unix::fs::PermissionsExt;
             let permissions = Permissions::from_mode(mode & 0o7777);
-            std::fs::set_permissions(self.temp.path(), permissions).map_err(|e| Error::io(self.temp.path(), e))?;
+            self.temp.as_file().set_permissions(permissions).map_err(|e| Error::io(self.temp.path(), e))?;
         }
         let _ = mode;
         Ok(())
@@ -115,15 +115,14 @@ impl AtomicFile {
         sync_renamed(&[dest])
     }
 
-    /// Gives the file its modification time and starts writing it to disk, for a group commit: then
-    /// [`sync_staged`] for the group, [`AtomicFile::rename_into_place`] for each file, [`sync_renamed`] for all.
+    /// Gives the file its modification time, for a group commit: then [`sync_staged`] for the group,
+    /// [`AtomicFile::rename_into_place`] for each file, [`sync_renamed`] for all. (The sync writes the bytes; asking
+    /// for each small file's writeback here would cost a disk request per file.)
     pub fn stage(&mut self, mtime_ns: Option<i64>) -> Result<()> {
-        let file = self.temp.as_file();
         if let Some(mtime_ns) = mtime_ns {
+            let file = self.temp.as_file();
             file.set_modified(ns_to_system_time(mtime_ns)).map_err(|e| Error::io(self.temp.path(), e))?;
         }
-        start_writeback(file, self.flushed, self.written - self.flushed);
-        self.flushed = self.written;
         Ok(())
     }
 
