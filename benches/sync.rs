@@ -251,6 +251,8 @@ async fn initial_sync(files: usize, file_size: u64) -> tempfile::TempDir {
     flush_disk();
 
     let md5_time = md5_baseline(&a, &paths);
+    let disk_time = disk_baseline(&a, &work.path().join("disk"), &paths);
+    flush_disk();
 
     let (addr, shutdown) = start_server(&share).await;
     let conn = Connection::connect_as(&addr, Some(identity("bench-a"))).await.expect("connect");
@@ -282,6 +284,8 @@ async fn initial_sync(files: usize, file_size: u64) -> tempfile::TempDir {
         files.div_ceil(FILES_PER_FOLDER)
     );
     row(&format!("MD5 of the files, 1 thread (median of {MD5_RUNS})"), md5_time, "baseline".into());
+    let disk_note = format!("{:.2} x MD5  the disk alone: copy, sync per 64, rename", ratio(disk_time));
+    row("write the files, 1 thread, no hashing", disk_time, disk_note);
     // CPU time (client and server together) shows whether a phase waits or works.
     let note = |t: Duration, cpu: Duration| {
         format!("{:.2} x MD5  (target <= 1.5 x)   cpu {:.2} s", ratio(t), cpu.as_secs_f64())
@@ -309,6 +313,46 @@ fn md5_baseline(root: &Path, paths: &[String]) -> Duration {
             })
             .collect(),
     )
+}
+
+/// What the disk alone takes to store the files as sync does (each copied to a temporary file, a filesystem sync
+/// per 64 files, then renamed, then one fsync per folder), single-threaded and without hashing: a floor for any
+/// tool that keeps written files safe across a crash.
+fn disk_baseline(source: &Path, dest: &Path, paths: &[String]) -> Duration {
+    type Pending = Vec<(std::path::PathBuf, std::path::PathBuf)>;
+    let commit = |pending: &mut Pending| {
+        if let Some((temp, _)) = pending.first() {
+            let file = std::fs::File::open(temp).expect("open");
+            // SAFETY: the descriptor is open for the call.
+            unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&file)) };
+        }
+        let mut folders: Vec<std::path::PathBuf> = Vec::new();
+        for (temp, final_path) in pending.drain(..) {
+            std::fs::rename(&temp, &final_path).expect("rename");
+            let folder = final_path.parent().expect("folder").to_path_buf();
+            if !folders.contains(&folder) {
+                folders.push(folder);
+            }
+        }
+        for folder in folders {
+            std::fs::File::open(&folder).and_then(|dir| dir.sync_all()).expect("fsync folder");
+        }
+    };
+    let started = Instant::now();
+    let mut pending = Pending::new();
+    for rel in paths {
+        let final_path = dest.join(rel);
+        let folder = final_path.parent().expect("folder");
+        std::fs::create_dir_all(folder).expect("mkdir");
+        let temp = folder.join(format!(".{}.tmp", final_path.file_name().expect("name").to_string_lossy()));
+        std::fs::copy(source.join(rel), &temp).expect("copy");
+        pending.push((temp, final_path));
+        if pending.len() == 64 {
+            commit(&mut pending);
+        }
+    }
+    commit(&mut pending);
+    started.elapsed()
 }
 
 /// Waits until the share's journal lists `files` files, so a new client sees them all; returns its connection.
