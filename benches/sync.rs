@@ -23,7 +23,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tandem::client::Connection;
@@ -42,6 +42,13 @@ const LARGE_FILES: usize = 100;
 const FILES_PER_FOLDER: usize = 100;
 const IDLE_FILES: usize = 100_000;
 const MD5_RUNS: usize = 3;
+
+#[path = "sync/idle.rs"]
+mod idle;
+#[path = "sync/processes.rs"]
+mod processes;
+
+use processes::{Child, children_cpu, cpu_time, on_core, own_cpu, peak_rss_mb, tandem};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -67,7 +74,7 @@ fn main() {
         drop(keep);
     }
     if "idle cpu".contains(&only) {
-        idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));
+        idle::idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));
     }
 }
 
@@ -436,217 +443,4 @@ async fn initial_sync_on_two_cores(files: usize, file_size: u64) -> Option<tempf
     println!();
     drop(server);
     Some(work)
-}
-
-/// `command`, to run on CPU `core` only.
-fn on_core(mut command: Command, core: usize) -> Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: between fork and exec this only calls sched_setaffinity, which is async-signal-safe, on a set
-    // built in the child's own stack.
-    unsafe {
-        command.pre_exec(move || {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(core, &mut set);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    command
-}
-
-/// Writes `files` small files with old mtimes, `files / 1000` to a folder.
-fn write_small_tree(root: &Path, files: usize) {
-    let per_folder = files.div_ceil(1000);
-    for i in 0..files {
-        let path = root.join(format!("folder {:03}/file {i:06}.txt", i / per_folder));
-        if i % per_folder == 0 {
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        }
-        let mut file = std::fs::File::create(&path).expect("create");
-        file.write_all(format!("small file number {i}\n").as_bytes()).expect("write");
-        file.set_modified(long_ago()).expect("set mtime");
-    }
-}
-
-/// A child process that is killed when dropped, so a failed assertion leaves nothing running.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// CPU time of this process so far: the in-process server and the sync engine together.
-fn own_cpu() -> Duration {
-    cpu_time(std::process::id()).expect("own CPU time")
-}
-
-/// CPU time of this process's finished children (those it has waited for).
-fn children_cpu() -> Duration {
-    // SAFETY: getrusage only fills the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-/// User plus system CPU time of a process, all its threads, from /proc.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses and may contain spaces: state is field 3,
-    // utime field 14, stime field 15.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
-}
-
-fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kib| kib / 1024.0)
-}
-
-fn tandem(config_home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
-    command.env("XDG_CONFIG_HOME", config_home);
-    command
-}
-
-fn idle_cpu(files: usize, window: Duration) {
-    let work = tempfile::tempdir().expect("tempdir");
-    let (local, share, config) = (work.path().join("local"), work.path().join("share"), work.path().join("config"));
-    for dir in [&local, &share, &config] {
-        std::fs::create_dir_all(dir).expect("mkdir");
-    }
-    write_small_tree(&local, files);
-    flush_disk();
-
-    let mut server = Child(
-        tandem(&config)
-            .arg("serve")
-            .arg(&share)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tandem serve"),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
-    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
-
-    let server_pid = server.0.id();
-    let server_before_once = cpu_time(server_pid).expect("server CPU time");
-    let started = Instant::now();
-    let once = tandem(&config)
-        .args(["-r", &addr, "sync"])
-        .arg(&local)
-        .args(["--once", "--json"])
-        .output()
-        .expect("tandem sync --once");
-    let once_time = started.elapsed();
-    let once_server_cpu = cpu_time(server_pid).expect("server CPU time") - server_before_once;
-    if !once.status.success() {
-        let stderr = String::from_utf8_lossy(&once.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(10).collect();
-        panic!("tandem sync --once failed:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-    }
-    let summary: serde_json::Value = serde_json::from_slice(&once.stdout).expect("sync --json output");
-    assert_eq!(summary["uploaded"].as_u64(), Some(files as u64), "{summary}");
-    flush_disk();
-
-    let client_log = work.path().join("client.log");
-    let client = Child(
-        tandem(&config)
-            .args(["-r", &addr, "sync", "--interval", "6"])
-            .arg(&local)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&client_log).expect("client log"))
-            .spawn()
-            .expect("start tandem sync"),
-    );
-    let client_pid = client.0.id();
-    // The first pass: at least 5 s, then until the process uses no CPU for a full second (at most 60 s).
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(4));
-    let mut last = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)");
-    let quiet = loop {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)");
-        if now == last {
-            break true;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            break false;
-        }
-        last = now;
-    };
-    let startup = started.elapsed();
-    let startup_cpu = last;
-
-    let (client_before, server_before) = (cpu_time(client_pid).expect("cpu"), cpu_time(server_pid).expect("cpu"));
-    let started = Instant::now();
-    std::thread::sleep(window);
-    let elapsed = started.elapsed();
-    let client_cpu = cpu_time(client_pid).expect("client CPU time (has tandem sync exited?)") - client_before;
-    let server_cpu = cpu_time(server_pid).expect("server CPU time") - server_before;
-    let client_peak = peak_rss_mb(client_pid);
-    drop(client);
-    drop(server);
-
-    let percent = |cpu: Duration| 100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64();
-    println!("idle CPU of `tandem sync` on {files} unchanged files (separate processes)");
-    println!(
-        "  initial `sync --once` (upload)  {:>8.1} s   the server used {:.1} s CPU meanwhile",
-        once_time.as_secs_f64(),
-        once_server_cpu.as_secs_f64()
-    );
-    if quiet {
-        println!(
-            "  first pass of `sync`            {:>8.1} s   {:.2} s CPU (until the process was quiet for 1 s)",
-            startup.as_secs_f64(),
-            startup_cpu.as_secs_f64()
-        );
-    } else {
-        println!(
-            "  first pass of `sync`            never quiet: still using CPU after {:.0} s ({:.2} s CPU)",
-            startup.as_secs_f64(),
-            startup_cpu.as_secs_f64()
-        );
-    }
-    // With --interval 6, a 65 s window holds ten polls and one full rescan: what the default settings (--interval
-    // 60, a full rescan every tenth poll) spend in ten minutes.
-    let rescan_note = if window >= Duration::from_secs(62) { "10 polls + 1 full rescan" } else { "polls only" };
-    println!(
-        "  client CPU over {:.0} s, --interval 6 {:>6.2} %   {:.2} s CPU: {rescan_note} (a rescan every minute)",
-        elapsed.as_secs_f64(),
-        percent(client_cpu),
-        client_cpu.as_secs_f64()
-    );
-    if window >= Duration::from_secs(62) {
-        println!(
-            "  the same work at the defaults     {:>6.2} %   spread over 600 s (--interval 60)  (target < 1 %)",
-            100.0 * client_cpu.as_secs_f64() / 600.0
-        );
-    }
-    println!(
-        "  server CPU, same window         {:>8.2} %   {:.2} s CPU (for reference)",
-        percent(server_cpu),
-        server_cpu.as_secs_f64()
-    );
-    if let Some(mb) = client_peak {
-        println!("  client peak memory (VmHWM)      {mb:>8.1} MB");
-    }
-    let log = std::fs::read_to_string(&client_log).unwrap_or_default();
-    for line in log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(5) {
-        println!("  client said: {line}");
-    }
 }
