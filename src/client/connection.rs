@@ -327,7 +327,7 @@ impl Connection {
 
 /// Opens a TCP connection for `channel` and exchanges hellos, without a token. Returns the stream, the server's
 /// hello, and any bytes that arrived right behind the hello (on a bulk channel the data follows at once).
-pub async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
+async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
     let (stream, hello, leftover, _) = handshake(addr, channel, &Credentials::default()).await?;
     Ok((stream, hello, leftover))
 }

@@ -10,7 +10,7 @@ mod upload;
 use std::time::Duration;
 
 pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
-pub use connection::{Connection, Credentials, Remote, Responses, open as open_channel};
+pub use connection::{Connection, Credentials, Remote, Responses};
 pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};
 

@@ -9,7 +9,7 @@ use super::connection::Connection;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Expect};
-use crate::share::FileStamp;
+use crate::share::{FileStamp, permission_bits};
 use crate::transfer::{Progress, tcp};
 
 /// What a finished upload did; the fields of `upload --json`.
@@ -82,9 +82,5 @@ pub(super) fn local_file(local: &Path) -> Result<(FileStamp, u32)> {
     if !metadata.is_file() {
         return Err(Error::io(local, std::io::Error::other("not a regular file")));
     }
-    #[cfg(unix)]
-    let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
-    #[cfg(not(unix))]
-    let mode = 0o644;
-    Ok((FileStamp::of(&metadata), mode))
+    Ok((FileStamp::of(&metadata), permission_bits(&metadata).unwrap_or(0o644)))
 }

@@ -8,7 +8,7 @@ use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
 use crate::protocol::Response;
-use crate::share::{Entry, FileStamp};
+use crate::share::{Entry, FileStamp, permission_bits};
 
 pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
     let (pending, mode) = prepare(shared, path, &caller.peer)?;
@@ -28,9 +28,6 @@ pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownlo
     let stamp = FileStamp::of(&metadata);
     let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
     entry.md5 = shared.hashes.get(&resolved.rel, stamp);
-    #[cfg(unix)]
-    let mode = Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777);
-    #[cfg(not(unix))]
-    let mode = None;
+    let mode = permission_bits(&metadata);
     Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string() }, mode))
 }

@@ -132,11 +132,6 @@ impl AtomicFile {
         self.temp.persist(&self.dest).map_err(|e| Error::io(&self.dest, e.error))?;
         Ok(self.dest)
     }
-
-    /// Where the file goes.
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
 }
 
 /// How many received files, or bytes, are staged before a group commit: enough to spread a disk flush over

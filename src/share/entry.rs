@@ -100,6 +100,19 @@ fn mtime_ns(metadata: &Metadata) -> i64 {
 }
 
 /// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
+/// A file's permission bits as `ls -l` shows them (`0o755`); `None` where the platform has none.
+pub fn permission_bits(metadata: &Metadata) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        None
+    }
+}
+
 pub fn system_time_to_ns(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),

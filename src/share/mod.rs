@@ -13,7 +13,7 @@ mod trash;
 mod walk;
 
 pub use atomic::{AtomicFile, GROUP_BYTES, GROUP_FILES, is_temp_name, remove_stale_temps, sync_renamed, sync_staged};
-pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, system_time_to_ns};
+pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, permission_bits, system_time_to_ns};
 pub use filter::{EntryFilter, compile_pattern};
 pub use sandbox::{Resolved, Share, normalize};
 pub use trash::move_to_trash;

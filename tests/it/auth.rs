@@ -130,7 +130,7 @@ async fn a_recorded_handshake_cannot_be_replayed() {
         }
         assert!(receive(&mut second).is_none(), "the connection closes");
 
-        // A request instead of the proof is refused the same way.
+        // A made-up proof is refused the same way.
         let (mut third, _) = hello(&addr, Nonce::random());
         send(&mut third, &ClientFrame::Auth { proof: Proof([0; 32]) });
         assert!(matches!(receive(&mut third), Some(ServerFrame::Fatal(body)) if body.code == ErrorCode::AuthFailed));
