@@ -78,6 +78,10 @@ pub enum Error {
     #[error("{path}: MD5 mismatch: expected {expected}, received bytes hash to {actual}")]
     Md5Mismatch { path: String, expected: String, actual: String },
 
+    /// A delta from the other side did not rebuild a file.
+    #[error("{path}: the delta could not be applied: {reason}")]
+    BadDelta { path: String, reason: String },
+
     /// Received a different number of bytes than announced.
     #[error("{path}: size mismatch: expected {expected} bytes, received {actual}")]
     SizeMismatch { path: String, expected: u64, actual: u64 },
@@ -134,7 +138,9 @@ impl Error {
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,
-            Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } => ErrorCode::Changed,
+            Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } | Error::BadDelta { .. } => {
+                ErrorCode::Changed
+            }
             Error::Io { .. } | Error::Net { .. } | Error::Closed { .. } | Error::Database { .. } => ErrorCode::Io,
         };
         ErrorBody { code, message: self.to_string() }

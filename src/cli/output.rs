@@ -129,6 +129,8 @@ pub fn download_json(report: &DownloadReport) -> Value {
         "resumed_from": report.resumed_from,
         "seconds": report.seconds,
     });
+    value["bytes_sent"] = json!(report.bytes_sent);
+    value["delta"] = json!(report.delta);
     if let Some(udp) = report.udp {
         value["datagrams_sent"] = json!(udp.datagrams_sent);
         value["datagrams_received"] = json!(udp.datagrams_received);
@@ -148,13 +150,15 @@ pub fn upload_json(report: &UploadReport) -> Value {
         "mode": format!("{:o}", report.mode),
         "protocol": "tcp",
         "bytes_sent": report.bytes_sent,
+        "bytes_received": report.bytes_received,
+        "delta": report.delta,
         "seconds": report.seconds,
     })
 }
 
 /// `upload` for people.
 pub fn upload_text(report: &UploadReport) -> String {
-    format!(
+    let text = format!(
         "uploaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmode      {:o}\nmd5       {}  verified by the server\n",
         report.source.display(),
         report.path,
@@ -163,13 +167,28 @@ pub fn upload_text(report: &UploadReport) -> String {
         format_local(report.mtime_ns),
         report.mode,
         report.md5,
+    );
+    match report.delta {
+        true => text + &delta_line(report.bytes_sent, report.bytes_received, report.size),
+        false => text,
+    }
+}
+
+/// How little a delta moved: its own bytes and the signature's, against the whole file.
+fn delta_line(delta: u64, signature: u64, size: u64) -> String {
+    let share = if size > 0 { (delta + signature) as f64 * 100.0 / size as f64 } else { 0.0 };
+    format!(
+        "delta     {} of changes and a {} signature instead of {} ({share:.2} %)\n",
+        format_size(delta, BINARY),
+        format_size(signature, BINARY),
+        format_size(size, BINARY),
     )
 }
 
 /// `download` for people.
 pub fn download_text(report: &DownloadReport) -> String {
     let rate = if report.seconds > 0.0 { (report.bytes_received as f64 / report.seconds) as u64 } else { 0 };
-    format!(
+    let text = format!(
         "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\nspeed     {}/s over {} in {:.2} s\n",
         report.path,
         report.dest.display(),
@@ -180,7 +199,11 @@ pub fn download_text(report: &DownloadReport) -> String {
         format_size(rate, BINARY),
         report.protocol.to_uppercase(),
         report.seconds,
-    )
+    );
+    match report.delta {
+        true => text + &delta_line(report.bytes_received, report.bytes_sent, report.size),
+        false => text,
+    }
 }
 
 #[cfg(test)]

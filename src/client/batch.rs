@@ -85,6 +85,8 @@ pub async fn upload_batch(conn: &Connection, jobs: Vec<UploadJob>) -> Vec<Result
             mtime_ns: stamp.mtime_ns,
             mode,
             bytes_sent: stamp.size,
+            bytes_received: 0,
+            delta: false,
             seconds: started.elapsed().as_secs_f64(),
         }));
     }

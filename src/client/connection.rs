@@ -213,6 +213,18 @@ impl Connection {
         }
     }
 
+    /// A ticket for one file, from a request answered by [`Response::Ticket`] (such as
+    /// [`Request::DownloadDelta`] or [`Request::UploadDelta`]): the ticket, the file, and its permission bits.
+    pub async fn ticket_for(&self, request: Request) -> Result<(Ticket, Entry, Option<u32>)> {
+        let what = request.command();
+        let mut responses = self.request(request).await?;
+        match responses.next().await? {
+            Some(Response::Ticket { ticket, entry, mode, .. }) => Ok((ticket, entry, mode)),
+            Some(Response::Error(body)) => Err(Error::Remote(body)),
+            _ => Err(self.unexpected(&format!("a {what} answer without a ticket"))),
+        }
+    }
+
     /// One ticket for many files ([`Request::DownloadBatch`] or [`Request::UploadBatch`]), with the server's
     /// answer for each file in the order the request named them.
     pub async fn batch_ticket(&self, request: Request) -> Result<(Ticket, Vec<BatchItem>)> {

@@ -12,6 +12,7 @@ use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
+use crate::transfer::delta::worth_a_delta;
 use crate::transfer::udp::link::{Link, loss_from_env};
 use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
@@ -31,6 +32,10 @@ pub struct DownloadReport {
     pub bytes_received: u64,
     pub from_cache: bool,
     pub resumed_from: u64,
+    /// Bytes of this side's signature of its older version, for a delta download.
+    pub bytes_sent: u64,
+    /// Whether the file came as a delta against the older version already here.
+    pub delta: bool,
     pub seconds: f64,
     /// Datagram counts, for UDP.
     pub udp: Option<UdpStats>,
@@ -66,6 +71,11 @@ pub async fn download_tcp(
     progress: &Progress,
 ) -> Result<DownloadReport> {
     let started = Instant::now();
+    // Over an older version of the file, only the changes travel.
+    let existing = dest_dir.join(file_name(remote)?);
+    if std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len())) {
+        return super::delta::download_delta_to(conn, remote, &existing, Box::new(|| Ok(())), progress).await;
+    }
     let (offer, dest) = prepare(conn, remote, dest_dir, progress).await?;
     receive_tcp(conn, offer, dest, Box::new(|| Ok(())), progress, started).await
 }
@@ -251,6 +261,8 @@ pub(super) fn report(
         bytes_received: bytes,
         from_cache: false,
         resumed_from: 0,
+        bytes_sent: 0,
+        delta: false,
         seconds: started.elapsed().as_secs_f64(),
         udp,
     }

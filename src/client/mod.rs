@@ -3,6 +3,7 @@
 
 mod batch;
 mod connection;
+mod delta;
 mod download;
 pub mod identity;
 mod upload;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
 pub use connection::{Connection, Credentials, Remote, Responses};
+pub use delta::{download_delta_to, upload_delta};
 pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};
 

@@ -22,13 +22,19 @@ pub struct UploadReport {
     pub md5: Md5Digest,
     pub mtime_ns: i64,
     pub mode: u32,
+    /// File bytes (or delta bytes) that crossed the network.
     pub bytes_sent: u64,
+    /// Bytes of the server's signature of its older version, for a delta upload.
+    pub bytes_received: u64,
+    /// Whether the file went as a delta against the server's older version.
+    pub delta: bool,
     pub seconds: f64,
 }
 
-/// Uploads the local file `local` to `remote` in the share.
+/// Uploads the local file `local` to `remote` in the share; as a delta when the server holds an older version
+/// worth one ([`super::upload_delta`]).
 pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str, progress: &Progress) -> Result<UploadReport> {
-    upload_expecting(conn, local, remote, None, progress).await
+    super::delta::upload_delta(conn, local, remote, None, progress).await
 }
 
 /// Uploads `local` to `remote`, refused by the server unless `remote` still holds what `expect` says.
@@ -50,17 +56,8 @@ pub async fn upload_expecting(
     let shown = entry.path.clone();
     let (bytes, md5) = tokio::task::spawn_blocking(move || -> Result<(u64, Md5Digest)> {
         let sent = tcp::send_file(&mut stream, &source, &source.display().to_string(), &peer, stamp, None, &progress)?;
-        let ours = match sent.trailer {
-            BulkTrailer::Done { md5, .. } => md5,
-            BulkTrailer::Failed(body) => return Err(Error::Remote(body)),
-        };
-        match tcp::read_trailer(&mut stream, &peer)? {
-            BulkTrailer::Done { md5, size } if md5 == ours && size == sent.bytes => Ok((sent.bytes, md5)),
-            BulkTrailer::Done { md5, .. } => {
-                Err(Error::Md5Mismatch { path: shown, expected: ours.to_string(), actual: md5.to_string() })
-            }
-            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
-        }
+        let md5 = read_verdict(&mut stream, &peer, &sent, (&shown, stamp.size))?;
+        Ok((sent.bytes, md5))
     })
     .await
     .map_err(|e| Error::io(local, std::io::Error::other(format!("upload task failed: {e}"))))??;
@@ -72,8 +69,31 @@ pub async fn upload_expecting(
         mtime_ns: stamp.mtime_ns,
         mode,
         bytes_sent: bytes,
+        bytes_received: 0,
+        delta: false,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Reads the server's verdict on a file this side sent: it must have stored `size` bytes with the MD5 this side
+/// computed.
+pub(super) fn read_verdict(
+    stream: &mut std::net::TcpStream,
+    peer: &str,
+    sent: &tcp::Sent,
+    (shown, size): (&str, u64),
+) -> Result<Md5Digest> {
+    let ours = match &sent.trailer {
+        BulkTrailer::Done { md5, .. } => *md5,
+        BulkTrailer::Failed(body) => return Err(Error::Remote(body.clone())),
+    };
+    match tcp::read_trailer(stream, peer)? {
+        BulkTrailer::Done { md5, size: stored } if md5 == ours && stored == size => Ok(md5),
+        BulkTrailer::Done { md5, .. } => {
+            Err(Error::Md5Mismatch { path: shown.to_string(), expected: ours.to_string(), actual: md5.to_string() })
+        }
+        BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+    }
 }
 
 /// The stamp and permission bits of the regular file `local`, which an upload sends with it.

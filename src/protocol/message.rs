@@ -124,6 +124,14 @@ pub enum Request {
     DownloadBatch { paths: Vec<String> },
     /// The upload form of [`Request::DownloadBatch`]; each file is checked as an [`Request::Upload`] would be.
     UploadBatch { files: Vec<UploadItem> },
+    /// A [`Request::Download`] over a file the client already holds an older version of. The bulk channel
+    /// starts with the client's signature of that version, and the server answers with a [`BulkBody`]: a delta
+    /// against it, or the whole file when that is cheaper.
+    DownloadDelta { path: String },
+    /// A [`Request::Upload`] over a file the server may hold an older version of. The bulk channel starts with
+    /// the server's signature of that version (empty when it has none worth using), and the client answers with
+    /// a [`BulkBody`] and then the delta or the whole file.
+    UploadDelta { file: UploadItem },
     /// Creates a folder and any missing parents.
     Mkdir { path: String },
     /// Moves a file or folder to the share's trash; with `expect`, only if it still holds what the client saw.
@@ -196,6 +204,8 @@ impl Request {
             Request::Upload { .. } => "upload",
             Request::DownloadBatch { .. } => "download-batch",
             Request::UploadBatch { .. } => "upload-batch",
+            Request::DownloadDelta { .. } => "download-delta",
+            Request::UploadDelta { .. } => "upload-delta",
             Request::Mkdir { .. } => "mkdir",
             Request::Delete { .. } => "delete",
             Request::Rename { .. } => "rename",
@@ -211,7 +221,9 @@ impl Request {
         match self {
             Request::List { path, filter } => format!("path={path:?} {filter}").trim_end().to_string(),
             Request::HashAll { path, max_depth: Some(depth) } => format!("path={path:?} depth={depth}"),
-            Request::Upload { path, size, .. } => format!("path={path:?} size={size}"),
+            Request::Upload { path, size, .. } | Request::UploadDelta { file: UploadItem { path, size, .. } } => {
+                format!("path={path:?} size={size}")
+            }
             Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
             Request::Changes { since } => format!("since={since}"),
             Request::DownloadBatch { paths } => format!("files={}", paths.len()),
@@ -223,6 +235,7 @@ impl Request {
             Request::Hash { path }
             | Request::HashAll { path, .. }
             | Request::Download { path }
+            | Request::DownloadDelta { path }
             | Request::Mkdir { path }
             | Request::Delete { path, .. }
             | Request::Lock { path }
@@ -307,6 +320,17 @@ pub enum BulkTrailer {
     Done { size: u64, md5: Md5Digest },
     /// Sending stopped early; the bytes received must be discarded.
     Failed(ErrorBody),
+}
+
+/// How one file travels on a delta bulk channel ([`Request::DownloadDelta`], [`Request::UploadDelta`]): sent
+/// just before its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BulkBody {
+    /// The whole file follows, as on any bulk channel.
+    Whole,
+    /// One chunked delta against the receiver's signed version follows, then the trailer with the rebuilt
+    /// file's size and MD5.
+    Delta,
 }
 
 /// An error as it crosses the wire.

@@ -34,6 +34,7 @@
 //! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
 //! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
 //! | `DownloadBatch { paths }`, `UploadBatch { files }` | `Batch`: one ticket, and per file `Ready` or `Refused` |
+//! | `DownloadDelta { path }`, `UploadDelta { file }` | `Ticket`, as for `Download` and `Upload` |
 //! | `Mkdir`, `Delete`, `Rename` | `Done`; deletes go to the share's trash |
 //!
 //! # Bulk channel
@@ -53,6 +54,12 @@
 //! (changed while read, refused at the rename) ends with a `Failed` trailer or verdict and the next file follows;
 //! only a broken stream ends the channel. Per-file costs (a round trip, a connection, a thread) are paid once per
 //! batch, so a folder of small files moves at the speed of its bytes.
+//!
+//! A delta ticket (`DownloadDelta`, `UploadDelta`) opens a bulk channel for one file that the receiving side
+//! may already hold an older version of. The receiver first sends a signature of that version as chunks and an
+//! end marker (no chunks: nothing worth using). The sender answers with a [`BulkBody`] frame: `Whole`, and the
+//! stream above follows; or `Delta`, and the chunks carry an rsync delta against the signed version, and the
+//! trailer gives the size and MD5 of the file it rebuilds. See [`crate::transfer::delta`].
 
 pub mod codec;
 pub mod frame;

@@ -11,6 +11,7 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 
 use super::Shared;
+use super::bulk_delta;
 use super::guard::{check_expect, may_write};
 use super::history::Record;
 use super::observe::refresh_knowing;
@@ -21,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
 use crate::share::{AtomicFile, FileStamp, GROUP_BYTES, GROUP_FILES, move_to_trash, sync_renamed, sync_staged};
 use crate::transfer::Progress;
-use crate::transfer::tcp::{self, FileFailed};
+use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 
 pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), peer: String, shared: Arc<Shared>) {
     let redeemed = shared.tickets.redeem(ticket, &proof);
@@ -30,14 +31,25 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
         Some((grant, gate)) => (Some(grant), gate.acquire_owned().await.ok()),
         None => (None, None),
     };
+    // A delta holds both versions of a file in memory: only a few run at once, server-wide.
+    let _delta_slot = match &grant {
+        Some(Grant::DownloadDelta(_) | Grant::UploadDelta(_)) => shared.delta_slots.clone().acquire_owned().await.ok(),
+        _ => None,
+    };
     let peer_for_log = peer.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
         let mut stream = into_blocking(stream, &peer, shared.config.idle_timeout)?;
         match grant {
-            Some(Grant::Download(download)) => send_all(&shared, &mut stream, &peer, vec![download]),
-            Some(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads),
-            Some(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload]),
-            Some(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads),
+            Some(Grant::Download(download)) => send_all(&shared, &mut stream, &peer, vec![download], &mut send_whole),
+            Some(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
+            Some(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
+            Some(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
+            Some(Grant::DownloadDelta(download)) => {
+                send_all(&shared, &mut stream, &peer, vec![download], &mut bulk_delta::send)
+            }
+            Some(Grant::UploadDelta(upload)) => {
+                receive_all(&shared, &mut stream, &peer, vec![upload], &mut bulk_delta::receive)
+            }
             None => {
                 let started = Instant::now();
                 let body = ErrorBody {
@@ -58,17 +70,38 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
     }
 }
 
+/// How one download's bytes are sent: whole ([`send_whole`]) or in the delta form ([`bulk_delta::send`]).
+type SendOne<'a> = &'a mut dyn FnMut(&mut StdTcpStream, &str, &PendingDownload) -> Result<Sent>;
+
+/// How one upload's bytes are read into a temporary file: whole ([`receive_whole`]) or in the delta form
+/// ([`bulk_delta::receive`]).
+type ReceiveOne<'a> = &'a mut dyn FnMut(
+    &mut StdTcpStream,
+    &str,
+    &PendingUpload,
+) -> std::result::Result<(AtomicFile, Received), FileFailed>;
+
+fn send_whole(stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
+    let entry = &download.entry;
+    tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5, &Progress::default())
+}
+
 /// Sends each file in turn. A file that cannot be sent ends with a failed trailer and the next one follows; a
 /// broken connection ends them all.
-fn send_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, downloads: Vec<PendingDownload>) -> Result<()> {
+fn send_all(
+    shared: &Shared,
+    stream: &mut StdTcpStream,
+    peer: &str,
+    downloads: Vec<PendingDownload>,
+    send: SendOne,
+) -> Result<()> {
     let mut learned_md5 = false;
     let mut result = Ok(());
     for download in downloads {
         let started = Instant::now();
         let entry = &download.entry;
         let arguments = format!("path={:?} requested_by={}", entry.path, download.peer);
-        let progress = Progress::default();
-        match tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5, &progress) {
+        match send(stream, peer, &download) {
             Ok(sent) => {
                 if let Some(md5) = sent.computed_md5 {
                     shared.hashes.insert(&entry.path, download.stamp, md5);
@@ -102,7 +135,13 @@ struct Staged {
 
 /// Receives each file in turn and answers each with its verdict once its group is committed; a failure leaves
 /// that path as it was.
-fn receive_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, uploads: Vec<PendingUpload>) -> Result<()> {
+fn receive_all(
+    shared: &Shared,
+    stream: &mut StdTcpStream,
+    peer: &str,
+    uploads: Vec<PendingUpload>,
+    receive: ReceiveOne,
+) -> Result<()> {
     let mut reader = stream.try_clone().map_err(|e| Error::net(peer, e))?;
     let mut uploads = uploads.into_iter().peekable();
     while uploads.peek().is_some() {
@@ -112,7 +151,7 @@ fn receive_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, uploads: 
         while let Some(upload) = uploads.next_if(|_| group.len() < GROUP_FILES && group_bytes < GROUP_BYTES) {
             group_bytes += upload.size;
             let started = Instant::now();
-            let staged = match stage(&mut reader, peer, &upload) {
+            let staged = match stage(&mut reader, peer, &upload, receive) {
                 Ok(staged) => Ok(staged),
                 Err(FileFailed::Alone(e)) => Err(e),
                 Err(FileFailed::StreamBroken(e)) => {
@@ -143,15 +182,29 @@ fn receive_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, uploads: 
     Ok(())
 }
 
-/// Receives one file into a temporary file beside its destination and checks it against what the client said.
-fn stage(reader: &mut StdTcpStream, peer: &str, upload: &PendingUpload) -> std::result::Result<Staged, FileFailed> {
+/// Receives one whole file into a temporary file beside its destination, creating its folder first.
+fn receive_whole(
+    reader: &mut StdTcpStream,
+    peer: &str,
+    upload: &PendingUpload,
+) -> std::result::Result<(AtomicFile, Received), FileFailed> {
     if let Some(parent) = upload.abs.parent()
         && let Err(e) = std::fs::create_dir_all(parent)
     {
         tcp::skip_file(reader, peer, upload.size).map_err(FileFailed::StreamBroken)?;
         return Err(FileFailed::Alone(Error::io(parent, e)));
     }
-    let (mut file, received) = tcp::receive_to_temp(reader, peer, &upload.abs, upload.size)?;
+    tcp::receive_to_temp(reader, peer, &upload.abs, upload.size)
+}
+
+/// Receives one file into a temporary file beside its destination and checks it against what the client said.
+fn stage(
+    reader: &mut StdTcpStream,
+    peer: &str,
+    upload: &PendingUpload,
+    receive: ReceiveOne,
+) -> std::result::Result<Staged, FileFailed> {
+    let (mut file, received) = receive(reader, peer, upload)?;
     let checked = match received.trailer {
         BulkTrailer::Failed(body) => Err(Error::Remote(body)),
         BulkTrailer::Done { size, .. } if size != upload.size || received.bytes != upload.size => {

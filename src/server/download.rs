@@ -1,4 +1,4 @@
-//! `Download`: checks the file and hands out a one-time ticket for a bulk connection. The MD5 travels on the
+//! `Download` and `DownloadDelta`: checks the file and hands out a one-time ticket for a bulk connection. The MD5 travels on the
 //! ticket when the hash cache already knows it, so the client can check each byte against it.
 
 use std::sync::Arc;
@@ -14,6 +14,14 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut
     let (pending, mode) = prepare(shared, path, &caller.peer)?;
     let entry = pending.entry.clone();
     let ticket = shared.tickets.issue(Grant::Download(pending), &caller.owner);
+    out.send(Response::Ticket { ticket, entry, mode }).await
+}
+
+/// `DownloadDelta`: the same checks, and a ticket for the delta form of the bulk stream.
+pub async fn handle_delta(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
+    let (pending, mode) = prepare(shared, path, &caller.peer)?;
+    let entry = pending.entry.clone();
+    let ticket = shared.tickets.issue(Grant::DownloadDelta(pending), &caller.owner);
     out.send(Response::Ticket { ticket, entry, mode }).await
 }
 

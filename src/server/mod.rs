@@ -9,6 +9,7 @@
 
 mod batch;
 mod bulk;
+mod bulk_delta;
 mod change;
 mod download;
 mod guard;
@@ -44,6 +45,10 @@ use crate::transfer::udp::link::Link;
 pub use history::History;
 pub use state::Shared;
 pub use tickets::Tickets;
+
+/// Delta transfers the server runs at once. Each holds up to two versions of a file of at most
+/// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
+const DELTA_SLOTS: usize = 2;
 
 /// Everything `tandem serve` can be told.
 #[derive(Debug, Clone)]
@@ -137,6 +142,7 @@ impl Server {
             tickets: Tickets::default(),
             sessions: Default::default(),
             config,
+            delta_slots: Arc::new(tokio::sync::Semaphore::new(DELTA_SLOTS)),
         });
         Ok(Server { listener, shared, udp, refused: Arc::default() })
     }

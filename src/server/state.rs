@@ -19,4 +19,6 @@ pub struct Shared {
     /// Control sessions open per client address.
     pub sessions: std::sync::Arc<super::limits::SessionsPerAddress>,
     pub config: ServerConfig,
+    /// Delta transfers running at once; each holds up to two versions of a file in memory.
+    pub delta_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }

@@ -58,6 +58,10 @@ pub enum Grant {
     /// Several files on one bulk connection, in this order.
     DownloadBatch(Vec<PendingDownload>),
     UploadBatch(Vec<PendingUpload>),
+    /// One file in the delta form of the bulk stream: the client's signature comes first.
+    DownloadDelta(PendingDownload),
+    /// One file in the delta form: the server sends its signature first.
+    UploadDelta(PendingUpload),
 }
 
 /// The session a ticket belongs to: the key its proofs are made with, and its gate on transfers at once.
@@ -132,7 +136,7 @@ impl Tickets {
     pub fn redeem_download(&self, ticket: Ticket, proof: &TicketProof) -> Option<(PendingDownload, Arc<Semaphore>)> {
         match self.redeem(ticket, proof)? {
             (Grant::Download(download), gate) => Some((download, gate)),
-            (Grant::Upload(_) | Grant::DownloadBatch(_) | Grant::UploadBatch(_), _) => None,
+            (_, _) => None,
         }
     }
 }

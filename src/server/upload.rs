@@ -1,5 +1,5 @@
-//! `Upload`: checks where the file will go and hands out a one-time ticket; the bytes then arrive on a bulk
-//! connection ([`super::bulk`]), which writes them atomically and keeps any replaced file in the trash.
+//! `Upload` and `UploadDelta`: check where the file will go and hand out a one-time ticket; the bytes then arrive
+//! on a bulk connection ([`super::bulk`]), which writes them atomically and keeps any replaced file in the trash.
 
 use std::sync::Arc;
 
@@ -12,11 +12,18 @@ use crate::protocol::{ClientIdentity, Response, UploadItem};
 use crate::share::{Entry, EntryKind};
 use crate::task::blocking;
 
-pub async fn handle(shared: &Arc<Shared>, item: UploadItem, caller: &Caller, out: &mut Responder) -> Result<()> {
+/// Answers `Upload`, or `UploadDelta` when `delta` is set.
+pub async fn handle(
+    shared: &Arc<Shared>,
+    (item, delta): (UploadItem, bool),
+    caller: &Caller,
+    out: &mut Responder,
+) -> Result<()> {
     let (shared_for_check, peer, client) = (shared.clone(), caller.peer.clone(), caller.client.clone());
     let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_deref())).await?;
     let (entry, mode) = announced(&pending);
-    let ticket = shared.tickets.issue(Grant::Upload(pending), &caller.owner);
+    let grant = if delta { Grant::UploadDelta(pending) } else { Grant::Upload(pending) };
+    let ticket = shared.tickets.issue(grant, &caller.owner);
     out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
 }
 

@@ -19,19 +19,14 @@ use super::log::ActionLog;
 use super::plan::{Action, Kind, PathState, Version, plan};
 use super::scan::{LocalEntry, hash_files, scan};
 use super::state::{RemoteVersion, SyncState, Update};
-use crate::client::{BeforeCommit, Connection, DownloadJob, UploadJob, download_batch, upload_batch};
+use super::transfer::{PARALLEL_BATCHES, Planned, batched, check_local, transfer_batch, worth_a_delta};
+use crate::client::Connection;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
-use crate::share::{EntryKind, FileStamp, STATE_DIR, move_to_trash, normalize};
+use crate::share::{EntryKind, STATE_DIR, move_to_trash, normalize};
 use crate::task::blocking;
 
-/// Transfers go in batches, each one request and one bulk connection ([`crate::client::upload_batch`]), so a
-/// small file costs its bytes and its hash rather than round trips. A batch ends at this many files or bytes.
-const BATCH_FILES: usize = 256;
-const BATCH_BYTES: u64 = 64 * 1024 * 1024;
-/// Batches at once: enough to keep both ends' hashing, the disk's fsyncs and the network busy together.
-const PARALLEL_BATCHES: usize = 4;
 /// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
 const MAX_PASSES: usize = 6;
 
@@ -311,11 +306,16 @@ impl Engine {
                     if renamed_local.contains(&path) { None } else { local.get(&path).and_then(|e| e.stamp) };
                 let remote_expect =
                     if renamed_remote.contains(&path) { Some(Expect::Absent) } else { expect_of(state) };
-                let size = match action {
-                    Action::Upload { .. } => local.get(&path).map_or(0, |e| e.version.size),
-                    _ => state.and_then(|s| s.remote.as_ref()).map_or(0, |v| v.size),
+                let remote_file = state.and_then(|s| s.remote.as_ref()).filter(|v| v.kind == Kind::File);
+                let (size, base_size) = match action {
+                    Action::Upload { .. } => {
+                        let remote_base = remote_file.filter(|_| matches!(remote_expect, Some(Expect::File { .. })));
+                        (local.get(&path).map_or(0, |e| e.version.size), remote_base.map(|v| v.size))
+                    }
+                    _ => (remote_file.map_or(0, |v| v.size), local_stamp.map(|s| s.size)),
                 };
-                Planned { action, local_stamp, remote_expect, size }
+                let delta = worth_a_delta(size, base_size);
+                Planned { action, local_stamp, remote_expect, size, delta }
             })
             .collect();
         let (conn, root) = (self.conn.clone(), self.root.clone());
@@ -325,18 +325,18 @@ impl Engine {
         });
         let mut running = futures::stream::iter(batches).buffer_unordered(PARALLEL_BATCHES).flatten();
         while let Some((action, result)) = running.next().await {
-            let done = result.map(|(version, bytes)| {
+            let done = result.map(|(version, moved)| {
                 let path = action_path(&action).to_string();
                 update.base.push((path.clone(), Some(version.clone())));
                 if let Action::Upload { .. } = action {
                     outcome.summary.uploaded += 1;
-                    outcome.summary.bytes_sent += bytes;
                     let mirrored = RemoteVersion { version, author: Some(self.host.clone()) };
                     update.remote.push((path, Some(mirrored)));
                 } else {
                     outcome.summary.downloaded += 1;
-                    outcome.summary.bytes_received += bytes;
                 }
+                outcome.summary.bytes_sent += moved.sent;
+                outcome.summary.bytes_received += moved.received;
             });
             self.settle(&action, done, states, &mut outcome)?;
         }
@@ -447,105 +447,6 @@ impl Engine {
             }
         }
     }
-}
-
-/// A transfer the plan asked for, with what each side must still hold for it to go ahead.
-struct Planned {
-    action: Action,
-    /// The local file as scanned (`None`: nothing there); a download replaces only that.
-    local_stamp: Option<FileStamp>,
-    /// What the server's path must hold for an upload to replace it.
-    remote_expect: Option<Expect>,
-    size: u64,
-}
-
-/// Splits transfers into batches of one direction, each at most [`BATCH_FILES`] files and about [`BATCH_BYTES`].
-fn batched(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
-    let (uploads, downloads): (Vec<Planned>, Vec<Planned>) =
-        planned.into_iter().partition(|p| matches!(p.action, Action::Upload { .. }));
-    let mut batches = Vec::new();
-    for direction in [uploads, downloads] {
-        let mut batch: Vec<Planned> = Vec::new();
-        let mut bytes = 0;
-        for planned in direction {
-            if !batch.is_empty() && (batch.len() == BATCH_FILES || bytes + planned.size > BATCH_BYTES) {
-                batches.push(std::mem::take(&mut batch));
-                bytes = 0;
-            }
-            bytes += planned.size;
-            batch.push(planned);
-        }
-        if !batch.is_empty() {
-            batches.push(batch);
-        }
-    }
-    batches
-}
-
-/// Runs one batch of uploads or downloads; for each action, the version both sides now hold and the payload
-/// bytes moved.
-async fn transfer_batch(conn: &Connection, root: &Path, batch: Vec<Planned>) -> Vec<(Action, Result<(Version, u64)>)> {
-    let file = |size, mtime_ns, md5| Version { kind: Kind::File, size, mtime_ns, md5: Some(md5) };
-    if batch.first().is_some_and(|p| matches!(p.action, Action::Upload { .. })) {
-        let jobs = batch
-            .iter()
-            .map(|p| {
-                let path = action_path(&p.action);
-                UploadJob { local: root.join(path), remote: path.to_string(), expect: p.remote_expect }
-            })
-            .collect();
-        let reports = upload_batch(conn, jobs).await;
-        return batch
-            .into_iter()
-            .zip(reports)
-            .map(|(p, report)| (p.action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), r.bytes_sent))))
-            .collect();
-    }
-    let mut results = Vec::new();
-    let mut jobs = Vec::new();
-    let mut actions = Vec::new();
-    for Planned { action, local_stamp, .. } in batch {
-        let rel = action_path(&action).to_string();
-        let dest = root.join(&rel);
-        if let Some(parent) = dest.parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            results.push((action, Err(Error::io(parent, e))));
-            continue;
-        }
-        let (root, dest_for_check) = (root.to_path_buf(), dest.clone());
-        // Runs after the new bytes are verified: the local file must still be the scanned version.
-        let before_commit: BeforeCommit = Box::new(move || {
-            check_local(&dest_for_check, local_stamp, &rel)?;
-            if local_stamp.is_some() {
-                move_to_trash(&root, &rel, &dest_for_check)?;
-            }
-            Ok(())
-        });
-        jobs.push(DownloadJob { remote: action_path(&action).to_string(), dest, before_commit });
-        actions.push(action);
-    }
-    let reports = download_batch(conn, jobs).await;
-    results.extend(
-        actions
-            .into_iter()
-            .zip(reports)
-            .map(|(action, report)| (action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), r.bytes_received)))),
-    );
-    results
-}
-
-/// Refuses if the local file at `abs` is no longer what the scan saw (`None`: nothing was there).
-fn check_local(abs: &Path, scanned: Option<FileStamp>, rel: &str) -> Result<()> {
-    let now = match std::fs::symlink_metadata(abs) {
-        Ok(metadata) => Some(FileStamp::of(&metadata)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(abs, e)),
-    };
-    if now != scanned {
-        return Err(Error::Stale { path: rel.to_string(), found: "it changed on this side during the sync".into() });
-    }
-    Ok(())
 }
 
 /// What a write to the server expects to find: the remote version this pass planned against.

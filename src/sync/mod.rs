@@ -4,6 +4,7 @@
 //! - [`state`]: the folder's state database: the base, a mirror of the server's journal, its sequence number.
 //! - [`scan`]: reading the local folder, hashing only where a decision needs the bytes.
 //! - [`engine`]: one pass: pull the journal, scan, plan, act, with every write checked against what was planned.
+//! - `transfer`: how a pass moves files: in batches, and a file the other side holds an older version of as a delta.
 //! - [`watch`]: the local file watcher.
 //! - [`run`]: the long-running task that ties them to pushes, the watcher, a timer and reconnects.
 //! - [`log`]: the per-folder action log.
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod run;
 pub mod scan;
 pub mod state;
+mod transfer;
 pub mod watch;
 
 pub use engine::{Engine, SyncSummary};

@@ -248,17 +248,56 @@ pub fn skip_file(stream: &mut impl Read, peer: &str, max_size: u64) -> Result<()
 
 /// Reads one trailer frame: the end of a stream, or an upload's verdict.
 pub fn read_trailer(stream: &mut impl Read, peer: &str) -> Result<BulkTrailer> {
-    let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
-    codec::decode(&body, "transfer trailer")
+    read_message(stream, peer, "transfer trailer")
 }
 
 /// Writes one trailer frame on its own (an upload's verdict).
 pub fn write_trailer(stream: &mut impl Write, peer: &str, trailer: &BulkTrailer) -> Result<()> {
+    write_message(stream, peer, trailer)
+}
+
+/// Reads one small message frame (a trailer or a [`crate::protocol::BulkBody`]); `what` names it in errors.
+pub fn read_message<T: serde::de::DeserializeOwned>(
+    stream: &mut impl Read,
+    peer: &str,
+    what: &'static str,
+) -> Result<T> {
+    let len = frame::parse_header(read_header(stream, peer)?, MAX_TRAILER_LEN)?;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).map_err(|e| read_error(peer, e))?;
+    codec::decode(&body, what)
+}
+
+/// Writes one small message frame and flushes it.
+pub fn write_message(stream: &mut impl Write, peer: &str, message: &impl serde::Serialize) -> Result<()> {
     let mut buf = bytes::BytesMut::with_capacity(64);
-    codec::encode(trailer, &mut buf)?;
+    codec::encode(message, &mut buf)?;
     stream.write_all(&buf).and_then(|()| stream.flush()).map_err(|e| Error::net(peer, e))
+}
+
+/// Sends `bytes` (a signature or a delta) as chunks and the end marker, without a trailer.
+pub fn write_blob(stream: &mut impl Write, peer: &str, bytes: &[u8]) -> Result<()> {
+    let mut write = || -> std::io::Result<()> {
+        for chunk in bytes.chunks(MAX_CHUNK_LEN) {
+            stream.write_all(&(chunk.len() as u32).to_be_bytes())?;
+            stream.write_all(chunk)?;
+        }
+        stream.write_all(&0u32.to_be_bytes())?;
+        stream.flush()
+    };
+    write().map_err(|e| Error::net(peer, e))
+}
+
+/// Reads what [`write_blob`] sent, refusing more than `max_len` bytes; `what` names it in errors.
+pub fn read_blob(stream: &mut impl Read, peer: &str, what: &str, max_len: u64) -> Result<Vec<u8>> {
+    let mut blob = Vec::new();
+    let mut keep = |chunk: Bytes| {
+        blob.extend_from_slice(&chunk);
+        true
+    };
+    let progress = Progress::default();
+    receive_chunks(stream, (peer, Path::new(what), max_len), &progress, &mut keep, AfterSinkFailure::Stop)?;
+    Ok(blob)
 }
 
 /// What [`receive_chunks`] does once `deliver` says the bytes can no longer be stored.

@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod cli;
 mod concurrency;
+mod delta;
 mod download;
 mod faults;
 mod fuzz_inputs;

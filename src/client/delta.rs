@@ -1,0 +1,195 @@
+//! Delta downloads and uploads of one file: when the receiving side already holds an older version, only the
+//! changed parts travel ([`crate::transfer::delta`]). The result is checked by MD5 exactly like a whole
+//! transfer, and committed the same way. A delta that does not rebuild the right bytes (its strong hash is
+//! MD4, so this is possible in principle) is retried once as a whole transfer.
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+use super::connection::Connection;
+use super::download::{BeforeCommit, DownloadReport, download_tcp_to, report, verify};
+use super::upload::{UploadReport, local_file, read_verdict, upload_expecting};
+use crate::digest::Md5Digest;
+use crate::error::{Error, Result};
+use crate::protocol::{BulkTrailer, ErrorCode, Expect, Request, UploadItem};
+use crate::share::{AtomicFile, sync_renamed, sync_staged};
+use crate::transfer::{Progress, delta, tcp, tcp_delta};
+
+/// Downloads `remote` over TCP to exactly `dest`, whose folder must exist; if `dest` already holds a file worth a
+/// delta, only the parts that differ travel.
+pub async fn download_delta_to(
+    conn: &Connection,
+    remote: &str,
+    dest: &Path,
+    before_commit: BeforeCommit,
+    progress: &Progress,
+) -> Result<DownloadReport> {
+    let started = Instant::now();
+    let Some(base) = read_base(dest).await? else {
+        return download_tcp_to(conn, remote, dest, before_commit, progress).await;
+    };
+    let (ticket, entry, mode) = conn.ticket_for(Request::DownloadDelta { path: remote.to_string() }).await?;
+    progress.set_total(entry.size);
+    let (mut stream, already_read) = conn.open_bulk(ticket).await?;
+    let peer = conn.addr().to_string();
+    let (dest_owned, announced, progress_for_task) = (dest.to_path_buf(), entry.clone(), progress.clone());
+    let received = tokio::task::spawn_blocking(move || -> Result<Rebuilt> {
+        let signature = if delta::worth_a_delta(announced.size) { delta::signature(&base) } else { Vec::new() };
+        tcp::write_blob(&mut stream, &peer, &signature)?;
+        let mut stream = Read::chain(std::io::Cursor::new(already_read), stream);
+        let mut file = AtomicFile::create(&dest_owned)?;
+        let temp_path = file.temp_path().to_path_buf();
+        let sink = (&mut file, temp_path.as_path());
+        let (received, delta_len) =
+            tcp_delta::receive(&mut stream, sink, &peer, (announced.size, &base), &progress_for_task)?;
+        let checked = match received.trailer {
+            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+            BulkTrailer::Done { size, .. } if size != announced.size => {
+                Err(Error::SizeMismatch { path: announced.path.clone(), expected: announced.size, actual: size })
+            }
+            BulkTrailer::Done { md5, .. } => verify(&mut file, (&announced, mode), received.md5, md5),
+        };
+        let signature_bytes = signature.len() as u64;
+        Ok(Rebuilt {
+            file: checked.map(|()| file),
+            bytes: delta_len.unwrap_or(received.bytes),
+            signature_bytes,
+            was_delta: delta_len.is_some(),
+            md5: received.md5,
+        })
+    })
+    .await
+    .map_err(|e| task_failed(dest, e))??;
+    let Rebuilt { file, bytes, signature_bytes, was_delta, md5 } = received;
+    let file = match file {
+        Ok(file) => file,
+        Err(e) if was_delta && rebuilt_wrong(&e) => {
+            tracing::warn!(path = remote, "delta rebuilt the wrong bytes; downloading the whole file: {e}");
+            return download_tcp_to(conn, remote, dest, before_commit, progress).await;
+        }
+        Err(e) => return Err(e),
+    };
+    commit(file, before_commit, dest).await?;
+    let mut done = report(entry, dest.to_path_buf(), bytes, md5, "tcp", started, None);
+    (done.size, done.bytes_sent, done.delta) = (progress.total(), signature_bytes, was_delta);
+    Ok(done)
+}
+
+/// A file received in the delta form, verified (or not) and not yet committed.
+struct Rebuilt {
+    file: Result<AtomicFile>,
+    /// Payload bytes that crossed the network: the delta, or the whole file.
+    bytes: u64,
+    signature_bytes: u64,
+    was_delta: bool,
+    md5: Md5Digest,
+}
+
+/// Whether an error means a delta's result did not match the sender's MD5, so a whole transfer may succeed.
+fn rebuilt_wrong(error: &Error) -> bool {
+    match error {
+        Error::Md5Mismatch { .. } | Error::BadDelta { .. } => true,
+        Error::Remote(body) => body.code == ErrorCode::Changed && body.message.contains("delta"),
+        _ => false,
+    }
+}
+
+/// The destination's current bytes, if it is a regular file worth a delta.
+async fn read_base(dest: &Path) -> Result<Option<Vec<u8>>> {
+    let dest_owned = dest.to_path_buf();
+    tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&dest_owned) {
+        Ok(metadata) if metadata.is_file() && delta::worth_a_delta(metadata.len()) => {
+            std::fs::read(&dest_owned).map(Some).map_err(|e| Error::io(&dest_owned, e))
+        }
+        _ => Ok(None),
+    })
+    .await
+    .map_err(|e| task_failed(dest, e))?
+}
+
+/// Makes a verified file durable, runs the caller's last check, and renames it into place.
+async fn commit(file: AtomicFile, before_commit: BeforeCommit, dest: &Path) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        sync_staged(&[&file])?;
+        before_commit()?;
+        let dest = file.rename_into_place()?;
+        sync_renamed(&[dest])
+    })
+    .await
+    .map_err(|e| task_failed(dest, e))?
+}
+
+/// Uploads `local` to `remote`, refused unless `remote` still holds what `expect` says; if the server holds an
+/// older version worth a delta, only the parts that differ travel.
+pub async fn upload_delta(
+    conn: &Connection,
+    local: &Path,
+    remote: &str,
+    expect: Option<Expect>,
+    progress: &Progress,
+) -> Result<UploadReport> {
+    let started = Instant::now();
+    let (stamp, mode) = local_file(local)?;
+    if !delta::worth_a_delta(stamp.size) {
+        return upload_expecting(conn, local, remote, expect, progress).await;
+    }
+    progress.set_total(stamp.size);
+    let item = UploadItem { path: remote.to_string(), size: stamp.size, mtime_ns: stamp.mtime_ns, mode, expect };
+    let (ticket, entry, _) = conn.ticket_for(Request::UploadDelta { file: item }).await?;
+    let (stream, already_read) = conn.open_bulk(ticket).await?;
+    let (peer, source, shown, progress_for_task) =
+        (conn.addr().to_string(), local.to_path_buf(), entry.path.clone(), progress.clone());
+    let outcome = tokio::task::spawn_blocking(move || -> Result<Sent> {
+        // The signature may have arrived right behind the server's hello.
+        let mut reader = std::io::Cursor::new(already_read).chain(stream);
+        let signature = tcp::read_blob(&mut reader, &peer, "signature", delta::MAX_SIGNATURE_LEN as u64)?;
+        let (unread, mut stream) = reader.into_inner();
+        if unread.position() != unread.get_ref().len() as u64 {
+            let reason = "the server sent more than its signature before the file".to_string();
+            return Err(Error::Malformed { what: "bulk stream", reason });
+        }
+        let signature_bytes = signature.len() as u64;
+        // A signature this side cannot use costs a whole file, not an error.
+        let signature = (!signature.is_empty()).then(|| delta::parse_signature(signature).ok()).flatten();
+        let file = (source.as_path(), shown.as_str());
+        let (sent, was_delta) =
+            tcp_delta::send(&mut stream, file, &peer, (stamp, None), signature.as_ref(), &progress_for_task)?;
+        let verdict = read_verdict(&mut stream, &peer, &sent, (&shown, stamp.size));
+        Ok(Sent { verdict, bytes: sent.bytes, signature_bytes, was_delta })
+    })
+    .await
+    .map_err(|e| task_failed(local, e))??;
+    let md5 = match outcome.verdict {
+        Ok(md5) => md5,
+        Err(e) if outcome.was_delta && rebuilt_wrong(&e) => {
+            tracing::warn!(path = remote, "delta rebuilt the wrong bytes; uploading the whole file: {e}");
+            return upload_expecting(conn, local, remote, expect, progress).await;
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(UploadReport {
+        path: entry.path,
+        source: local.to_path_buf(),
+        size: stamp.size,
+        md5,
+        mtime_ns: stamp.mtime_ns,
+        mode,
+        bytes_sent: outcome.bytes,
+        bytes_received: outcome.signature_bytes,
+        delta: outcome.was_delta,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// What a delta upload's transfer thread did.
+struct Sent {
+    verdict: Result<Md5Digest>,
+    bytes: u64,
+    signature_bytes: u64,
+    was_delta: bool,
+}
+
+fn task_failed(path: &Path, e: tokio::task::JoinError) -> Error {
+    Error::io(path, std::io::Error::other(format!("transfer task failed: {e}")))
+}

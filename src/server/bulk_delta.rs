@@ -1,0 +1,60 @@
+//! The delta form of a bulk connection, for one file ([`crate::protocol::Request::DownloadDelta`] and
+//! [`crate::protocol::Request::UploadDelta`]). For a download the client's signature arrives first and the file
+//! goes out as a delta against it when that is smaller; for an upload the server signs the version it holds and
+//! rebuilds the new one from the client's delta. Everything else (the change check, the MD5 check, the trash,
+//! the atomic rename, the verdict) is the whole-file path's, in [`super::bulk`].
+
+use std::net::TcpStream as StdTcpStream;
+
+use super::tickets::{PendingDownload, PendingUpload};
+use crate::error::{Error, Result};
+use crate::share::AtomicFile;
+use crate::transfer::tcp::{self, FileFailed, Received, Sent};
+use crate::transfer::{Progress, delta, tcp_delta};
+
+/// Reads the client's signature, then sends the file as a delta against it or whole.
+pub(super) fn send(stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
+    let signature = tcp::read_blob(stream, peer, "signature", delta::MAX_SIGNATURE_LEN as u64)?;
+    let entry = &download.entry;
+    // A signature the server cannot use costs the client a whole file, not an error.
+    let signature = match signature.is_empty() {
+        true => None,
+        false => delta::parse_signature(signature)
+            .inspect_err(|e| tracing::debug!(peer, path = entry.path, "sending whole: {e}"))
+            .ok(),
+    };
+    let (file, known) = ((download.abs.as_path(), entry.path.as_str()), (download.stamp, entry.md5));
+    let (sent, _) = tcp_delta::send(stream, file, peer, known, signature.as_ref(), &Progress::default())?;
+    Ok(sent)
+}
+
+/// Signs the version the server holds (nothing, if there is none worth a delta), then receives the new file as
+/// a delta against it or whole, into a temporary file beside its destination.
+pub(super) fn receive(
+    stream: &mut StdTcpStream,
+    peer: &str,
+    upload: &PendingUpload,
+) -> std::result::Result<(AtomicFile, Received), FileFailed> {
+    let broken = FileFailed::StreamBroken;
+    let base = if delta::worth_a_delta(upload.size) { current_version(upload) } else { Vec::new() };
+    let signature = if base.is_empty() { Vec::new() } else { delta::signature(&base) };
+    tcp::write_blob(stream, peer, &signature).map_err(broken)?;
+    if let Some(parent) = upload.abs.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| broken(Error::io(parent, e)))?;
+    }
+    let mut file = AtomicFile::create(&upload.abs).map_err(broken)?;
+    let temp_path = file.temp_path().to_path_buf();
+    let received =
+        tcp_delta::receive(stream, (&mut file, &temp_path), peer, (upload.size, &base), &Progress::default());
+    Ok((file, received.map_err(broken)?.0))
+}
+
+/// The bytes of the file the upload replaces, if it is a regular file of a size worth a delta.
+fn current_version(upload: &PendingUpload) -> Vec<u8> {
+    match std::fs::symlink_metadata(&upload.abs) {
+        Ok(metadata) if metadata.is_file() && delta::worth_a_delta(metadata.len()) => {
+            std::fs::read(&upload.abs).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,175 @@
+//! How a sync pass moves files: uploads and downloads in batches (one request and one bulk connection for up to
+//! [`BATCH_FILES`] files), and a file whose receiving side holds an older version as a delta of its own
+//! ([`crate::client::download_delta_to`], [`crate::client::upload_delta`]). Every download checks, after its bytes
+//! are verified and before they replace anything, that the local file is still the version the pass scanned.
+
+use std::path::{Path, PathBuf};
+
+use super::engine::action_path;
+use super::plan::{Action, Kind, Version};
+use crate::client::{
+    BeforeCommit, Connection, DownloadJob, UploadJob, download_batch, download_delta_to, upload_batch, upload_delta,
+};
+use crate::digest::Md5Digest;
+use crate::error::{Error, Result};
+use crate::protocol::Expect;
+use crate::share::{FileStamp, move_to_trash};
+use crate::transfer::{Progress, delta};
+
+/// Transfers go in batches, each one request and one bulk connection ([`crate::client::upload_batch`]), so a
+/// small file costs its bytes and its hash rather than round trips. A batch ends at this many files or bytes.
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Batches at once: enough to keep both ends' hashing, the disk's fsyncs and the network busy together.
+pub(super) const PARALLEL_BATCHES: usize = 4;
+
+/// A transfer the plan asked for, with what each side must still hold for it to go ahead.
+pub(super) struct Planned {
+    pub action: Action,
+    /// The local file as scanned (`None`: nothing there); a download replaces only that.
+    pub local_stamp: Option<FileStamp>,
+    /// What the server's path must hold for an upload to replace it.
+    pub remote_expect: Option<Expect>,
+    pub size: u64,
+    /// The receiving side holds an older version worth a delta, so the file travels alone, as one.
+    pub delta: bool,
+}
+
+/// Payload bytes one transfer moved each way: file or delta bytes one way, a signature the other.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Moved {
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// Whether a transfer of `size` bytes over a receiving side's older version of `base_size` bytes goes as a delta.
+pub(super) fn worth_a_delta(size: u64, base_size: Option<u64>) -> bool {
+    base_size.is_some_and(delta::worth_a_delta) && delta::worth_a_delta(size)
+}
+
+/// Splits transfers into batches of one direction, each at most [`BATCH_FILES`] files and about [`BATCH_BYTES`].
+/// A file that goes as a delta is a batch of its own.
+pub(super) fn batched(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let (deltas, planned): (Vec<Planned>, Vec<Planned>) = planned.into_iter().partition(|p| p.delta);
+    let (uploads, downloads): (Vec<Planned>, Vec<Planned>) =
+        planned.into_iter().partition(|p| matches!(p.action, Action::Upload { .. }));
+    let mut batches: Vec<Vec<Planned>> = deltas.into_iter().map(|p| vec![p]).collect();
+    for direction in [uploads, downloads] {
+        let mut batch: Vec<Planned> = Vec::new();
+        let mut bytes = 0;
+        for planned in direction {
+            if !batch.is_empty() && (batch.len() == BATCH_FILES || bytes + planned.size > BATCH_BYTES) {
+                batches.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += planned.size;
+            batch.push(planned);
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    batches
+}
+
+/// Runs one batch of uploads or downloads; for each action, the version both sides now hold and the payload
+/// bytes moved.
+pub(super) async fn transfer_batch(
+    conn: &Connection,
+    root: &Path,
+    mut batch: Vec<Planned>,
+) -> Vec<(Action, Result<(Version, Moved)>)> {
+    if batch.len() == 1 && batch[0].delta {
+        let planned = batch.remove(0);
+        let result = transfer_delta(conn, root, &planned).await;
+        return vec![(planned.action, result)];
+    }
+    if batch.first().is_some_and(|p| matches!(p.action, Action::Upload { .. })) {
+        let jobs = batch
+            .iter()
+            .map(|p| {
+                let path = action_path(&p.action);
+                UploadJob { local: root.join(path), remote: path.to_string(), expect: p.remote_expect }
+            })
+            .collect();
+        let reports = upload_batch(conn, jobs).await;
+        return batch
+            .into_iter()
+            .zip(reports)
+            .map(|(p, report)| (p.action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), sent(r.bytes_sent)))))
+            .collect();
+    }
+    let mut results = Vec::new();
+    let mut jobs = Vec::new();
+    let mut actions = Vec::new();
+    for Planned { action, local_stamp, .. } in batch {
+        match prepare_download(root, action_path(&action), local_stamp) {
+            Ok((dest, before_commit)) => {
+                jobs.push(DownloadJob { remote: action_path(&action).to_string(), dest, before_commit });
+                actions.push(action);
+            }
+            Err(e) => results.push((action, Err(e))),
+        }
+    }
+    let reports = download_batch(conn, jobs).await;
+    results.extend(actions.into_iter().zip(reports).map(|(action, report)| {
+        (action, report.map(|r| (file(r.size, r.mtime_ns, r.md5), received(r.bytes_received))))
+    }));
+    results
+}
+
+/// One file over the receiving side's older version: only the changed parts travel.
+async fn transfer_delta(conn: &Connection, root: &Path, planned: &Planned) -> Result<(Version, Moved)> {
+    let path = action_path(&planned.action);
+    let progress = Progress::default();
+    if let Action::Upload { .. } = planned.action {
+        let r = upload_delta(conn, &root.join(path), path, planned.remote_expect, &progress).await?;
+        return Ok((file(r.size, r.mtime_ns, r.md5), Moved { sent: r.bytes_sent, received: r.bytes_received }));
+    }
+    let (dest, before_commit) = prepare_download(root, path, planned.local_stamp)?;
+    let r = download_delta_to(conn, path, &dest, before_commit, &progress).await?;
+    Ok((file(r.size, r.mtime_ns, r.md5), Moved { sent: r.bytes_sent, received: r.bytes_received }))
+}
+
+/// Makes sure a download's folder exists, and gives the check that runs after its bytes are verified: the
+/// local file must still be the scanned version, which then moves to the trash.
+fn prepare_download(root: &Path, rel: &str, local_stamp: Option<FileStamp>) -> Result<(PathBuf, BeforeCommit)> {
+    let dest = root.join(rel);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let (root, dest_for_check, rel) = (root.to_path_buf(), dest.clone(), rel.to_string());
+    let before_commit: BeforeCommit = Box::new(move || {
+        check_local(&dest_for_check, local_stamp, &rel)?;
+        if local_stamp.is_some() {
+            move_to_trash(&root, &rel, &dest_for_check)?;
+        }
+        Ok(())
+    });
+    Ok((dest, before_commit))
+}
+
+fn file(size: u64, mtime_ns: i64, md5: Md5Digest) -> Version {
+    Version { kind: Kind::File, size, mtime_ns, md5: Some(md5) }
+}
+
+fn sent(bytes: u64) -> Moved {
+    Moved { sent: bytes, received: 0 }
+}
+
+fn received(bytes: u64) -> Moved {
+    Moved { sent: 0, received: bytes }
+}
+
+/// Refuses if the local file at `abs` is no longer what the scan saw (`None`: nothing was there).
+pub(super) fn check_local(abs: &Path, scanned: Option<FileStamp>, rel: &str) -> Result<()> {
+    let now = match std::fs::symlink_metadata(abs) {
+        Ok(metadata) => Some(FileStamp::of(&metadata)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(abs, e)),
+    };
+    if now != scanned {
+        return Err(Error::Stale { path: rel.to_string(), found: "it changed on this side during the sync".into() });
+    }
+    Ok(())
+}
