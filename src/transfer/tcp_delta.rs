@@ -3,7 +3,9 @@
 //! ([`super::delta`]) or the whole file, whichever is smaller. The receiver rebuilds the file from its own bytes
 //! and the delta, and checks the result's MD5 against the trailer exactly as for a whole file.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
+
+use bytes::Bytes;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -11,8 +13,9 @@ use fast_rsync::Signature;
 
 use super::Progress;
 use super::delta;
+use super::sink::with_verified_sink;
 use super::tcp::{self, Received, Sent};
-use crate::digest::{Md5Digest, Md5Stream};
+use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkBody, BulkTrailer};
 use crate::share::FileStamp;
@@ -33,8 +36,14 @@ pub fn send(
         // A file that cannot be read, or changed, goes the whole way, where the error is reported as usual.
         && let Ok(Some(data)) = read_unchanged(path, expected)
     {
-        let md5 = known_md5.unwrap_or_else(|| Md5Digest::of(&data));
-        match delta::diff(signature, &data, delta::delta_cap(expected.size)) {
+        // Hashing and diffing both read every byte: side by side, they take the time of one.
+        let (md5, diffed) = std::thread::scope(|scope| {
+            let hasher = known_md5.is_none().then(|| scope.spawn(|| Md5Digest::of(&data)));
+            let diffed = delta::diff(signature, &data, delta::delta_cap(expected.size));
+            let md5 = hasher.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (md5.or(known_md5).expect("either known or computed"), diffed)
+        });
+        match diffed {
             Ok(Some(bytes)) => {
                 tcp::write_message(stream, peer, &BulkBody::Delta)?;
                 tcp::write_blob(stream, peer, &bytes)?;
@@ -83,44 +92,49 @@ pub fn receive(
             let max_len = size + size / 8 + 1024 * 1024;
             let bytes = tcp::read_blob(stream, peer, "delta", max_len)?;
             let trailer = tcp::read_trailer(stream, peer)?;
-            let mut sink =
-                HashingSink { out: BufWriter::with_capacity(1 << 20, out), md5: Md5Stream::new(), failed: None };
-            let applied = delta::apply(base, &bytes, &mut sink, size);
-            let flushed = sink.out.flush();
-            if let Some(e) = sink.failed.take().or(flushed.err()) {
-                return Err(Error::io(out_path, e));
-            }
-            let written =
-                applied.map_err(|e| Error::BadDelta { path: out_path.display().to_string(), reason: e.to_string() })?;
+            // The rebuilt bytes go to disk and to the hasher on threads of their own, as received bytes do.
+            let (written, md5) = with_verified_sink(out, out_path, size, |deliver| {
+                let mut chunks = Chunks { deliver, pending: Vec::with_capacity(CHUNK_LEN) };
+                let applied = delta::apply(base, &bytes, &mut chunks, size);
+                let flushed = chunks.flush();
+                let written = applied
+                    .map_err(|e| Error::BadDelta { path: out_path.display().to_string(), reason: e.to_string() })?;
+                flushed.map_err(|e| Error::io(out_path, e))?;
+                Ok(written)
+            })?;
             progress.set(size);
-            Ok((Received { bytes: written, md5: sink.md5.finish(), trailer }, Some(bytes.len() as u64)))
+            Ok((Received { bytes: written, md5, trailer }, Some(bytes.len() as u64)))
         }
     }
 }
 
-/// Writes rebuilt bytes and hashes them as they go; remembers a disk error so it is reported as such.
-struct HashingSink<W: Write> {
-    out: W,
-    md5: Md5Stream,
-    failed: Option<std::io::Error>,
+/// Rebuilt bytes are handed on in chunks of this size.
+const CHUNK_LEN: usize = 1 << 20;
+
+/// Gathers rebuilt bytes into chunks for a [`with_verified_sink`] delivery; fails once the disk has.
+struct Chunks<'a> {
+    deliver: &'a mut dyn FnMut(Bytes) -> bool,
+    pending: Vec<u8>,
 }
 
-impl<W: Write> Write for HashingSink<W> {
+impl Write for Chunks<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self.out.write_all(buf) {
-            Ok(()) => {
-                self.md5.update(buf);
-                Ok(buf.len())
-            }
-            Err(e) => {
-                let kind = e.kind();
-                self.failed = Some(e);
-                Err(kind.into())
-            }
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= CHUNK_LEN {
+            self.flush()?;
         }
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK_LEN)));
+        match (self.deliver)(chunk) {
+            true => Ok(()),
+            // The sink reports the disk's own error.
+            false => Err(std::io::Error::other("the disk refused the rebuilt bytes")),
+        }
     }
 }
