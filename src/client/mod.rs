@@ -1,9 +1,11 @@
 //! The client side of the protocol: a control [`Connection`] that multiplexes requests, typed helpers for each
-//! request, and the download and upload drivers.
+//! request, the download and upload drivers, and
+//! [`fetch`], which downloads through the download cache.
 
 mod batch;
 mod connection;
 mod download;
+mod fetch;
 pub mod identity;
 mod upload;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
 pub use connection::{Connection, Credentials, Remote, Responses};
 pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
+pub use fetch::{CacheOutcome, Via, fetch};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};
 
 /// How long a connection attempt or a hello may take.

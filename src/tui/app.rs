@@ -2,6 +2,7 @@
 //! update the state and return the [`Job`]s to start. No I/O happens here, so every behaviour can be tested by
 //! feeding keys and events and looking at the state.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -14,7 +15,8 @@ use super::sync::{SyncPhase, SyncStatus};
 use super::transfers::{Transfer, TransferState};
 use super::worker::{ConnectionState, Event, Job};
 use crate::cli::Protocol;
-use crate::share::{EntryKind, compile_pattern};
+use crate::digest::Md5Digest;
+use crate::share::{Entry, EntryKind, compile_pattern};
 use crate::timefmt::{Bound, parse_time};
 
 /// Folders with more files in common than this are not hashed on arrival; `V` still does it.
@@ -30,6 +32,13 @@ pub enum Mode {
     Help { scroll: u16 },
     Log { scroll: u16 },
     Output { title: String, text: String, scroll: u16 },
+}
+
+/// The MD5s the download cache holds, and their sizes: a remote file of another size cannot be cached.
+#[derive(Debug, Clone, Default)]
+pub struct CachedObjects {
+    pub md5s: HashSet<Md5Digest>,
+    pub sizes: HashSet<u64>,
 }
 
 /// One line of the message log.
@@ -50,6 +59,8 @@ pub struct App {
     pub log: Vec<LogLine>,
     pub connection: ConnectionState,
     pub sync: SyncStatus,
+    /// What the download cache holds, as the worker last reported it.
+    pub cached: CachedObjects,
     /// Where the local pane's root is, and which server the remote pane shows.
     pub local_label: String,
     pub remote_label: String,
@@ -68,6 +79,7 @@ impl App {
             log: Vec::new(),
             connection: ConnectionState::Connecting,
             sync: SyncStatus::default(),
+            cached: CachedObjects::default(),
             local_label,
             remote_label,
             should_quit: false,
@@ -91,6 +103,18 @@ impl App {
             Side::Local => &mut self.local,
             Side::Remote => &mut self.remote,
         }
+    }
+
+    /// Whether the download cache holds the bytes of this remote entry, as far as its MD5 is known.
+    pub fn is_cached(&self, entry: &Entry) -> bool {
+        if entry.kind != EntryKind::File || !self.cached.sizes.contains(&entry.size) {
+            return false;
+        }
+        let md5 = match self.remote.hashes.get(entry.name()) {
+            Some(HashState::Known(md5)) => Some(*md5),
+            _ => entry.md5,
+        };
+        md5.is_some_and(|md5| self.cached.md5s.contains(&md5))
     }
 
     /// The last message, for the status bar.
@@ -339,6 +363,30 @@ impl App {
         self.verify(common, false)
     }
 
+    /// Hashes the remote files whose size the cache holds and whose MD5 is not known yet, so the pane can mark
+    /// those it holds. Other sizes cannot be cached, and cost nothing.
+    fn hash_cache_candidates(&mut self) -> Vec<Job> {
+        if self.remote.loading || self.cached.sizes.is_empty() {
+            return Vec::new();
+        }
+        let pane = &self.remote;
+        let names: Vec<String> = pane
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File && e.md5.is_none() && self.cached.sizes.contains(&e.size))
+            .filter(|e| !pane.hashes.contains_key(e.name()))
+            .take(AUTO_VERIFY_LIMIT)
+            .map(|e| e.name().to_string())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        for name in &names {
+            self.remote.hashes.insert(name.clone(), HashState::Pending);
+        }
+        vec![Job::Hash { side: Side::Remote, dir: self.remote.dir.clone(), names }]
+    }
+
     fn cancel_prompt(&mut self, kind: PromptKind) -> Vec<Job> {
         let pane = self.pane_mut(self.active);
         match kind {
@@ -416,7 +464,9 @@ impl App {
                         if let Some(name) = came_from {
                             pane.select_name(&name);
                         }
-                        return self.auto_verify();
+                        let mut jobs = self.auto_verify();
+                        jobs.extend(self.hash_cache_candidates());
+                        return jobs;
                     }
                     Err(e) => {
                         pane.loading = false;
@@ -502,6 +552,13 @@ impl App {
             Event::SyncStopped { result } => {
                 let (line, error) = self.sync.stopped(result);
                 self.message(line, error);
+            }
+            Event::Cached { objects } => {
+                self.cached = CachedObjects {
+                    md5s: objects.iter().map(|(md5, _)| *md5).collect(),
+                    sizes: objects.iter().map(|(_, size)| *size).collect(),
+                };
+                return self.hash_cache_candidates();
             }
             Event::LockChanged { path, locked, result } => {
                 match result {
