@@ -2,12 +2,12 @@
 //! update the state and return the [`Job`]s to start. No I/O happens here, so every behaviour can be tested by
 //! feeding keys and events and looking at the state.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
+use super::cached::CachedObjects;
 use super::keymap::{Key, KeyMap};
 use super::pane::{HashState, PaneState, Side, parent};
 use super::prompt::{Prompt, PromptKind};
@@ -15,7 +15,6 @@ use super::sync::{SyncPhase, SyncStatus};
 use super::transfers::{Transfer, TransferState};
 use super::worker::{ConnectionState, Event, Job};
 use crate::cli::Protocol;
-use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind, compile_pattern};
 use crate::timefmt::{Bound, parse_time};
 
@@ -32,13 +31,6 @@ pub enum Mode {
     Help { scroll: u16 },
     Log { scroll: u16 },
     Output { title: String, text: String, scroll: u16 },
-}
-
-/// The MD5s the download cache holds, and their sizes: a remote file of another size cannot be cached.
-#[derive(Debug, Clone, Default)]
-pub struct CachedObjects {
-    pub md5s: HashSet<Md5Digest>,
-    pub sizes: HashSet<u64>,
 }
 
 /// One line of the message log.
@@ -107,14 +99,7 @@ impl App {
 
     /// Whether the download cache holds the bytes of this remote entry, as far as its MD5 is known.
     pub fn is_cached(&self, entry: &Entry) -> bool {
-        if entry.kind != EntryKind::File || !self.cached.sizes.contains(&entry.size) {
-            return false;
-        }
-        let md5 = match self.remote.hashes.get(entry.name()) {
-            Some(HashState::Known(md5)) => Some(*md5),
-            _ => entry.md5,
-        };
-        md5.is_some_and(|md5| self.cached.md5s.contains(&md5))
+        self.cached.holds(&self.remote, entry)
     }
 
     /// The last message, for the status bar.
@@ -366,18 +351,7 @@ impl App {
     /// Hashes the remote files whose size the cache holds and whose MD5 is not known yet, so the pane can mark
     /// those it holds. Other sizes cannot be cached, and cost nothing.
     fn hash_cache_candidates(&mut self) -> Vec<Job> {
-        if self.remote.loading || self.cached.sizes.is_empty() {
-            return Vec::new();
-        }
-        let pane = &self.remote;
-        let names: Vec<String> = pane
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::File && e.md5.is_none() && self.cached.sizes.contains(&e.size))
-            .filter(|e| !pane.hashes.contains_key(e.name()))
-            .take(AUTO_VERIFY_LIMIT)
-            .map(|e| e.name().to_string())
-            .collect();
+        let names = self.cached.candidates(&self.remote, AUTO_VERIFY_LIMIT);
         if names.is_empty() {
             return Vec::new();
         }
@@ -554,10 +528,7 @@ impl App {
                 self.message(line, error);
             }
             Event::Cached { objects } => {
-                self.cached = CachedObjects {
-                    md5s: objects.iter().map(|(md5, _)| *md5).collect(),
-                    sizes: objects.iter().map(|(_, size)| *size).collect(),
-                };
+                self.cached = CachedObjects::new(&objects);
                 return self.hash_cache_candidates();
             }
             Event::LockChanged { path, locked, result } => {
