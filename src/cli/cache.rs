@@ -122,9 +122,9 @@ pub fn verify_json(report: &DownloadReport, outcome: CacheOutcome) -> Value {
 pub fn verify_text(report: &DownloadReport, outcome: CacheOutcome) -> String {
     let verdict = match outcome {
         CacheOutcome::Hit => "hit: the cached bytes match the remote MD5",
-        CacheOutcome::Miss => "miss: not in the cache, downloaded and now kept",
-        CacheOutcome::Repaired => "repaired: the cached copy was damaged, downloaded again and kept afresh",
-        CacheOutcome::Off => "off",
+        CacheOutcome::Miss => "miss: not in the cache, so downloaded",
+        CacheOutcome::Repaired => "repaired: the cached copy was damaged, so it was dropped and the file downloaded",
+        CacheOutcome::Off => "off: downloaded",
     };
     format!("{}cache     {verdict}\n", download_text(report))
 }

@@ -251,3 +251,40 @@ fn cache_show_field_by_field_then_clear() {
     let again = client.download(&server, "notes/one.txt", dest.path());
     assert_eq!(again["from_cache"], false, "a cleared cache serves nothing");
 }
+
+#[test]
+fn concurrent_downloads_share_one_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let files = ["p.bin", "q.bin", "r.bin"];
+    for (i, name) in files.iter().enumerate() {
+        write_file(root.path(), name, &pseudo_random(400_000, 100 * i as u64 + 100), 1_600_000_000);
+    }
+    let server = ServeProcess::start(root);
+    let client = Client::new(None);
+    let dests: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Two processes per file at once: each stores or serves its copy, and none sees half an object.
+    std::thread::scope(|scope| {
+        for (i, dest) in dests.iter().enumerate() {
+            let (client, server, name) = (&client, &server, files[i % 3]);
+            scope.spawn(move || {
+                let report = client.download(server, name, dest.path());
+                assert_eq!(report["md5"], md5sum(&server.path(name)));
+            });
+        }
+    });
+    let shown = client.show();
+    let mut listed = names(&shown);
+    listed.sort();
+    assert_eq!(listed, files);
+    for name in files {
+        let md5 = md5sum(&server.path(name));
+        assert_eq!(md5sum(&client.object(&md5)), md5);
+    }
+    let objects = client.home.path().join("tandem/objects");
+    let leftovers: Vec<String> = std::fs::read_dir(&objects)
+        .unwrap()
+        .flat_map(|d| names_in(&d.unwrap().path()))
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
