@@ -19,8 +19,11 @@ pub use limit::{DEFAULT_LIMIT, configured_limit, parse_size};
 
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::share::system_time_to_ns;
+use crate::share::{remove_stale_temps, system_time_to_ns};
 use index::Index;
+
+/// A temporary object file untouched this long was left by a store that never finished.
+const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The cache folder: `$XDG_CACHE_HOME/tandem` (or the platform's equivalent).
 pub fn default_dir() -> Option<PathBuf> {
@@ -130,8 +133,10 @@ impl DownloadCache {
         if !present {
             let folder = object.parent().unwrap_or(&self.dir);
             std::fs::create_dir_all(folder).map_err(|e| Error::io(folder, e))?;
+            // What a store cut off by a crash left in this folder; one folder holds 1/256 of the objects.
+            remove_stale_temps(folder, STALE_TEMP_AGE);
             let temp = tempfile::Builder::new()
-                .prefix(".store-")
+                .prefix(".tandem-store-")
                 .suffix(".tmp")
                 .tempfile_in(folder)
                 .map_err(|e| Error::io(folder, e))?;
