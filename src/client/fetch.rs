@@ -86,7 +86,8 @@ pub async fn fetch(
         }
     }
     let report = download(conn, remote, dest_dir, via, progress).await?;
-    let (dest, md5, name) = (report.dest.clone(), report.md5, file_name(&report.path)?);
+    let name = report.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (dest, md5) = (report.dest.clone(), report.md5);
     let stored = blocking(move || cache.store(&dest, md5, &name)).await;
     if let Err(e) = stored {
         tracing::warn!("{}: not kept in the download cache: {e}", report.path);
