@@ -19,3 +19,17 @@ pub fn open(path: &Path, schema: &str) -> Result<Connection> {
     db.execute_batch(schema).map_err(fail)?;
     Ok(db)
 }
+
+/// [`open`] for a database that several processes use at once (the download cache's index): each waits up to
+/// `busy_timeout` for another's write instead of failing, from the first statement on.
+pub fn open_shared(path: &Path, schema: &str, busy_timeout: std::time::Duration) -> Result<Connection> {
+    let fail = |source| Error::Database { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let db = Connection::open(path).map_err(fail)?;
+    db.busy_timeout(busy_timeout).map_err(fail)?;
+    db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;").map_err(fail)?;
+    db.execute_batch(schema).map_err(fail)?;
+    Ok(db)
+}

@@ -11,7 +11,8 @@
 //! - [`share`]: the served folder: path sandbox, directory walk, entry metadata, filters, atomic writes.
 //! - [`digest`]: every use of MD5, and the server's hash cache.
 //! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
-//! - [`client`]: the control connection and the download driver.
+//! - [`client`]: the control connection, the download drivers, and downloads through the cache.
+//! - [`cache`]: the client's download cache: objects by MD5, a size limit, least recently used out first.
 //! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
 //! - [`sync`]: two-way sync: the pure planner, the state database, the scanner, the engine and its task.
 //! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
@@ -23,6 +24,7 @@
 //! - [`error`]: typed errors that name the path or value involved.
 
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod compare;

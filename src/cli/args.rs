@@ -49,6 +49,9 @@ pub enum Command {
     Download(DownloadArgs),
     /// Upload one local file, written atomically on the server; a replaced file goes to its trash
     Upload(UploadArgs),
+    /// The download cache: list it, check one file against it, or empty it
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Two-way sync of DIR with the remote share; runs until stopped (Ctrl-C), or one full pass with --once
     Sync(SyncArgs),
     /// Lock a remote path: other clients' writes and deletes of it are refused until you unlock it
@@ -175,6 +178,31 @@ pub struct DownloadArgs {
     /// Local folder to write into
     #[arg(long, default_value = ".", value_name = "DIR")]
     pub to: PathBuf,
+    /// With udp: give up after this many seconds without a datagram from the server
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub udp_idle_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Cached files (name, size, MD5, last use) and the total against the limit
+    Show,
+    /// Copy remote PATH from the cache if the cached bytes still match the remote MD5; download it otherwise
+    Verify(CacheVerifyArgs),
+    /// Remove every cached file
+    Clear,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheVerifyArgs {
+    /// Remote path, relative to the share
+    pub path: String,
+    /// Local folder to write into
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub to: PathBuf,
+    /// How to download the file if the cache cannot serve it: tcp or udp, in any letter case
+    #[arg(long, value_enum, ignore_case = true, default_value = "tcp")]
+    pub protocol: Protocol,
     /// With udp: give up after this many seconds without a datagram from the server
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub udp_idle_timeout: u64,

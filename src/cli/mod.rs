@@ -2,6 +2,7 @@
 //! Errors come back as [`crate::Error`]; `main` prints them as `error: …` and exits 1.
 
 mod args;
+pub mod cache;
 pub mod demo;
 pub mod output;
 mod progress;
@@ -11,12 +12,13 @@ use std::io::Write;
 use tokio_util::sync::CancellationToken;
 
 pub use args::{
-    Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol, ServeArgs, SyncArgs,
-    UploadArgs,
+    CacheCommand, CacheVerifyArgs, Cli, Command, DemoArgs, DownloadArgs, HashCommand, IndexCommand, OpenArgs, Protocol,
+    ServeArgs, SyncArgs, UploadArgs,
 };
 
 use crate::auth::Token;
-use crate::client::{Connection, Remote, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
+use crate::cache::DownloadCache;
+use crate::client::{Connection, Remote, UdpOptions, Via, fetch, identity, upload_tcp};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::server::{Server, ServerConfig};
@@ -73,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             if cli.json { print_json(&output::upload_json(&report)) } else { print(&output::upload_text(&report)) }
         }
         Command::Sync(args) => sync(args, &remote, cli.json).await,
+        Command::Cache(command) => cache::run(command, &remote, cli.json).await,
         Command::Lock { path } => {
             let conn = connect_as_me(&remote).await?;
             let entry = conn.lock(&path).await?;
@@ -234,22 +237,24 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// `tandem download`: through the download cache, unless its limit is 0.
 async fn download(args: DownloadArgs, remote: &Remote, json: bool) -> Result<()> {
+    let cache = crate::task::blocking(DownloadCache::for_downloads).await?.map(std::sync::Arc::new);
     let conn = remote.connect(None).await?;
     let progress = Progress::default();
     let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
-    let result = match args.protocol {
-        Protocol::Tcp => download_tcp(&conn, &args.path, &args.to, &progress).await,
+    let via = match args.protocol {
+        Protocol::Tcp => Via::Tcp,
         Protocol::Udp => {
             let idle_timeout = std::time::Duration::from_secs(args.udp_idle_timeout.max(1));
-            let options = UdpOptions { idle_timeout, ..UdpOptions::default() };
-            download_udp(&conn, &args.path, &args.to, &progress, options).await
+            Via::Udp(UdpOptions { idle_timeout, ..UdpOptions::default() })
         }
     };
+    let result = fetch(&conn, &args.path, &args.to, via, &progress, cache).await;
     if let Some(bar) = bar {
         bar.finish().await;
     }
-    let report = result?;
+    let (report, _) = result?;
     if json { print_json(&output::download_json(&report)) } else { print(&output::download_text(&report)) }
 }
 

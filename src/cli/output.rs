@@ -188,17 +188,24 @@ fn delta_line(delta: u64, signature: u64, size: u64) -> String {
 /// `download` for people.
 pub fn download_text(report: &DownloadReport) -> String {
     let rate = if report.seconds > 0.0 { (report.bytes_received as f64 / report.seconds) as u64 } else { 0 };
+    let how = if report.from_cache {
+        format!("source    download cache, no bytes over the network, in {:.2} s", report.seconds)
+    } else {
+        format!(
+            "speed     {}/s over {} in {:.2} s",
+            format_size(rate, BINARY),
+            report.protocol.to_uppercase(),
+            report.seconds
+        )
+    };
     let text = format!(
-        "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\nspeed     {}/s over {} in {:.2} s\n",
+        "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\n{how}\n",
         report.path,
         report.dest.display(),
         format_size(report.size, BINARY),
         report.size,
         format_local(report.mtime_ns),
         report.md5,
-        format_size(rate, BINARY),
-        report.protocol.to_uppercase(),
-        report.seconds,
     );
     match report.delta {
         true => text + &delta_line(report.bytes_received, report.bytes_sent, report.size),

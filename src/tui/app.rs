@@ -7,6 +7,7 @@ use std::time::Instant;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
+use super::cached::CachedObjects;
 use super::keymap::{Key, KeyMap};
 use super::pane::{HashState, PaneState, Side, parent};
 use super::prompt::{Prompt, PromptKind};
@@ -14,7 +15,7 @@ use super::sync::{SyncPhase, SyncStatus};
 use super::transfers::{Transfer, TransferState};
 use super::worker::{ConnectionState, Event, Job};
 use crate::cli::Protocol;
-use crate::share::{EntryKind, compile_pattern};
+use crate::share::{Entry, EntryKind, compile_pattern};
 use crate::timefmt::{Bound, parse_time};
 
 /// Folders with more files in common than this are not hashed on arrival; `V` still does it.
@@ -50,6 +51,8 @@ pub struct App {
     pub log: Vec<LogLine>,
     pub connection: ConnectionState,
     pub sync: SyncStatus,
+    /// What the download cache holds, as the worker last reported it.
+    pub cached: CachedObjects,
     /// Where the local pane's root is, and which server the remote pane shows.
     pub local_label: String,
     pub remote_label: String,
@@ -68,6 +71,7 @@ impl App {
             log: Vec::new(),
             connection: ConnectionState::Connecting,
             sync: SyncStatus::default(),
+            cached: CachedObjects::default(),
             local_label,
             remote_label,
             should_quit: false,
@@ -91,6 +95,11 @@ impl App {
             Side::Local => &mut self.local,
             Side::Remote => &mut self.remote,
         }
+    }
+
+    /// Whether the download cache holds the bytes of this remote entry, as far as its MD5 is known.
+    pub fn is_cached(&self, entry: &Entry) -> bool {
+        self.cached.holds(&self.remote, entry)
     }
 
     /// The last message, for the status bar.
@@ -339,6 +348,19 @@ impl App {
         self.verify(common, false)
     }
 
+    /// Hashes the remote files whose size the cache holds and whose MD5 is not known yet, so the pane can mark
+    /// those it holds. Other sizes cannot be cached, and cost nothing.
+    fn hash_cache_candidates(&mut self) -> Vec<Job> {
+        let names = self.cached.candidates(&self.remote, AUTO_VERIFY_LIMIT);
+        if names.is_empty() {
+            return Vec::new();
+        }
+        for name in &names {
+            self.remote.hashes.insert(name.clone(), HashState::Pending);
+        }
+        vec![Job::Hash { side: Side::Remote, dir: self.remote.dir.clone(), names }]
+    }
+
     fn cancel_prompt(&mut self, kind: PromptKind) -> Vec<Job> {
         let pane = self.pane_mut(self.active);
         match kind {
@@ -416,7 +438,9 @@ impl App {
                         if let Some(name) = came_from {
                             pane.select_name(&name);
                         }
-                        return self.auto_verify();
+                        let mut jobs = self.auto_verify();
+                        jobs.extend(self.hash_cache_candidates());
+                        return jobs;
                     }
                     Err(e) => {
                         pane.loading = false;
@@ -502,6 +526,10 @@ impl App {
             Event::SyncStopped { result } => {
                 let (line, error) = self.sync.stopped(result);
                 self.message(line, error);
+            }
+            Event::Cached { objects } => {
+                self.cached = CachedObjects::new(&objects);
+                return self.hash_cache_candidates();
             }
             Event::LockChanged { path, locked, result } => {
                 match result {

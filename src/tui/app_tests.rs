@@ -415,3 +415,24 @@ fn remapped_keys_apply_and_quit_works() {
     app.on_key(key(KeyCode::F(10)));
     assert!(app.should_quit);
 }
+
+#[test]
+fn remote_files_of_a_cached_size_are_hashed_then_marked() {
+    let mut app = listed();
+    // a.txt and b.txt are hashed already, as files both sides hold; c.txt is only worth hashing for the cache.
+    let objects = vec![(Md5Digest::of(b"c"), 10), (Md5Digest::of(b"other"), 99)];
+    let jobs = app.on_event(Event::Cached { objects });
+    assert_eq!(jobs, vec![Job::Hash { side: Side::Remote, dir: String::new(), names: vec!["c.txt".into()] }]);
+    let c = app.remote.entry("c.txt").unwrap().clone();
+    assert!(!app.is_cached(&c), "not before its MD5 is known");
+    let results = vec![("c.txt".into(), Some(Md5Digest::of(b"c"))), ("b.txt".into(), Some(Md5Digest::of(b"b")))];
+    app.on_event(Event::Hashed { side: Side::Remote, dir: String::new(), results });
+    assert!(app.is_cached(&c));
+    assert!(!app.is_cached(&app.remote.entry("b.txt").unwrap().clone()), "another MD5 of the same size");
+    // A relisting of the unchanged folder asks for nothing again, and a cache emptied unmarks.
+    let remote = app.remote.entries.clone();
+    let jobs = app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(remote) });
+    assert!(jobs.is_empty(), "{jobs:?}");
+    assert!(app.on_event(Event::Cached { objects: Vec::new() }).is_empty());
+    assert!(!app.is_cached(&c));
+}

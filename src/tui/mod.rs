@@ -10,6 +10,7 @@ pub mod action;
 pub mod app;
 #[cfg(test)]
 mod app_tests;
+pub mod cached;
 pub mod keymap;
 pub mod pane;
 pub mod prompt;

@@ -3,7 +3,9 @@
 //!
 //! A supervisor task keeps one control connection to the remote, as this user's client identity so that locks
 //! are theirs, reconnecting with backoff when it drops, and reports each change of state. Each job runs on its
-//! own task; downloads run two at a time. Sync starts and stops in job order, on the [`SyncRunner`]'s task.
+//! own task; downloads run two at a time, through the download cache. Sync starts and stops in job order, on
+//! the [`SyncRunner`]'s task. The worker tells the UI which MD5s the cache holds at start and after each change,
+//! so the remote pane can mark cached files without reading the cache itself.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::pane::{Side, join};
 use super::sync::SyncRunner;
-use crate::cli::{Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, Remote, UdpOptions, download_tcp, download_udp, identity, upload_tcp};
+use crate::cache::DownloadCache;
+use crate::cli::{CacheCommand, Cli, Command, HashCommand, Protocol, index_filter, output};
+use crate::client::{CacheOutcome, Connection, Remote, UdpOptions, Via, fetch, identity, upload_tcp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
@@ -99,6 +102,10 @@ pub enum Event {
     SyncStopped {
         result: std::result::Result<SyncSummary, String>,
     },
+    /// What the download cache holds now: MD5 and size of each object.
+    Cached {
+        objects: Vec<(Md5Digest, u64)>,
+    },
     /// A lock or unlock of a remote path was answered.
     LockChanged {
         path: String,
@@ -144,7 +151,9 @@ pub fn spawn(local_root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<
         downloads: Arc::new(Semaphore::new(PARALLEL_DOWNLOADS)),
         next_id: AtomicU64::new(1),
         sync: SyncRunner::default(),
+        cache: tokio::sync::OnceCell::new(),
     });
+    tokio::spawn(worker.clone().report_cache());
     let (jobs_tx, mut jobs_rx) = mpsc::unbounded_channel::<Job>();
     let dispatcher = worker.clone();
     tokio::spawn(async move {
@@ -209,11 +218,35 @@ struct Worker {
     downloads: Arc<Semaphore>,
     next_id: AtomicU64,
     sync: SyncRunner,
+    /// The download cache, opened on first use off the UI thread; `None` when it is off or unusable.
+    cache: tokio::sync::OnceCell<Option<Arc<DownloadCache>>>,
 }
 
 impl Worker {
     fn send(&self, event: Event) {
         let _ = self.events.send(event);
+    }
+
+    async fn cache(&self) -> Option<Arc<DownloadCache>> {
+        let opened = self.cache.get_or_init(|| async {
+            match blocking(DownloadCache::for_downloads).await {
+                Ok(cache) => cache.map(Arc::new),
+                Err(e) => {
+                    self.send(Event::Message { text: format!("download cache off: {e}"), error: true });
+                    None
+                }
+            }
+        });
+        opened.await.clone()
+    }
+
+    /// Tells the UI what the cache holds.
+    async fn report_cache(self: Arc<Self>) {
+        let Some(cache) = self.cache().await else { return };
+        match blocking(move || cache.entries()).await {
+            Ok(entries) => self.send(Event::Cached { objects: entries.into_iter().map(|e| (e.md5, e.size)).collect() }),
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
 
     fn connection(&self) -> Result<Connection> {
@@ -386,13 +419,28 @@ impl Worker {
             let Ok(_permit) = self.downloads.clone().acquire_owned().await else { return };
             self.send(Event::TransferStarted { id });
             let dest = self.local_root.join(&local_dir);
-            let result = match protocol {
-                Protocol::Tcp => download_tcp(&conn, &remote, &dest, &progress).await,
-                Protocol::Udp => download_udp(&conn, &remote, &dest, &progress, UdpOptions::default()).await,
+            let via = match protocol {
+                Protocol::Tcp => Via::Tcp,
+                Protocol::Udp => Via::Udp(UdpOptions::default()),
             };
-            let result =
-                result.map(|r| format!("downloaded {} ({}), MD5 verified", r.path, r.md5)).map_err(|e| e.to_string());
+            let cache = self.cache().await;
+            let cached = cache.is_some();
+            let result = fetch(&conn, &remote, &dest, via, &progress, cache).await;
+            let result = result
+                .map(|(r, outcome)| match outcome {
+                    CacheOutcome::Hit => format!("copied {} ({}) from the download cache, MD5 verified", r.path, r.md5),
+                    CacheOutcome::Repaired => {
+                        format!("downloaded {} ({}), MD5 verified; its damaged cached copy was replaced", r.path, r.md5)
+                    }
+                    CacheOutcome::Miss | CacheOutcome::Off => {
+                        format!("downloaded {} ({}), MD5 verified", r.path, r.md5)
+                    }
+                })
+                .map_err(|e| e.to_string());
             self.send(Event::TransferFinished { id, refresh: (Side::Local, local_dir), result });
+            if cached {
+                self.report_cache().await;
+            }
         });
     }
 
@@ -495,6 +543,33 @@ impl Worker {
                 Command::Unlock { path, force } => {
                     self.connection()?.unlock(&path, force).await?;
                     self.send(Event::LockChanged { path, locked: false, result: Ok(()) });
+                    Ok(None)
+                }
+                Command::Cache(CacheCommand::Show) => {
+                    let Some(cache) = self.cache().await else {
+                        return Err(Error::Unsupported("the download cache is off (its limit is 0)".into()));
+                    };
+                    let (limit, dir) = (cache.limit(), cache.dir().display().to_string());
+                    let entries = blocking(move || cache.entries()).await?;
+                    Ok(Some(crate::cli::cache::entries_table(&entries, limit, &dir)))
+                }
+                Command::Cache(CacheCommand::Clear) => {
+                    let Some(cache) = self.cache().await else { return Ok(None) };
+                    let dir = cache.dir().display().to_string();
+                    let cleared = blocking(move || cache.clear()).await?;
+                    let text = crate::cli::cache::cleared_text(cleared, &dir);
+                    self.send(Event::Message { text: text.trim_end().to_string(), error: false });
+                    self.clone().report_cache().await;
+                    Ok(None)
+                }
+                // Downloads go through the cache anyway: the transfer line says whether it served the file.
+                Command::Cache(CacheCommand::Verify(args)) => {
+                    let target = if args.to == std::path::Path::new(".") {
+                        local_dir.clone()
+                    } else {
+                        args.to.display().to_string()
+                    };
+                    self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
                 Command::Sync(_) => {

@@ -92,14 +92,25 @@ pub fn cli_as(addr: &str, config_home: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("TANDEM_REMOTE", addr)
         .env("XDG_CONFIG_HOME", config_home)
+        .env(CACHE_OFF.0, CACHE_OFF.1)
         .env_remove("TANDEM_TOKEN")
         .output()
         .expect("run tandem")
 }
 
 pub fn cli(addr: &str, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("TANDEM_REMOTE", addr).env_remove("TANDEM_TOKEN").output().expect("run tandem")
+    Command::new(BIN)
+        .args(args)
+        .env("TANDEM_REMOTE", addr)
+        .env(CACHE_OFF.0, CACHE_OFF.1)
+        .env_remove("TANDEM_TOKEN")
+        .output()
+        .expect("run tandem")
 }
+
+/// The download cache off: downloads in other tests cross the network every time, and leave nothing in the
+/// user's own cache. The cache's tests give each run a cache folder of its own instead.
+pub const CACHE_OFF: (&str, &str) = ("TANDEM_CACHE_LIMIT", "0");
 
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

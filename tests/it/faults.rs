@@ -43,6 +43,7 @@ fn spawn_cli(addr: &str, config_home: &Path, args: &[&str]) -> Child {
         .args(args)
         .env("TANDEM_REMOTE", addr)
         .env("XDG_CONFIG_HOME", config_home)
+        .env(CACHE_OFF.0, CACHE_OFF.1)
         .env_remove("TANDEM_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

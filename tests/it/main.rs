@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod batch;
+mod cache;
 mod cli;
 mod concurrency;
 mod delta;

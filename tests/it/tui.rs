@@ -38,7 +38,7 @@ impl Tmux {
     fn open(name: &str, local: &Path, addr: &str, state: &Path) -> (Tmux, std::path::PathBuf) {
         let exit_file = state.join("exit");
         let command = format!(
-            "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --remote {addr}; echo $? > {exit}",
+            "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} XDG_CACHE_HOME={s} {BIN} open --local {local} --remote {addr}; echo $? > {exit}",
             s = state.display(),
             local = local.display(),
             exit = exit_file.display(),
@@ -129,7 +129,7 @@ fn open_with_listen_serves_the_local_folder_to_peers() {
     let listen = format!("127.0.0.1:{port}");
     let state = tempfile::tempdir().unwrap();
     let command = format!(
-        "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} {BIN} open --local {local} --listen {listen} --remote 127.0.0.1:9",
+        "XDG_STATE_HOME={s} XDG_CONFIG_HOME={s} XDG_CACHE_HOME={s} {BIN} open --local {local} --listen {listen} --remote 127.0.0.1:9",
         s = state.path().display(),
         local = local.path().display(),
     );

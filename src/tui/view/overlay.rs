@@ -10,8 +10,9 @@ use crate::tui::action::Action;
 use crate::tui::app::App;
 
 pub fn help(frame: &mut Frame, app: &App, scroll: u16) {
-    let legend = "Hash column: = same  ≠ differs  + only here  … hashing  ? unknown  ! failed  L locked";
-    let mut lines = vec![Line::from(legend), Line::raw("")];
+    let legend = "Hash column: = same  ≠ differs  + only here  … hashing  ? unknown  ! failed";
+    let marks = "             C in the download cache (remote pane)  L locked";
+    let mut lines = vec![Line::from(legend), Line::from(marks), Line::raw("")];
     for action in Action::ALL {
         let keys: Vec<String> = app.keymap.keys_for(action).iter().map(|k| k.to_string()).collect();
         lines.push(Line::from(vec![

@@ -16,6 +16,8 @@ use crate::tui::pane::{PaneState, Side, hash_mark};
 const WIDE_ENOUGH_FOR_TIME: u16 = 56;
 /// In the Hash column of a locked remote entry. One plain letter: an emoji's width varies between terminals.
 const LOCK_MARK: &str = "L";
+/// In the Hash column of a remote file whose bytes the download cache holds.
+const CACHED_MARK: &str = "C";
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
     let pane = app.pane(side);
@@ -92,10 +94,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
             if show_time {
                 cells.push(Cell::from(format_local(entry.mtime_ns)[..16].to_string()));
             }
-            // A lock shows beside the comparison, which still matters: `= L`.
+            // A cached copy and a lock show beside the comparison, which still matters: `= CL`.
+            let cached = side == Side::Remote && app.is_cached(entry);
+            let locked = entry.locked_by.is_some();
             let mut hash = vec![Span::styled(mark, mark_style)];
-            if entry.locked_by.is_some() {
-                hash.push(Span::styled(format!(" {LOCK_MARK}"), Style::new().fg(Color::Magenta).bold()));
+            if cached || locked {
+                hash.push(Span::raw(" "));
+            }
+            if cached {
+                hash.push(Span::styled(CACHED_MARK, Style::new().fg(Color::Cyan).bold()));
+            }
+            if locked {
+                hash.push(Span::styled(LOCK_MARK, Style::new().fg(Color::Magenta).bold()));
             }
             cells.push(Cell::from(Line::from(hash)));
             let mut style = match entry.kind {

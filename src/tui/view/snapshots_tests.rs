@@ -1,5 +1,5 @@
 //! Whole-screen snapshots on ratatui's `TestBackend`: the start screen (also at 80×24), a filtered view, the help
-//! overlay, a transfer in progress, an error, and a locked file with sync in step. Times are masked, since they
+//! overlay, a transfer in progress, an error, a locked file with sync in step, and files in the download cache. Times are masked, since they
 //! print in the local time zone.
 
 use ratatui::Terminal;
@@ -141,4 +141,19 @@ fn locked_file_and_sync_in_step() {
     let summary = SyncSummary { uploaded: 2, downloaded: 1, ..Default::default() };
     app.on_event(Event::Sync(SyncEvent::Idle { summary }));
     snapshot!("locked_in_sync", render(&app, 120, 12));
+}
+
+#[test]
+fn cached_files_are_marked_in_the_remote_pane() {
+    let mut app = start_screen();
+    let mut remote: Vec<Entry> = app.remote.entries.clone();
+    for e in remote.iter_mut().filter(|e| e.name() == "readme.txt") {
+        e.locked_by = Some("alice-laptop".into());
+    }
+    app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(remote) });
+    // readme.txt (locked too) and todo.md, whose local copy is still being hashed.
+    app.on_event(Event::Cached { objects: vec![(Md5Digest::of(b"r"), 207), (Md5Digest::of(b"t"), 90)] });
+    let results = vec![("todo.md".into(), Some(Md5Digest::of(b"t")))];
+    app.on_event(Event::Hashed { side: Side::Remote, dir: String::new(), results });
+    snapshot!("cached", render(&app, 120, 12));
 }
