@@ -190,6 +190,8 @@ pub fn download_text(report: &DownloadReport) -> String {
     let rate = if report.seconds > 0.0 { (report.bytes_received as f64 / report.seconds) as u64 } else { 0 };
     let how = if report.from_cache {
         format!("source    download cache, no bytes over the network, in {:.2} s", report.seconds)
+    } else if report.delta {
+        format!("time      {:.2} s over {}", report.seconds, report.protocol.to_uppercase())
     } else {
         format!(
             "speed     {}/s over {} in {:.2} s",
