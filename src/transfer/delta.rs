@@ -248,6 +248,19 @@ mod tests {
         }
 
         #[test]
+        fn any_bytes_as_a_signature_are_refused_or_diff_safely(mut bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+                                                              valid_header in any::<bool>(),
+                                                              data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            if valid_header && bytes.len() >= SIGNATURE_HEADER_LEN {
+                bytes[..SIGNATURE_HEADER_LEN].copy_from_slice(&signature(&[])[..SIGNATURE_HEADER_LEN]);
+                bytes[4..8].copy_from_slice(&512u32.to_be_bytes());
+            }
+            if let Ok(signature) = parse_signature(bytes) {
+                let _ = diff(&signature, &data, usize::MAX);
+            }
+        }
+
+        #[test]
         fn garbage_deltas_never_panic_or_overrun(base in proptest::collection::vec(any::<u8>(), 0..2000),
                                                  delta in proptest::collection::vec(any::<u8>(), 0..2000),
                                                  size in 0u64..5000) {
