@@ -72,8 +72,10 @@ pub async fn download_tcp(
 ) -> Result<DownloadReport> {
     let started = Instant::now();
     // Over an older version of the file, only the changes travel.
-    let existing = dest_dir.join(file_name(remote)?);
-    if std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len())) {
+    let existing = file_name(remote).map(|name| dest_dir.join(name));
+    if let Ok(existing) = existing
+        && std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()))
+    {
         return super::delta::download_delta_to(conn, remote, &existing, Box::new(|| Ok(())), progress).await;
     }
     let (offer, dest) = prepare(conn, remote, dest_dir, progress).await?;

@@ -183,7 +183,7 @@ fn receive_all(
 }
 
 /// Receives one whole file into a temporary file beside its destination, creating its folder first.
-fn receive_whole(
+pub(super) fn receive_whole(
     reader: &mut StdTcpStream,
     peer: &str,
     upload: &PendingUpload,

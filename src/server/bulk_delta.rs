@@ -6,8 +6,10 @@
 
 use std::net::TcpStream as StdTcpStream;
 
+use super::bulk::receive_whole;
 use super::tickets::{PendingDownload, PendingUpload};
 use crate::error::{Error, Result};
+use crate::protocol::BulkBody;
 use crate::share::AtomicFile;
 use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 use crate::transfer::{Progress, delta, tcp_delta};
@@ -39,14 +41,23 @@ pub(super) fn receive(
     let base = if delta::worth_a_delta(upload.size) { current_version(upload) } else { Vec::new() };
     let signature = if base.is_empty() { Vec::new() } else { delta::signature(&base) };
     tcp::write_blob(stream, peer, &signature).map_err(broken)?;
-    if let Some(parent) = upload.abs.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| broken(Error::io(parent, e)))?;
+    match tcp::read_message::<BulkBody>(stream, peer, "bulk body").map_err(broken)? {
+        // Exactly a whole upload's path, down to draining the stream when the disk fails.
+        BulkBody::Whole => receive_whole(stream, peer, upload),
+        BulkBody::Delta => {
+            let (bytes, trailer) = tcp_delta::read_delta(stream, peer, upload.size).map_err(broken)?;
+            // Everything is read: whatever fails now fails this file alone.
+            let alone = FileFailed::Alone;
+            if let Some(parent) = upload.abs.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| alone(Error::io(parent, e)))?;
+            }
+            let mut file = AtomicFile::create(&upload.abs).map_err(alone)?;
+            let temp_path = file.temp_path().to_path_buf();
+            let (written, md5) =
+                tcp_delta::rebuild(&base, &bytes, (&mut file, &temp_path), upload.size).map_err(alone)?;
+            Ok((file, Received { bytes: written, md5, trailer }))
+        }
     }
-    let mut file = AtomicFile::create(&upload.abs).map_err(broken)?;
-    let temp_path = file.temp_path().to_path_buf();
-    let received =
-        tcp_delta::receive(stream, (&mut file, &temp_path), peer, (upload.size, &base), &Progress::default());
-    Ok((file, received.map_err(broken)?.0))
 }
 
 /// The bytes of the file the upload replaces, if it is a regular file of a size worth a delta.

@@ -88,24 +88,39 @@ pub fn receive(
     match tcp::read_message::<BulkBody>(stream, peer, "bulk body")? {
         BulkBody::Whole => Ok((tcp::receive_file(stream, out, out_path, peer, size, progress)?, None)),
         BulkBody::Delta => {
-            // An honest delta is never much longer than the file it rebuilds.
-            let max_len = size + size / 8 + 1024 * 1024;
-            let bytes = tcp::read_blob(stream, peer, "delta", max_len)?;
-            let trailer = tcp::read_trailer(stream, peer)?;
-            // The rebuilt bytes go to disk and to the hasher on threads of their own, as received bytes do.
-            let (written, md5) = with_verified_sink(out, out_path, size, |deliver| {
-                let mut chunks = Chunks { deliver, pending: Vec::with_capacity(CHUNK_LEN) };
-                let applied = delta::apply(base, &bytes, &mut chunks, size);
-                let flushed = chunks.flush();
-                let written = applied
-                    .map_err(|e| Error::BadDelta { path: out_path.display().to_string(), reason: e.to_string() })?;
-                flushed.map_err(|e| Error::io(out_path, e))?;
-                Ok(written)
-            })?;
+            let (bytes, trailer) = read_delta(stream, peer, size)?;
+            let written = rebuild(base, &bytes, (out, out_path), size)?;
             progress.set(size);
-            Ok((Received { bytes: written, md5, trailer }, Some(bytes.len() as u64)))
+            Ok((Received { bytes: written.0, md5: written.1, trailer }, Some(bytes.len() as u64)))
         }
     }
+}
+
+/// Reads a delta for a file of `size` bytes, and the trailer after it.
+pub fn read_delta(stream: &mut impl Read, peer: &str, size: u64) -> Result<(Vec<u8>, BulkTrailer)> {
+    // An honest delta is never much longer than the file it rebuilds.
+    let max_len = size + size / 8 + 1024 * 1024;
+    let bytes = tcp::read_blob(stream, peer, "delta", max_len)?;
+    Ok((bytes, tcp::read_trailer(stream, peer)?))
+}
+
+/// Rebuilds a file of `size` bytes from `base` and `delta` into `out`; returns its size and MD5.
+pub fn rebuild(
+    base: &[u8],
+    delta: &[u8],
+    (out, out_path): (&mut (impl Write + Send), &Path),
+    size: u64,
+) -> Result<(u64, Md5Digest)> {
+    // The rebuilt bytes go to disk and to the hasher on threads of their own, as received bytes do.
+    with_verified_sink(out, out_path, size, |deliver| {
+        let mut chunks = Chunks { deliver, pending: Vec::with_capacity(CHUNK_LEN) };
+        let applied = delta::apply(base, delta, &mut chunks, size);
+        let flushed = chunks.flush();
+        let written =
+            applied.map_err(|e| Error::BadDelta { path: out_path.display().to_string(), reason: e.to_string() })?;
+        flushed.map_err(|e| Error::io(out_path, e))?;
+        Ok(written)
+    })
 }
 
 /// Rebuilt bytes are handed on in chunks of this size.
