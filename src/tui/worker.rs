@@ -432,6 +432,10 @@ impl Worker {
                     CacheOutcome::Repaired => {
                         format!("downloaded {} ({}), MD5 verified; its damaged cached copy was replaced", r.path, r.md5)
                     }
+                    CacheOutcome::Miss | CacheOutcome::Off if r.delta => {
+                        let moved = humansize::format_size(r.bytes_received + r.bytes_sent, humansize::BINARY);
+                        format!("updated {} ({}) with a {moved} delta, MD5 verified", r.path, r.md5)
+                    }
                     CacheOutcome::Miss | CacheOutcome::Off => {
                         format!("downloaded {} ({}), MD5 verified", r.path, r.md5)
                     }
@@ -482,7 +486,13 @@ impl Worker {
             let source = self.local_root.join(&local);
             let result = upload_tcp(&conn, &source, &remote, &progress)
                 .await
-                .map(|r| format!("uploaded {} ({}), verified by the server", r.path, r.md5))
+                .map(|r| match r.delta {
+                    true => {
+                        let moved = humansize::format_size(r.bytes_sent + r.bytes_received, humansize::BINARY);
+                        format!("updated {} ({}) with a {moved} delta, verified by the server", r.path, r.md5)
+                    }
+                    false => format!("uploaded {} ({}), verified by the server", r.path, r.md5),
+                })
                 .map_err(|e| e.to_string());
             let remote_dir = remote.rsplit_once('/').map(|(dir, _)| dir.to_string()).unwrap_or_default();
             self.send(Event::TransferFinished { id, refresh: (Side::Remote, remote_dir), result });
