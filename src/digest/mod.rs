@@ -99,6 +99,27 @@ impl Md5Stream {
     pub fn finish(self) -> Md5Digest {
         Md5Digest(self.0.finalize().into())
     }
+
+    /// The state after the first `len` bytes of `file`, read with positioned reads (the file's cursor stays
+    /// where it is), to continue with the bytes that follow: how a resumed transfer hashes the part it already
+    /// has. A file shorter than `len` is an `UnexpectedEof` error.
+    pub fn of_file_prefix(file: &File, len: u64) -> std::io::Result<Md5Stream> {
+        use std::os::unix::fs::FileExt;
+        let mut stream = Md5Stream::new();
+        let mut buf = vec![0u8; READ_BLOCK.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = file.read_at(&mut buf[..want], done)?;
+            if n == 0 {
+                let why = format!("the file ends at byte {done}, before the {len} bytes to hash");
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why));
+            }
+            stream.update(&buf[..n]);
+            done += n as u64;
+        }
+        Ok(stream)
+    }
 }
 
 /// Hashes a whole file in large blocks.
@@ -124,9 +145,14 @@ pub struct HasherThread {
 impl HasherThread {
     /// Starts the thread; at most `queue` chunks wait for it before [`HasherThread::feed`] blocks.
     pub fn spawn(queue: usize) -> Self {
+        Self::spawn_from(queue, Md5Stream::new())
+    }
+
+    /// [`HasherThread::spawn`], continuing from a state that has already hashed the bytes before the chunks.
+    pub fn spawn_from(queue: usize, start: Md5Stream) -> Self {
         let (sender, receiver) = mpsc::sync_channel::<Bytes>(queue);
         let handle = thread::spawn(move || {
-            let mut stream = Md5Stream::new();
+            let mut stream = start;
             for chunk in receiver {
                 stream.update(&chunk);
             }
@@ -165,10 +191,15 @@ pub enum ChunkHasher {
 impl ChunkHasher {
     /// A hasher for a stream of `size` bytes; a thread's queue holds at most `queue` chunks.
     pub fn for_size(size: u64, queue: usize) -> Self {
+        Self::for_size_from(size, queue, Md5Stream::new())
+    }
+
+    /// [`ChunkHasher::for_size`], continuing from `start`; `size` counts only the chunks still to come.
+    pub fn for_size_from(size: u64, queue: usize, start: Md5Stream) -> Self {
         if size <= INLINE_HASH_MAX {
-            ChunkHasher::Inline(Md5Stream::new())
+            ChunkHasher::Inline(start)
         } else {
-            ChunkHasher::Thread(HasherThread::spawn(queue))
+            ChunkHasher::Thread(HasherThread::spawn_from(queue, start))
         }
     }
 
@@ -226,5 +257,18 @@ mod tests {
             }
             assert_eq!(hasher.finish(), whole);
         }
+        for cut in [0, 1, READ_BLOCK, 2 * READ_BLOCK + 5, data.len()] {
+            let opened = File::open(file.path()).unwrap();
+            let mut hasher = ChunkHasher::for_size_from(
+                (data.len() - cut) as u64,
+                2,
+                Md5Stream::of_file_prefix(&opened, cut as u64).unwrap(),
+            );
+            hasher.feed(Bytes::copy_from_slice(&data[cut..]));
+            assert_eq!(hasher.finish(), whole, "prefix of {cut} bytes");
+        }
+        let opened = File::open(file.path()).unwrap();
+        let short = Md5Stream::of_file_prefix(&opened, data.len() as u64 + 1).err().unwrap();
+        assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

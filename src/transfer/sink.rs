@@ -26,10 +26,21 @@ pub fn with_verified_sink<T>(
     size: u64,
     receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
 ) -> Result<(T, Md5Digest)> {
+    with_verified_sink_from(out, out_path, (size, Md5Stream::new()), receive)
+}
+
+/// [`with_verified_sink`] after a prefix that is already on disk: `hashed` has hashed it, so the MD5 returned
+/// is the whole file's; `size` counts only the bytes still to come.
+pub fn with_verified_sink_from<T>(
+    out: &mut (impl Write + Send),
+    out_path: &Path,
+    (size, hashed): (u64, Md5Stream),
+    receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
+) -> Result<(T, Md5Digest)> {
     if size <= INLINE_HASH_MAX {
-        return inline_sink(out, out_path, receive);
+        return inline_sink(out, out_path, hashed, receive);
     }
-    let hasher = HasherThread::spawn(HASH_QUEUE);
+    let hasher = HasherThread::spawn_from(HASH_QUEUE, hashed);
     let received = std::thread::scope(|scope| {
         let (to_disk, from_net) = mpsc::sync_channel::<Bytes>(WRITE_QUEUE);
         let writer = scope.spawn(move || -> Result<()> {
@@ -55,9 +66,9 @@ pub fn with_verified_sink<T>(
 fn inline_sink<T>(
     out: &mut impl Write,
     out_path: &Path,
+    mut hasher: Md5Stream,
     receive: impl FnOnce(&mut dyn FnMut(Bytes) -> bool) -> Result<T>,
 ) -> Result<(T, Md5Digest)> {
-    let mut hasher = Md5Stream::new();
     let mut failed = None;
     let result = receive(&mut |chunk: Bytes| {
         if failed.is_some() {
