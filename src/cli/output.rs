@@ -169,8 +169,16 @@ pub fn upload_text(report: &UploadReport) -> String {
 /// `download` for people.
 pub fn download_text(report: &DownloadReport) -> String {
     let rate = if report.seconds > 0.0 { (report.bytes_received as f64 / report.seconds) as u64 } else { 0 };
+    let resumed = match report.resumed_from {
+        0 => String::new(),
+        offset => format!(
+            "resumed   at byte {offset} of an interrupted download; {} received now\n",
+            format_size(report.bytes_received, BINARY)
+        ),
+    };
     format!(
-        "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\nspeed     {}/s over {} in {:.2} s\n",
+        "downloaded {} -> {}\n{resumed}size      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\nspeed     {}/s over \
+         {} in {:.2} s\n",
         report.path,
         report.dest.display(),
         format_size(report.size, BINARY),

@@ -5,6 +5,7 @@ mod batch;
 mod connection;
 mod download;
 pub mod identity;
+mod partial;
 mod upload;
 
 use std::time::Duration;

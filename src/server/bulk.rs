@@ -66,9 +66,13 @@ fn send_all(shared: &Shared, stream: &mut StdTcpStream, peer: &str, downloads: V
     for download in downloads {
         let started = Instant::now();
         let entry = &download.entry;
-        let arguments = format!("path={:?} requested_by={}", entry.path, download.peer);
+        let mut arguments = format!("path={:?} requested_by={}", entry.path, download.peer);
+        if download.offset > 0 {
+            arguments += &format!(" offset={}", download.offset);
+        }
         let progress = Progress::default();
-        match tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5, &progress) {
+        let from = (download.stamp, download.offset);
+        match tcp::send_file_from(stream, &download.abs, &entry.path, peer, from, entry.md5, &progress) {
             Ok(sent) => {
                 if let Some(md5) = sent.computed_md5 {
                     shared.hashes.insert(&entry.path, download.stamp, md5);

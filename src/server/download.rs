@@ -1,5 +1,7 @@
 //! `Download`: checks the file and hands out a one-time ticket for a bulk connection. The MD5 travels on the
-//! ticket when the hash cache already knows it, so the client can check each byte against it.
+//! ticket when the hash cache already knows it, so the client can check each byte against it. A download that
+//! resumes says which version its first bytes came from; if the file is still that version, its ticket starts
+//! the stream at the client's offset.
 
 use std::sync::Arc;
 
@@ -7,14 +9,32 @@ use super::Shared;
 use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
-use crate::protocol::Response;
+use crate::protocol::{Response, ResumeFrom};
 use crate::share::{Entry, FileStamp, permission_bits};
 
-pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
-    let (pending, mode) = prepare(shared, path, &caller.peer)?;
-    let entry = pending.entry.clone();
+pub async fn handle(
+    shared: &Arc<Shared>,
+    path: &str,
+    resume: Option<ResumeFrom>,
+    caller: &Caller,
+    out: &mut Responder,
+) -> Result<()> {
+    let (mut pending, mode) = prepare(shared, path, &caller.peer)?;
+    pending.offset = resume_offset(&pending.entry, resume);
+    let (entry, offset) = (pending.entry.clone(), pending.offset);
     let ticket = shared.tickets.issue(Grant::Download(pending), &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode }).await
+    out.send(Response::Ticket { ticket, entry, mode, offset }).await
+}
+
+/// Where a download that asked to resume may start: its offset if the file is still the version its first
+/// bytes came from, else 0, the whole file. Any offset, size or mtime is safe to ask about.
+pub fn resume_offset(entry: &Entry, resume: Option<ResumeFrom>) -> u64 {
+    match resume {
+        Some(from) if from.size == entry.size && from.mtime_ns == entry.mtime_ns && from.offset <= entry.size => {
+            from.offset
+        }
+        _ => 0,
+    }
 }
 
 /// Checks that `path` is a file the client may fetch, and describes the version it will get, with its
@@ -29,5 +49,5 @@ pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownlo
     let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
     entry.md5 = shared.hashes.get(&resolved.rel, stamp);
     let mode = permission_bits(&metadata);
-    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string() }, mode))
+    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string(), offset: 0 }, mode))
 }

@@ -17,7 +17,7 @@ pub async fn handle(shared: &Arc<Shared>, item: UploadItem, caller: &Caller, out
     let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_deref())).await?;
     let (entry, mode) = announced(&pending);
     let ticket = shared.tickets.issue(Grant::Upload(pending), &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
+    out.send(Response::Ticket { ticket, entry, mode: Some(mode), offset: 0 }).await
 }
 
 /// Checks that the client may write `item.path` and that it still holds what the client expects. Checked now so

@@ -390,8 +390,16 @@ impl Worker {
                 Protocol::Tcp => download_tcp(&conn, &remote, &dest, &progress).await,
                 Protocol::Udp => download_udp(&conn, &remote, &dest, &progress, UdpOptions::default()).await,
             };
-            let result =
-                result.map(|r| format!("downloaded {} ({}), MD5 verified", r.path, r.md5)).map_err(|e| e.to_string());
+            let result = result
+                .map(|r| {
+                    let resumed = match r.resumed_from {
+                        0 => String::new(),
+                        offset => format!(", resumed at byte {offset}"),
+                    };
+                    let notes: String = r.notes.iter().map(|note| format!("; {note}")).collect();
+                    format!("downloaded {} ({}), MD5 verified{resumed}{notes}", r.path, r.md5)
+                })
+                .map_err(|e| e.to_string());
             self.send(Event::TransferFinished { id, refresh: (Side::Local, local_dir), result });
         });
     }
