@@ -51,3 +51,27 @@ pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownlo
     let mode = permission_bits(&metadata);
     Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string(), offset: 0 }, mode))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Request;
+    use crate::share::EntryKind;
+
+    #[test]
+    fn only_the_same_version_resumes_and_no_offset_is_trusted_blindly() {
+        let entry =
+            Entry { path: "f".into(), kind: EntryKind::File, size: 100, mtime_ns: -7, md5: None, locked_by: None };
+        let from = |offset, size, mtime_ns| Some(ResumeFrom { offset, size, mtime_ns });
+        assert_eq!(resume_offset(&entry, None), 0);
+        assert_eq!(resume_offset(&entry, from(40, 100, -7)), 40);
+        assert_eq!(resume_offset(&entry, from(100, 100, -7)), 100, "all there: only the trailer comes");
+        assert_eq!(resume_offset(&entry, from(40, 100, 0)), 0, "another mtime");
+        assert_eq!(resume_offset(&entry, from(40, 99, -7)), 0, "another size");
+        assert_eq!(resume_offset(&entry, from(101, 100, -7)), 0, "past the end");
+        assert_eq!(resume_offset(&entry, from(u64::MAX, u64::MAX, i64::MIN)), 0);
+        let request = Request::Download { path: "a b".into(), resume: from(40, 100, -7) };
+        assert_eq!(request.arguments(), "path=\"a b\" resume_from=40");
+        assert_eq!(Request::Download { path: "a".into(), resume: None }.arguments(), "path=\"a\"");
+    }
+}
