@@ -8,7 +8,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread;
 
 use bytes::Bytes;
@@ -104,11 +105,19 @@ impl Md5Stream {
     /// where it is), to continue with the bytes that follow: how a resumed transfer hashes the part it already
     /// has. A file shorter than `len` is an `UnexpectedEof` error.
     pub fn of_file_prefix(file: &File, len: u64) -> std::io::Result<Md5Stream> {
+        Self::of_file_prefix_unless(file, len, &AtomicBool::new(false))
+    }
+
+    /// [`Md5Stream::of_file_prefix`] that gives up (with an `Interrupted` error) once `stop` is set.
+    fn of_file_prefix_unless(file: &File, len: u64, stop: &AtomicBool) -> std::io::Result<Md5Stream> {
         use std::os::unix::fs::FileExt;
         let mut stream = Md5Stream::new();
         let mut buf = vec![0u8; READ_BLOCK.min(len as usize)];
         let mut done = 0u64;
         while done < len {
+            if stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "hashing stopped"));
+            }
             let want = (len - done).min(buf.len() as u64) as usize;
             let n = file.read_at(&mut buf[..want], done)?;
             if n == 0 {
@@ -133,6 +142,37 @@ pub fn md5_file(path: &Path) -> Result<Md5Digest> {
             return Ok(stream.finish());
         }
         stream.update(&buf[..n]);
+    }
+}
+
+/// The MD5 of a file's first `len` bytes, read from disk on a thread of its own: how a sender resuming a
+/// download gets the whole file's MD5 while it sends only the rest. Dropped unfinished, it stops reading.
+pub struct FileHasherThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<std::io::Result<Md5Digest>>>,
+}
+
+impl FileHasherThread {
+    pub fn spawn(file: File, len: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish));
+        FileHasherThread { stop, handle: Some(handle) }
+    }
+
+    /// Waits for the digest.
+    pub fn finish(mut self) -> std::io::Result<Md5Digest> {
+        match self.handle.take().map(thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(std::io::Error::other("hasher already finished")),
+        }
+    }
+}
+
+impl Drop for FileHasherThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -270,5 +310,7 @@ mod tests {
         let opened = File::open(file.path()).unwrap();
         let short = Md5Stream::of_file_prefix(&opened, data.len() as u64 + 1).err().unwrap();
         assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
+        let opened = File::open(file.path()).unwrap();
+        assert_eq!(FileHasherThread::spawn(opened, data.len() as u64).finish().unwrap(), whole);
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::Progress;
 use super::sink::{with_verified_sink, with_verified_sink_from};
-use crate::digest::{ChunkHasher, Md5Digest, Md5Stream};
+use crate::digest::{ChunkHasher, FileHasherThread, Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, MAX_CHUNK_LEN, codec, frame};
 use crate::share::{AtomicFile, FileStamp};
@@ -80,7 +80,10 @@ pub fn send_file_from(
         return finish(stream, peer, 0, None, Err(body));
     }
     let whole_file_hasher = match (known_md5, offset) {
-        (None, 1..) => Some(spawn_whole_file_hash(&file, path, expected.size)?),
+        (None, 1..) => {
+            let copy = file.try_clone().map_err(|e| Error::io(path, e))?;
+            Some(FileHasherThread::spawn(copy, expected.size))
+        }
         _ => None,
     };
     let mut hasher = (known_md5.is_none() && offset == 0).then(|| ChunkHasher::for_size(expected.size, HASH_QUEUE));
@@ -114,7 +117,7 @@ pub fn send_file_from(
     let sent = pos - offset;
     let computed = match (hasher, whole_file_hasher) {
         (Some(hasher), _) => Some(hasher.finish()),
-        (None, Some(thread)) => match thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)) {
+        (None, Some(thread)) => match thread.finish() {
             Ok(md5) => Some(md5),
             Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
         },
@@ -125,16 +128,6 @@ pub fn send_file_from(
     }
     let md5 = computed.or(known_md5).expect("either known or computed");
     finish(stream, peer, sent, computed, Ok(md5))
-}
-
-/// Hashes the first `size` bytes of `file` on a thread of its own.
-fn spawn_whole_file_hash(
-    file: &File,
-    path: &Path,
-    size: u64,
-) -> Result<std::thread::JoinHandle<std::io::Result<Md5Digest>>> {
-    let file = file.try_clone().map_err(|e| Error::io(path, e))?;
-    Ok(std::thread::spawn(move || Md5Stream::of_file_prefix(&file, size).map(Md5Stream::finish)))
 }
 
 /// Sends one chunk of `len` bytes from `file` at `offset` without copying them through user space. If the file

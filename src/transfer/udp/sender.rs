@@ -16,7 +16,7 @@ use super::link::Link;
 use super::packet::{self, DATA_HEADER_LEN, FLAG_FIN, Packet};
 use super::packet_count;
 use super::window::{Next, SendWindow};
-use crate::digest::{HasherThread, Md5Digest, Md5Stream};
+use crate::digest::{FileHasherThread, HasherThread, Md5Digest};
 use crate::error::{Error, Result};
 use crate::share::FileStamp;
 
@@ -180,7 +180,7 @@ struct Source<'a> {
     /// Hashes the bytes as they are read; for a resumed download, a thread hashes the whole file from disk
     /// instead, so the first packet does not wait for the prefix.
     hasher: Option<HasherThread>,
-    whole_file_hasher: Option<std::thread::JoinHandle<std::io::Result<Md5Digest>>>,
+    whole_file_hasher: Option<FileHasherThread>,
 }
 
 /// Packets read from the file at a time (about 1 MiB at the default payload size).
@@ -204,9 +204,8 @@ impl<'a> Source<'a> {
         if job.known_md5.is_none() && job.offset == 0 {
             hasher = Some(HasherThread::spawn(8));
         } else if job.known_md5.is_none() {
-            let (copy, size) = (file.try_clone().map_err(|e| Error::io(&job.path, e))?, job.stamp.size);
-            whole_file_hasher =
-                Some(std::thread::spawn(move || Md5Stream::of_file_prefix(&copy, size).map(Md5Stream::finish)));
+            let copy = file.try_clone().map_err(|e| Error::io(&job.path, e))?;
+            whole_file_hasher = Some(FileHasherThread::spawn(copy, job.stamp.size));
         }
         Ok(Source { job, file, kept: BTreeMap::new(), next_to_read: 0, total, hasher, whole_file_hasher })
     }
@@ -252,8 +251,7 @@ impl<'a> Source<'a> {
     fn finish(self) -> Result<Option<Md5Digest>> {
         let mut md5 = self.hasher.map(HasherThread::finish);
         if let Some(thread) = self.whole_file_hasher {
-            let hashed = thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            md5 = Some(hashed.map_err(|e| Error::io(&self.job.path, e))?);
+            md5 = Some(thread.finish().map_err(|e| Error::io(&self.job.path, e))?);
         }
         let now = std::fs::metadata(&self.job.path).map(|m| FileStamp::of(&m)).ok();
         let open = self.file.metadata().map(|m| FileStamp::of(&m)).ok();
