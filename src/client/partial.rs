@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::{Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::ResumeFrom;
-use crate::share::{Entry, STATE_DIR, normalize};
+use crate::share::{Entry, STATE_DIR, WRITEBACK_STEP, normalize, start_writeback};
 
 /// The folder below the destination's `.tandem` that holds partial downloads.
 pub const PARTIAL_DIR: &str = "partial";
@@ -39,6 +39,10 @@ struct Sidecar {
 /// A locked partial download: its data file, open for writing, and where its sidecar goes.
 pub struct Partial {
     file: File,
+    /// Where writes are, and where disk writeback was last started: as [`crate::share::AtomicFile`] does, so
+    /// the fsync before the rename finds little left to flush.
+    written: u64,
+    flushed: u64,
     data: PathBuf,
     sidecar: PathBuf,
     dest_dir: PathBuf,
@@ -70,7 +74,7 @@ impl Partial {
 
     fn lock(file: File, data: PathBuf, sidecar: PathBuf, dest_dir: &Path) -> Result<Partial> {
         match file.try_lock() {
-            Ok(()) => Ok(Partial { file, data, sidecar, dest_dir: dest_dir.to_path_buf() }),
+            Ok(()) => Ok(Partial { file, written: 0, flushed: 0, data, sidecar, dest_dir: dest_dir.to_path_buf() }),
             Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
                 &data,
                 std::io::Error::other(
@@ -116,6 +120,7 @@ impl Partial {
             serde_json::to_vec(&sidecar).map_err(|e| Error::io(&self.sidecar, std::io::Error::other(e.to_string())))?;
         std::fs::write(&self.sidecar, text).map_err(|e| Error::io(&self.sidecar, e))?;
         self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        (self.written, self.flushed) = (offset, offset);
         Ok(())
     }
 
@@ -150,7 +155,13 @@ impl Partial {
 
 impl Write for Partial {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_STEP {
+            start_writeback(&self.file, self.flushed, self.written - self.flushed);
+            self.flushed = self.written;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
