@@ -149,24 +149,32 @@ pub fn md5_file(path: &Path) -> Result<Md5Digest> {
 /// download gets the whole file's MD5 while it sends only the rest. Dropped unfinished, it stops reading.
 pub struct FileHasherThread {
     stop: Arc<AtomicBool>,
-    handle: Option<thread::JoinHandle<std::io::Result<Md5Digest>>>,
+    result: mpsc::Receiver<std::io::Result<Md5Digest>>,
 }
 
 impl FileHasherThread {
     pub fn spawn(file: File, len: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let handle = thread::spawn(move || Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish));
-        FileHasherThread { stop, handle: Some(handle) }
+        let (sender, result) = mpsc::sync_channel(1);
+        thread::spawn(move || {
+            let _ = sender.send(Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish));
+        });
+        FileHasherThread { stop, result }
+    }
+
+    /// Waits at most `timeout` for the digest; `None` if it is not ready yet.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<std::io::Result<Md5Digest>> {
+        match self.result.recv_timeout(timeout) {
+            Ok(result) => Some(result),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(std::io::Error::other("the hasher thread died"))),
+        }
     }
 
     /// Waits for the digest.
-    pub fn finish(mut self) -> std::io::Result<Md5Digest> {
-        match self.handle.take().map(thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(panic)) => std::panic::resume_unwind(panic),
-            None => Err(std::io::Error::other("hasher already finished")),
-        }
+    pub fn finish(self) -> std::io::Result<Md5Digest> {
+        self.result.recv().unwrap_or_else(|_| Err(std::io::Error::other("the hasher thread died")))
     }
 }
 
@@ -312,5 +320,12 @@ mod tests {
         assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
         let opened = File::open(file.path()).unwrap();
         assert_eq!(FileHasherThread::spawn(opened, data.len() as u64).finish().unwrap(), whole);
+        let waiting = FileHasherThread::spawn(File::open(file.path()).unwrap(), data.len() as u64);
+        let digest = loop {
+            if let Some(digest) = waiting.wait(std::time::Duration::from_millis(1)) {
+                break digest.unwrap();
+            }
+        };
+        assert_eq!(digest, whole);
     }
 }

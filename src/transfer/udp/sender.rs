@@ -24,6 +24,8 @@ use crate::share::FileStamp;
 const MAX_TRAIN_BYTES: usize = 65_000;
 /// How often `Done` is repeated while waiting for the receiver's final ack.
 const DONE_ATTEMPTS: u32 = 20;
+/// How often the receiver hears that the sender is still hashing, well within its idle timeout.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Fail codes, for the receiver's message.
 pub const FAIL_CHANGED: u8 = 1;
@@ -130,7 +132,13 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
         }
     }
 
-    let computed_md5 = source.finish()?;
+    let computed_md5 = source.finish(|| {
+        // The whole file's MD5 is still being hashed (a resumed download): a datagram past the end, which
+        // receivers drop, tells the receiver the sender is still there.
+        let mut keepalive = [0u8; DATA_HEADER_LEN];
+        packet::write_data_header(&mut keepalive, job.session, total, now_us() as u32);
+        let _ = link.send_to(&keepalive, job.peer);
+    })?;
     let md5 = computed_md5.or(job.known_md5).ok_or_else(|| Error::Changed { path: job.rel.clone() })?;
     let done = Packet::Done {
         session: job.session,
@@ -248,10 +256,17 @@ impl<'a> Source<'a> {
     }
 
     /// Confirms the file is still the version announced, and returns the MD5 computed while reading, if any.
-    fn finish(self) -> Result<Option<Md5Digest>> {
+    /// Calls `waiting` every [`KEEPALIVE_INTERVAL`] while the MD5 is not ready.
+    fn finish(self, mut waiting: impl FnMut()) -> Result<Option<Md5Digest>> {
         let mut md5 = self.hasher.map(HasherThread::finish);
         if let Some(thread) = self.whole_file_hasher {
-            md5 = Some(thread.finish().map_err(|e| Error::io(&self.job.path, e))?);
+            let hashed = loop {
+                match thread.wait(KEEPALIVE_INTERVAL) {
+                    Some(hashed) => break hashed,
+                    None => waiting(),
+                }
+            };
+            md5 = Some(hashed.map_err(|e| Error::io(&self.job.path, e))?);
         }
         let now = std::fs::metadata(&self.job.path).map(|m| FileStamp::of(&m)).ok();
         let open = self.file.metadata().map(|m| FileStamp::of(&m)).ok();
