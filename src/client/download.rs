@@ -234,8 +234,9 @@ async fn attempt(
     };
     match write_partial(partial, &dest, (entry.clone(), mode), offset, receive).await {
         Ok(((bytes, stats), md5)) => {
+            let size = entry.size;
             let mut report = report(entry, dest, bytes, md5, via.name(), started, stats);
-            report.resumed_from = offset;
+            (report.size, report.resumed_from) = (size, offset);
             Ok(Attempt::Done(report))
         }
         Err(error @ Error::Md5Mismatch { .. }) if offset > 0 => {

@@ -70,6 +70,7 @@ fn downloads_killed_halfway_resume_over_tcp_and_udp_and_end_byte_identical() {
         let (report, said) = rerun(&server, protocol, "big file.bin", dest.path());
         assert_eq!(report["resumed_from"], kept, "{protocol}");
         assert_eq!(report["bytes_received"], SIZE as u64 - kept, "{protocol}");
+        assert_eq!(report["size"], SIZE as u64, "{protocol}: the whole file's size");
         assert!(report["bytes_received"].as_u64().unwrap() <= SIZE as u64 * 55 / 100, "{protocol}: {report}");
         assert_eq!(report["md5"], expected.as_str(), "{protocol}");
         assert_eq!(report["protocol"], protocol);
