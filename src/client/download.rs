@@ -66,7 +66,7 @@ impl Default for UdpOptions {
 }
 
 /// Downloads `remote` into the folder `dest_dir` over a bulk TCP connection, resuming an interrupted download
-/// of it ([`super::partial`]).
+/// of it: the bytes of an interrupted one are kept in `dest_dir/.tandem/partial/`.
 pub async fn download_tcp(
     conn: &Connection,
     remote: &str,
@@ -99,7 +99,7 @@ pub async fn download_tcp_to(
 }
 
 /// Downloads `remote` into the folder `dest_dir` over tandem's reliable UDP protocol, resuming an interrupted
-/// download of it ([`super::partial`]).
+/// download of it: the bytes of an interrupted one are kept in `dest_dir/.tandem/partial/`.
 pub async fn download_udp(
     conn: &Connection,
     remote: &str,
@@ -155,12 +155,13 @@ async fn resumable(
     if !metadata.is_dir() {
         return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
     }
-    let name = file_name(remote)?;
+    // A path that names no file finds no partial; the server says what is wrong with it.
+    let name = file_name(remote).ok();
     let mut notes = Vec::new();
     let mut wasted = 0;
     let mut may_resume = true;
     loop {
-        match attempt(conn, remote, (dest_dir, &name), may_resume, &mut notes, progress, &via).await? {
+        match attempt(conn, remote, (dest_dir, name.as_deref()), may_resume, &mut notes, progress, &via).await? {
             Attempt::Done(mut report) => {
                 report.bytes_received += wasted;
                 report.seconds = started.elapsed().as_secs_f64();
@@ -183,15 +184,20 @@ async fn resumable(
 async fn attempt(
     conn: &Connection,
     remote: &str,
-    (dest_dir, name): (&Path, &str),
+    (dest_dir, name): (&Path, Option<&str>),
     may_resume: bool,
     notes: &mut Vec<String>,
     progress: &Progress,
     via: &Via,
 ) -> Result<Attempt> {
     let started = Instant::now();
-    let (dir, owned_name) = (dest_dir.to_path_buf(), name.to_string());
-    let found = blocking(dest_dir, move || Partial::find(&dir, &owned_name)).await?;
+    let found = match name {
+        Some(name) => {
+            let (dir, name) = (dest_dir.to_path_buf(), name.to_string());
+            blocking(dest_dir, move || Partial::find(&dir, &name)).await?
+        }
+        None => None,
+    };
     let (found, resume, hashed) = match found {
         Some(partial) if may_resume => match partial.resume_point(remote) {
             Some(from) => {
@@ -212,7 +218,14 @@ async fn attempt(
         ));
     }
     let hashed = if offset > 0 { hashed } else { Md5Stream::new() };
-    let dest = dest_dir.join(file_name(&entry.path)?);
+    let dest_name = file_name(&entry.path)?;
+    // The server's name for the file is the one that counts (it is the same, unless the server misbehaves).
+    if name != Some(dest_name.as_str()) && offset > 0 {
+        let reason = format!("{} resumed {remote:?} as another file, {:?}", conn.addr(), entry.path);
+        return Err(Error::Malformed { what: "server answer", reason });
+    }
+    let found = found.filter(|_| name == Some(dest_name.as_str()));
+    let dest = dest_dir.join(&dest_name);
     progress.set_total(entry.size - offset);
     let offer = Offer { ticket, entry, mode };
     let receive = receiver(conn, &offer, (offset, hashed), progress, via).await?;
@@ -228,8 +241,8 @@ async fn attempt(
     let partial = match found {
         Some(partial) => partial,
         None => {
-            let (dir, name) = (dest_dir.to_path_buf(), name.to_string());
-            blocking(dest_dir, move || Partial::create(&dir, &name)).await?
+            let dir = dest_dir.to_path_buf();
+            blocking(dest_dir, move || Partial::create(&dir, &dest_name)).await?
         }
     };
     match write_partial(partial, &dest, (entry.clone(), mode), offset, receive).await {
