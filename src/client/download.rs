@@ -17,6 +17,7 @@ use crate::digest::{Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
+use crate::transfer::sink::Prefix;
 use crate::transfer::udp::link::{Link, loss_from_env};
 use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
@@ -93,7 +94,7 @@ pub async fn download_tcp_to(
     let (ticket, entry, mode) = conn.download_ticket_with_mode(remote).await?;
     progress.set_total(entry.size);
     let offer = Offer { ticket, entry, mode };
-    let receive = receiver(conn, &offer, (0, Md5Stream::new()), progress, &Via::Tcp).await?;
+    let receive = receiver(conn, &offer, (0, Prefix::Hashed(Md5Stream::new())), progress, &Via::Tcp).await?;
     let ((bytes, _), md5) = write_verified(dest, (offer.entry.clone(), mode), before_commit, receive).await?;
     Ok(report(offer.entry, dest.to_path_buf(), bytes, md5, "tcp", started, None))
 }
@@ -180,7 +181,8 @@ async fn resumable(
     }
 }
 
-/// One download: finds kept bytes and hashes them, asks to resume after them, and receives the rest (or all).
+/// One download: finds kept bytes, asks to resume after them, and receives the rest (or all) while hashing the
+/// kept bytes and the new ones in order.
 async fn attempt(
     conn: &Connection,
     remote: &str,
@@ -198,17 +200,7 @@ async fn attempt(
         }
         None => None,
     };
-    let (found, resume, hashed) = match found {
-        Some(partial) if may_resume => match partial.resume_point(remote) {
-            Some(from) => {
-                let (partial, hashed) =
-                    blocking(dest_dir, move || partial.hash_prefix(from.offset).map(|h| (partial, h))).await?;
-                (Some(partial), Some(from), hashed)
-            }
-            None => (Some(partial), None, Md5Stream::new()),
-        },
-        other => (other, None, Md5Stream::new()),
-    };
+    let resume = found.as_ref().filter(|_| may_resume).and_then(|partial| partial.resume_point(remote));
     let (ticket, entry, mode, offset) = conn.download_ticket_resuming(remote, resume).await?;
     if let (Some(partial), Some(_), 0) = (&found, resume, offset) {
         notes.push(format!(
@@ -217,7 +209,6 @@ async fn attempt(
             partial.path().display()
         ));
     }
-    let hashed = if offset > 0 { hashed } else { Md5Stream::new() };
     let dest_name = file_name(&entry.path)?;
     // The server's name for the file is the one that counts (it is the same, unless the server misbehaves).
     if name != Some(dest_name.as_str()) && offset > 0 {
@@ -225,10 +216,15 @@ async fn attempt(
         return Err(Error::Malformed { what: "server answer", reason });
     }
     let found = found.filter(|_| name == Some(dest_name.as_str()));
+    // The kept bytes are hashed from disk while the rest arrives.
+    let prefix = match &found {
+        Some(partial) if offset > 0 => Prefix::OnDisk { file: partial.reader()?, len: offset },
+        _ => Prefix::Hashed(Md5Stream::new()),
+    };
     let dest = dest_dir.join(&dest_name);
     progress.set_total(entry.size - offset);
     let offer = Offer { ticket, entry, mode };
-    let receive = receiver(conn, &offer, (offset, hashed), progress, via).await?;
+    let receive = receiver(conn, &offer, (offset, prefix), progress, via).await?;
     let Offer { entry, mode, .. } = offer;
     if entry.size == 0 {
         // Nothing to resume: an empty file needs no partial.
@@ -267,7 +263,7 @@ type Receive = Box<dyn FnOnce(&mut (dyn Write + Send), &Path) -> Result<Receipt>
 async fn receiver(
     conn: &Connection,
     offer: &Offer,
-    (offset, hashed): (u64, Md5Stream),
+    (offset, prefix): (u64, Prefix),
     progress: &Progress,
     via: &Via,
 ) -> Result<Receive> {
@@ -282,7 +278,7 @@ async fn receiver(
                 // Bytes that arrived behind the server's hello are the start of the stream.
                 let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
                 let received =
-                    tcp::receive_file_after(&mut stream, &mut out, out_path, &peer, (remaining, hashed), &progress)?;
+                    tcp::receive_file_after(&mut stream, &mut out, out_path, &peer, (remaining, prefix), &progress)?;
                 match received.trailer {
                     BulkTrailer::Failed(body) => Err(Error::Remote(body)),
                     BulkTrailer::Done { size, .. } if size != received.bytes || size != remaining => {
@@ -309,7 +305,7 @@ async fn receiver(
                     proof,
                     size: announced.size,
                     offset,
-                    hashed,
+                    prefix,
                     payload: options.payload,
                     idle_timeout: options.idle_timeout,
                     progress: &progress,

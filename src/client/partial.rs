@@ -11,11 +11,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Md5Digest, Md5Stream};
+use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::ResumeFrom;
 use crate::share::{Entry, STATE_DIR, WRITEBACK_STEP, normalize, start_writeback};
@@ -105,9 +106,9 @@ impl Partial {
         })
     }
 
-    /// The MD5 state after the first `len` bytes kept here, to continue with the bytes still to come.
-    pub fn hash_prefix(&self, len: u64) -> Result<Md5Stream> {
-        Md5Stream::of_file_prefix(&self.file, len).map_err(|e| Error::io(&self.data, e))
+    /// The data file, to read the bytes kept here while new ones are appended.
+    pub fn reader(&self) -> Result<Arc<File>> {
+        self.file.try_clone().map(Arc::new).map_err(|e| Error::io(&self.data, e))
     }
 
     /// Gets ready to receive `entry` from byte `offset` on: drops any bytes after `offset`, records which file
@@ -220,7 +221,8 @@ mod tests {
         let partial = Partial::find(dir.path(), "a.bin").unwrap().unwrap();
         assert_eq!(partial.resume_point("x//a.bin"), Some(ResumeFrom { offset: 4, size: 10, mtime_ns: -5 }));
         assert_eq!(partial.resume_point("y/a.bin"), None, "another file of the same name");
-        assert_eq!(partial.hash_prefix(4).unwrap().finish(), Md5Digest::of(b"0123"));
+        let kept = crate::digest::Md5Stream::of_file_prefix(&partial.reader().unwrap(), 4).unwrap();
+        assert_eq!(kept.finish(), Md5Digest::of(b"0123"));
         partial.discard();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing is left");
     }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 
 use bytes::Bytes;
@@ -184,6 +184,79 @@ impl Drop for FileHasherThread {
     }
 }
 
+/// How much of a file a writer has put on disk so far, for a [`FollowingHasher`] reading behind it.
+pub struct Watermark {
+    /// Bytes on disk from the file's start, and whether the writer is done. A std mutex: held only to read or
+    /// move the mark.
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl Watermark {
+    /// A mark at `len` bytes: what the file already holds.
+    pub fn new(len: u64) -> Self {
+        Watermark { state: Mutex::new((len, false)), moved: Condvar::new() }
+    }
+
+    /// The writer has put `bytes` more on disk.
+    pub fn advance(&self, bytes: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 += bytes;
+        self.moved.notify_all();
+    }
+
+    /// The writer is done, whether it finished or failed.
+    pub fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.moved.notify_all();
+    }
+
+    /// Waits until the mark is past `pos` or closed; returns the mark and whether it is closed.
+    fn wait_beyond(&self, pos: u64) -> (u64, bool) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state =
+            self.moved.wait_while(state, |(len, done)| *len <= pos && !*done).unwrap_or_else(|p| p.into_inner());
+        *state
+    }
+}
+
+/// The MD5 of a file that another thread is appending to, read from disk behind the writer: how a resumed
+/// download hashes the bytes it kept while new ones arrive, instead of before.
+pub struct FollowingHasher {
+    result: thread::JoinHandle<std::io::Result<Md5Digest>>,
+}
+
+impl FollowingHasher {
+    /// Hashes `file` from its start up to wherever `mark` stands once it closes.
+    pub fn spawn(file: Arc<File>, mark: Arc<Watermark>) -> Self {
+        let result = thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let mut stream = Md5Stream::new();
+            let mut buf = vec![0u8; READ_BLOCK];
+            let mut pos = 0u64;
+            loop {
+                let (len, done) = mark.wait_beyond(pos);
+                if pos >= len && done {
+                    return Ok(stream.finish());
+                }
+                let want = (len - pos).min(READ_BLOCK as u64) as usize;
+                let n = file.read_at(&mut buf[..want], pos)?;
+                if n == 0 {
+                    let why = format!("the file ends at byte {pos}, before the {len} bytes written");
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why));
+                }
+                stream.update(&buf[..n]);
+                pos += n as u64;
+            }
+        });
+        FollowingHasher { result }
+    }
+
+    /// Waits for the digest; the writer must have closed the mark.
+    pub fn finish(self) -> std::io::Result<Md5Digest> {
+        self.result.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 /// MD5 on a thread of its own: feed it chunks while this thread does I/O, then collect the digest.
 pub struct HasherThread {
     sender: mpsc::SyncSender<Bytes>,
@@ -327,5 +400,18 @@ mod tests {
             }
         };
         assert_eq!(digest, whole);
+
+        // A hasher following a writer that appends the rest in small steps.
+        let growing = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(growing.path(), &data[..READ_BLOCK + 3]).unwrap();
+        let mark = Arc::new(Watermark::new(READ_BLOCK as u64 + 3));
+        let following = FollowingHasher::spawn(Arc::new(File::open(growing.path()).unwrap()), mark.clone());
+        let mut out = std::fs::OpenOptions::new().append(true).open(growing.path()).unwrap();
+        for chunk in data[READ_BLOCK + 3..].chunks(70_000) {
+            std::io::Write::write_all(&mut out, chunk).unwrap();
+            mark.advance(chunk.len() as u64);
+        }
+        mark.close();
+        assert_eq!(following.finish().unwrap(), whole);
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::Progress;
-use super::sink::{with_verified_sink, with_verified_sink_from};
+use super::sink::{Prefix, with_verified_sink, with_verified_sink_from};
 use crate::digest::{ChunkHasher, FileHasherThread, Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, MAX_CHUNK_LEN, codec, frame};
@@ -225,20 +225,20 @@ pub fn receive_file(
     max_size: u64,
     progress: &Progress,
 ) -> Result<Received> {
-    receive_file_after(stream, out, out_path, peer, (max_size, Md5Stream::new()), progress)
+    receive_file_after(stream, out, out_path, peer, (max_size, Prefix::Hashed(Md5Stream::new())), progress)
 }
 
-/// [`receive_file`] for the rest of a file whose first bytes are already on disk and hashed in `hashed`: `md5`
-/// is then the whole file's.
+/// [`receive_file`] for the rest of a file whose first bytes are already on disk ([`Prefix`]): `md5` is then the
+/// whole file's.
 pub fn receive_file_after(
     stream: &mut impl Read,
     out: &mut (impl Write + Send),
     out_path: &Path,
     peer: &str,
-    (max_size, hashed): (u64, Md5Stream),
+    (max_size, prefix): (u64, Prefix),
     progress: &Progress,
 ) -> Result<Received> {
-    let (received, md5) = with_verified_sink_from(out, out_path, (max_size, hashed), |deliver| {
+    let (received, md5) = with_verified_sink_from(out, out_path, (max_size, prefix), |deliver| {
         receive_chunks(stream, (peer, out_path, max_size), progress, deliver, AfterSinkFailure::Stop)
     })?;
     let trailer = read_trailer(stream, peer)?;

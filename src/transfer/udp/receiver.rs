@@ -13,11 +13,11 @@ use super::link::Link;
 use super::packet::{self, Ack, FLAG_FIN, MAX_RANGES, Packet};
 use super::window::{Arrival, ReceiveWindow};
 use super::{ACK_EVERY, RECEIVE_WINDOW, UdpStats, packet_count};
-use crate::digest::{Md5Digest, Md5Stream};
+use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorBody, ErrorCode};
 use crate::transfer::Progress;
-use crate::transfer::sink::with_verified_sink_from;
+use crate::transfer::sink::{Prefix, with_verified_sink_from};
 
 /// How long to wait for a datagram before acknowledging what has arrived anyway.
 const ACK_TIMER: Duration = Duration::from_micros(500);
@@ -36,10 +36,9 @@ pub struct ReceiveJob<'a> {
     pub proof: [u8; 16],
     /// The whole file's size.
     pub size: u64,
-    /// Where this session's bytes start in the file (a resumed download has the rest), and the MD5 state after
-    /// the bytes before it.
+    /// Where this session's bytes start in the file (a resumed download has the rest), and the bytes before.
     pub offset: u64,
-    pub hashed: Md5Stream,
+    pub prefix: Prefix,
     pub payload: usize,
     pub idle_timeout: Duration,
     pub progress: &'a Progress,
@@ -58,7 +57,7 @@ pub fn receive(job: &ReceiveJob<'_>, out: &mut (impl Write + Send), out_path: &P
     link.set_read_timeout(Some(ACK_TIMER)).map_err(|e| Error::net(job.server, e))?;
     let remaining = job.size.saturating_sub(job.offset);
     let ((server_md5, retransmits), md5) =
-        with_verified_sink_from(out, out_path, (remaining, job.hashed.clone()), |deliver| {
+        with_verified_sink_from(out, out_path, (remaining, job.prefix.clone()), |deliver| {
             let mut session = Session::new(job);
             let result = session.run(deliver);
             // Whatever arrived in order is kept, so a rerun can resume from there.
