@@ -255,6 +255,10 @@ async fn download(args: DownloadArgs, remote: &Remote, json: bool) -> Result<()>
         bar.finish().await;
     }
     let (report, _) = result?;
+    // Notes go to stderr, so `--json` output stays one document.
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     if json { print_json(&output::download_json(&report)) } else { print(&output::download_text(&report)) }
 }
 

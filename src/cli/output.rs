@@ -200,8 +200,15 @@ pub fn download_text(report: &DownloadReport) -> String {
             report.seconds
         )
     };
+    let resumed = match report.resumed_from {
+        0 => String::new(),
+        offset => format!(
+            "resumed   at byte {offset} of an interrupted download; {} received now\n",
+            format_size(report.bytes_received, BINARY)
+        ),
+    };
     let text = format!(
-        "downloaded {} -> {}\nsize      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\n{how}\n",
+        "downloaded {} -> {}\n{resumed}size      {} ({} bytes)\nmodified  {}\nmd5       {}  verified\n{how}\n",
         report.path,
         report.dest.display(),
         format_size(report.size, BINARY),

@@ -15,7 +15,7 @@ use crate::auth::{Nonce, SessionKey, TicketProof, Token, client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
     BatchItem, Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, ErrorCode, Expect, ListFilter,
-    PROTOCOL_VERSION, Request, Response, ServerFrame, ServerHello, Ticket,
+    PROTOCOL_VERSION, Request, Response, ResumeFrom, ServerFrame, ServerHello, Ticket,
 };
 use crate::share::Entry;
 use crate::wire::{FrameReader, FrameWriter};
@@ -188,9 +188,26 @@ impl Connection {
 
     /// [`Connection::download_ticket`], with the file's permission bits when the server sends them.
     pub async fn download_ticket_with_mode(&self, path: &str) -> Result<(Ticket, Entry, Option<u32>)> {
-        let mut responses = self.request(Request::Download { path: path.to_string() }).await?;
+        let (ticket, entry, mode, _) = self.download_ticket_resuming(path, None).await?;
+        Ok((ticket, entry, mode))
+    }
+
+    /// [`Connection::download_ticket_with_mode`] for a download that may already hold the file's first bytes;
+    /// also returns where the server will start: `resume`'s offset, or 0 if the file is no longer that version.
+    pub async fn download_ticket_resuming(
+        &self,
+        path: &str,
+        resume: Option<ResumeFrom>,
+    ) -> Result<(Ticket, Entry, Option<u32>, u64)> {
+        let mut responses = self.request(Request::Download { path: path.to_string(), resume }).await?;
         match responses.next().await? {
-            Some(Response::Ticket { ticket, entry, mode }) => Ok((ticket, entry, mode)),
+            // The server starts where the client asked, or from the beginning; nowhere else.
+            Some(Response::Ticket { offset, entry, .. })
+                if offset > entry.size || (offset > 0 && resume.map(|r| r.offset) != Some(offset)) =>
+            {
+                Err(self.unexpected(&format!("a download ticket for {path:?} starting at byte {offset}")))
+            }
+            Some(Response::Ticket { ticket, entry, mode, offset }) => Ok((ticket, entry, mode, offset)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
             _ => Err(self.unexpected("a download answer without a ticket")),
         }

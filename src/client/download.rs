@@ -1,18 +1,24 @@
 //! Downloading one file: ask for a ticket on the control connection, receive the bytes over a bulk TCP
-//! connection or a UDP session into a temporary file beside the destination while hashing them, and rename it
-//! into place only when its MD5 equals the server's. Any failure leaves the destination as it was and no
-//! temporary file behind.
+//! connection or a UDP session while hashing them, and rename them into place only when their MD5 equals the
+//! server's. Any failure leaves the destination as it was. The bytes go to a partial download
+//! ([`super::partial`]) that a rerun resumes from; the whole file's MD5 is still checked, and kept bytes that
+//! prove wrong are dropped and the file fetched again from zero, once. Sync's downloads ([`download_tcp_to`])
+//! and empty files use a temporary file beside the destination instead, which no failure leaves behind.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use super::connection::Connection;
-use crate::digest::Md5Digest;
+use super::partial::Partial;
+use crate::digest::{Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
 use crate::transfer::delta::worth_a_delta;
+use crate::transfer::sink::Prefix;
 use crate::transfer::udp::link::{Link, loss_from_env};
 use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
@@ -39,6 +45,8 @@ pub struct DownloadReport {
     pub seconds: f64,
     /// Datagram counts, for UDP.
     pub udp: Option<UdpStats>,
+    /// What a person should know about how it went, such as a resumed download that had to start over.
+    pub notes: Vec<String>,
 }
 
 /// How a UDP download runs.
@@ -63,30 +71,31 @@ impl Default for UdpOptions {
     }
 }
 
-/// Downloads `remote` into the folder `dest_dir` over a bulk TCP connection.
+/// Downloads `remote` into the folder `dest_dir` over a bulk TCP connection, resuming an interrupted download
+/// of it: the bytes of an interrupted one are kept in `dest_dir/.tandem/partial/`.
 pub async fn download_tcp(
     conn: &Connection,
     remote: &str,
     dest_dir: &Path,
     progress: &Progress,
 ) -> Result<DownloadReport> {
-    let started = Instant::now();
-    // Over an older version of the file, only the changes travel.
-    let existing = file_name(remote).map(|name| dest_dir.join(name));
-    if let Ok(existing) = existing
-        && std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()))
-    {
-        return super::delta::download_delta_to(conn, remote, &existing, Box::new(|| Ok(())), progress).await;
+    // Over an older version of the file only the changes travel, unless an interrupted download of it waits.
+    if let Ok(name) = file_name(remote) {
+        let existing = dest_dir.join(&name);
+        let worth = std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()));
+        if worth && matches!(Partial::find(dest_dir, &name), Ok(None)) {
+            return super::delta::download_delta_to(conn, remote, &existing, Box::new(|| Ok(())), progress).await;
+        }
     }
-    let (offer, dest) = prepare(conn, remote, dest_dir, progress).await?;
-    receive_tcp(conn, offer, dest, Box::new(|| Ok(())), progress, started).await
+    resumable(conn, remote, dest_dir, progress, Via::Tcp).await
 }
 
 /// Runs after a download's bytes are verified and before they replace the destination. Sync uses it to check
 /// that the local file is still the version it planned to replace, and to keep that version in the trash.
 pub type BeforeCommit = Box<dyn FnOnce() -> Result<()> + Send>;
 
-/// Downloads `remote` over TCP to exactly the path `dest`, whose folder must exist.
+/// Downloads `remote` over TCP to exactly the path `dest`, whose folder must exist. It does not resume: sync
+/// keeps its own state.
 pub async fn download_tcp_to(
     conn: &Connection,
     remote: &str,
@@ -97,38 +106,14 @@ pub async fn download_tcp_to(
     let started = Instant::now();
     let (ticket, entry, mode) = conn.download_ticket_with_mode(remote).await?;
     progress.set_total(entry.size);
-    receive_tcp(conn, Offer { ticket, entry, mode }, dest.to_path_buf(), before_commit, progress, started).await
+    let offer = Offer { ticket, entry, mode };
+    let receive = receiver(conn, &offer, (0, Prefix::Hashed(Md5Stream::new())), progress, &Via::Tcp).await?;
+    let ((bytes, _), md5) = write_verified(dest, (offer.entry.clone(), mode), before_commit, receive).await?;
+    Ok(report(offer.entry, dest.to_path_buf(), bytes, md5, "tcp", started, None))
 }
 
-async fn receive_tcp(
-    conn: &Connection,
-    Offer { ticket, entry, mode }: Offer,
-    dest: PathBuf,
-    before_commit: BeforeCommit,
-    progress: &Progress,
-    started: Instant,
-) -> Result<DownloadReport> {
-    let (stream, already_read) = conn.open_bulk(ticket).await?;
-    let peer = conn.addr().to_string();
-    // Bytes that arrived behind the server's hello are the start of the stream.
-    let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
-    let progress = progress.clone();
-    let announced = entry.clone();
-    let ((bytes, _), md5) = write_verified(&dest, (entry.clone(), mode), before_commit, move |file, temp_path| {
-        let received = tcp::receive_file(&mut stream, file, temp_path, &peer, announced.size, &progress)?;
-        match received.trailer {
-            BulkTrailer::Failed(body) => Err(Error::Remote(body)),
-            BulkTrailer::Done { size, .. } if size != received.bytes => {
-                Err(Error::SizeMismatch { path: announced.path.clone(), expected: size, actual: received.bytes })
-            }
-            BulkTrailer::Done { md5, .. } => Ok((received.bytes, received.md5, md5, None)),
-        }
-    })
-    .await?;
-    Ok(report(entry, dest, bytes, md5, "tcp", started, None))
-}
-
-/// Downloads `remote` into the folder `dest_dir` over tandem's reliable UDP protocol.
+/// Downloads `remote` into the folder `dest_dir` over tandem's reliable UDP protocol, resuming an interrupted
+/// download of it: the bytes of an interrupted one are kept in `dest_dir/.tandem/partial/`.
 pub async fn download_udp(
     conn: &Connection,
     remote: &str,
@@ -136,46 +121,213 @@ pub async fn download_udp(
     progress: &Progress,
     options: UdpOptions,
 ) -> Result<DownloadReport> {
-    let started = Instant::now();
     let server = match options.server {
         Some(server) => server,
         None => resolve(conn.addr()).await?,
     };
-    let (Offer { ticket, entry, mode }, dest) = prepare(conn, remote, dest_dir, progress).await?;
-    let progress = progress.clone();
-    let size = entry.size;
-    let announced = (entry.clone(), mode);
-    let proof = conn.ticket_proof(ticket).0;
-    let ((bytes, stats), md5) = write_verified(&dest, announced, Box::new(|| Ok(())), move |file, temp_path| {
-        let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
-        let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
-        let job = receiver::ReceiveJob {
-            link: &link,
-            server,
-            session: ticket.0,
-            proof,
-            size,
-            payload: options.payload,
-            idle_timeout: options.idle_timeout,
-            progress: &progress,
-        };
-        let received = receiver::receive(&job, file, temp_path)?;
-        Ok((size, received.md5, received.server_md5, Some(received.stats)))
-    })
-    .await?;
-    Ok(report(entry, dest, bytes, md5, "udp", started, stats))
+    resumable(conn, remote, dest_dir, progress, Via::Udp(server, options)).await
 }
 
-/// Asks for the ticket and works out the destination; the folder must exist before anything else happens.
-async fn prepare(conn: &Connection, remote: &str, dest_dir: &Path, progress: &Progress) -> Result<(Offer, PathBuf)> {
+/// How the bytes travel.
+enum Via {
+    Tcp,
+    /// To this server address, with these options.
+    Udp(SocketAddr, UdpOptions),
+}
+
+impl Via {
+    fn name(&self) -> &'static str {
+        match self {
+            Via::Tcp => "tcp",
+            Via::Udp(..) => "udp",
+        }
+    }
+}
+
+/// One try at a download, resuming from kept bytes when it may.
+enum Attempt {
+    Done(DownloadReport),
+    /// The whole file's MD5 did not match after resuming: the kept bytes were wrong (and are gone now). `bytes`
+    /// crossed the network for nothing.
+    WrongPrefix {
+        bytes: u64,
+        error: Error,
+    },
+}
+
+/// A download into `dest_dir` that resumes from a partial download of the same file; if the result proves
+/// wrong, it starts over from zero once, and says so in the report's notes.
+async fn resumable(
+    conn: &Connection,
+    remote: &str,
+    dest_dir: &Path,
+    progress: &Progress,
+    via: Via,
+) -> Result<DownloadReport> {
+    let started = Instant::now();
     let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
     if !metadata.is_dir() {
         return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
     }
-    let (ticket, entry, mode) = conn.download_ticket_with_mode(remote).await?;
-    let dest = dest_dir.join(file_name(&entry.path)?);
-    progress.set_total(entry.size);
-    Ok((Offer { ticket, entry, mode }, dest))
+    // A path that names no file finds no partial; the server says what is wrong with it.
+    let name = file_name(remote).ok();
+    let mut notes = Vec::new();
+    let mut wasted = 0;
+    let mut may_resume = true;
+    loop {
+        match attempt(conn, remote, (dest_dir, name.as_deref()), may_resume, &mut notes, progress, &via).await? {
+            Attempt::Done(mut report) => {
+                report.bytes_received += wasted;
+                report.seconds = started.elapsed().as_secs_f64();
+                report.notes = notes;
+                return Ok(report);
+            }
+            Attempt::WrongPrefix { bytes, error } => {
+                notes.push(format!(
+                    "{remote}: the data kept from the interrupted download was wrong ({error}); downloading the \
+                     whole file again"
+                ));
+                wasted += bytes;
+                may_resume = false;
+            }
+        }
+    }
+}
+
+/// One download: finds kept bytes, asks to resume after them, and receives the rest (or all) while hashing the
+/// kept bytes and the new ones in order.
+async fn attempt(
+    conn: &Connection,
+    remote: &str,
+    (dest_dir, name): (&Path, Option<&str>),
+    may_resume: bool,
+    notes: &mut Vec<String>,
+    progress: &Progress,
+    via: &Via,
+) -> Result<Attempt> {
+    let started = Instant::now();
+    let found = match name {
+        Some(name) => {
+            let (dir, name) = (dest_dir.to_path_buf(), name.to_string());
+            blocking(dest_dir, move || Partial::find(&dir, &name)).await?
+        }
+        None => None,
+    };
+    let resume = found.as_ref().filter(|_| may_resume).and_then(|partial| partial.resume_point(remote));
+    let (ticket, entry, mode, offset) = conn.download_ticket_resuming(remote, resume).await?;
+    if let (Some(partial), Some(_), 0) = (&found, resume, offset) {
+        notes.push(format!(
+            "{} changed on the server since the interrupted download; starting over from zero (discarding {})",
+            entry.path,
+            partial.path().display()
+        ));
+    }
+    let dest_name = file_name(&entry.path)?;
+    // The server's name for the file is the one that counts (it is the same, unless the server misbehaves).
+    if name != Some(dest_name.as_str()) && offset > 0 {
+        let reason = format!("{} resumed {remote:?} as another file, {:?}", conn.addr(), entry.path);
+        return Err(Error::Malformed { what: "server answer", reason });
+    }
+    let found = found.filter(|_| name == Some(dest_name.as_str()));
+    // The kept bytes are hashed from disk while the rest arrives.
+    let prefix = match &found {
+        Some(partial) if offset > 0 => Prefix::OnDisk { file: partial.reader()?, len: offset },
+        _ => Prefix::Hashed(Md5Stream::new()),
+    };
+    let dest = dest_dir.join(&dest_name);
+    progress.set_total(entry.size - offset);
+    let offer = Offer { ticket, entry, mode };
+    let receive = receiver(conn, &offer, (offset, prefix), progress, via).await?;
+    let Offer { entry, mode, .. } = offer;
+    if entry.size == 0 {
+        // Nothing to resume: an empty file needs no partial.
+        if let Some(stale) = found {
+            stale.discard();
+        }
+        let ((bytes, stats), md5) = write_verified(&dest, (entry.clone(), mode), Box::new(|| Ok(())), receive).await?;
+        return Ok(Attempt::Done(report(entry, dest, bytes, md5, via.name(), started, stats)));
+    }
+    let partial = match found {
+        Some(partial) => partial,
+        None => {
+            let dir = dest_dir.to_path_buf();
+            blocking(dest_dir, move || Partial::create(&dir, &dest_name)).await?
+        }
+    };
+    match write_partial(partial, &dest, (entry.clone(), mode), offset, receive).await {
+        Ok(((bytes, stats), md5)) => {
+            let size = entry.size;
+            let mut report = report(entry, dest, bytes, md5, via.name(), started, stats);
+            (report.size, report.resumed_from) = (size, offset);
+            Ok(Attempt::Done(report))
+        }
+        Err(error @ Error::Md5Mismatch { .. }) if offset > 0 => {
+            Ok(Attempt::WrongPrefix { bytes: entry.size - offset, error })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Receives an offer's bytes from an offset on into whatever it is given, on a blocking thread, hashing them
+/// after the bytes before the offset.
+type Receive = Box<dyn FnOnce(&mut (dyn Write + Send), &Path) -> Result<Receipt> + Send>;
+
+/// Opens the transfer an offer allows and returns the function that receives it.
+async fn receiver(
+    conn: &Connection,
+    offer: &Offer,
+    (offset, prefix): (u64, Prefix),
+    progress: &Progress,
+    via: &Via,
+) -> Result<Receive> {
+    let progress = progress.clone();
+    let announced = offer.entry.clone();
+    let remaining = announced.size - offset;
+    match via {
+        Via::Tcp => {
+            let (stream, already_read) = conn.open_bulk(offer.ticket).await?;
+            let peer = conn.addr().to_string();
+            Ok(Box::new(move |mut out, out_path| {
+                // Bytes that arrived behind the server's hello are the start of the stream.
+                let mut stream = std::io::Read::chain(std::io::Cursor::new(already_read), stream);
+                let received =
+                    tcp::receive_file_after(&mut stream, &mut out, out_path, &peer, (remaining, prefix), &progress)?;
+                match received.trailer {
+                    BulkTrailer::Failed(body) => Err(Error::Remote(body)),
+                    BulkTrailer::Done { size, .. } if size != received.bytes || size != remaining => {
+                        Err(Error::SizeMismatch {
+                            path: announced.path.clone(),
+                            expected: size,
+                            actual: received.bytes,
+                        })
+                    }
+                    BulkTrailer::Done { md5, .. } => Ok((received.bytes, received.md5, md5, None)),
+                }
+            }))
+        }
+        Via::Udp(server, options) => {
+            let (server, options) = (*server, options.clone());
+            let (session, proof) = (offer.ticket.0, conn.ticket_proof(offer.ticket).0);
+            Ok(Box::new(move |mut out, out_path| {
+                let local: SocketAddr = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("address");
+                let link = Link::bind(local, options.loss).map_err(|e| Error::net(local, e))?;
+                let job = receiver::ReceiveJob {
+                    link: &link,
+                    server,
+                    session,
+                    proof,
+                    size: announced.size,
+                    offset,
+                    prefix,
+                    payload: options.payload,
+                    idle_timeout: options.idle_timeout,
+                    progress: &progress,
+                };
+                let received = receiver::receive(&job, &mut out, out_path)?;
+                Ok((remaining, received.md5, received.server_md5, Some(received.stats)))
+            }))
+        }
+    }
 }
 
 /// What the server offered: the ticket, the file, and its permission bits.
@@ -194,7 +346,7 @@ async fn write_verified(
     dest: &Path,
     (announced, mode): (Entry, Option<u32>),
     before_commit: BeforeCommit,
-    receive: impl FnOnce(&mut AtomicFile, &Path) -> Result<Receipt> + Send + 'static,
+    receive: Receive,
 ) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
     let dest_for_write = dest.to_path_buf();
     tokio::task::spawn_blocking(move || {
@@ -206,6 +358,50 @@ async fn write_verified(
     })
     .await
     .map_err(|e| Error::io(dest, std::io::Error::other(format!("download task failed: {e}"))))?
+}
+
+/// Runs `receive` into a partial download from `offset` on, on a blocking thread, checks the whole file's MD5,
+/// then renames it over `dest` with the server's mtime and permission bits. A failure keeps the partial for a
+/// rerun, except one whose bytes proved wrong.
+async fn write_partial(
+    mut partial: Partial,
+    dest: &Path,
+    (announced, mode): (Entry, Option<u32>),
+    offset: u64,
+    receive: Receive,
+) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
+    let dest = dest.to_path_buf();
+    blocking(&dest.clone(), move || {
+        partial.begin(&announced, offset)?;
+        let path = partial.path().to_path_buf();
+        let (bytes, received_md5, server_md5, stats) = receive(&mut partial, &path)?;
+        if let Err(e) = check_md5(&announced, received_md5, server_md5) {
+            partial.discard();
+            return Err(e);
+        }
+        partial.commit(&dest, mode, announced.mtime_ns)?;
+        Ok(((bytes, stats), received_md5))
+    })
+    .await
+}
+
+/// Runs blocking work (disk, or a whole transfer) off the async threads; `what` names it if the task fails.
+async fn blocking<T: Send + 'static>(what: &Path, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::io(what, std::io::Error::other(format!("download task failed: {e}"))))?
+}
+
+/// Checks a received file's MD5 against the server's final word and the ticket's (when the server knew it up
+/// front).
+fn check_md5(announced: &Entry, received_md5: Md5Digest, server_md5: Md5Digest) -> Result<()> {
+    for expected in [Some(server_md5), announced.md5].into_iter().flatten() {
+        if expected != received_md5 {
+            let (expected, actual) = (expected.to_string(), received_md5.to_string());
+            return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
+        }
+    }
+    Ok(())
 }
 
 /// Commits a received file if its MD5 matches the server's final word and the ticket's (when the server knew it
@@ -232,12 +428,7 @@ pub(super) fn verify(
     received_md5: Md5Digest,
     server_md5: Md5Digest,
 ) -> Result<()> {
-    for expected in [Some(server_md5), announced.md5].into_iter().flatten() {
-        if expected != received_md5 {
-            let (expected, actual) = (expected.to_string(), received_md5.to_string());
-            return Err(Error::Md5Mismatch { path: announced.path.clone(), expected, actual });
-        }
-    }
+    check_md5(announced, received_md5, server_md5)?;
     if let Some(mode) = mode {
         file.set_mode(mode)?;
     }
@@ -267,6 +458,7 @@ pub(super) fn report(
         delta: false,
         seconds: started.elapsed().as_secs_f64(),
         udp,
+        notes: Vec::new(),
     }
 }
 

@@ -171,6 +171,7 @@ async fn try_cache(
                 resumed_from: 0,
                 bytes_sent: 0,
                 delta: false,
+                notes: Vec::new(),
                 seconds: started.elapsed().as_secs_f64(),
                 udp,
             })))

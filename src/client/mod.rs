@@ -8,6 +8,7 @@ mod delta;
 mod download;
 mod fetch;
 pub mod identity;
+mod partial;
 mod upload;
 
 use std::time::Duration;

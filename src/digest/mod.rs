@@ -8,7 +8,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 
 use bytes::Bytes;
@@ -99,6 +100,35 @@ impl Md5Stream {
     pub fn finish(self) -> Md5Digest {
         Md5Digest(self.0.finalize().into())
     }
+
+    /// The state after the first `len` bytes of `file`, read with positioned reads (the file's cursor stays
+    /// where it is), to continue with the bytes that follow: how a resumed transfer hashes the part it already
+    /// has. A file shorter than `len` is an `UnexpectedEof` error.
+    pub fn of_file_prefix(file: &File, len: u64) -> std::io::Result<Md5Stream> {
+        Self::of_file_prefix_unless(file, len, &AtomicBool::new(false))
+    }
+
+    /// [`Md5Stream::of_file_prefix`] that gives up (with an `Interrupted` error) once `stop` is set.
+    fn of_file_prefix_unless(file: &File, len: u64, stop: &AtomicBool) -> std::io::Result<Md5Stream> {
+        use std::os::unix::fs::FileExt;
+        let mut stream = Md5Stream::new();
+        let mut buf = vec![0u8; READ_BLOCK.min(len as usize)];
+        let mut done = 0u64;
+        while done < len {
+            if stop.load(Ordering::Relaxed) {
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "hashing stopped"));
+            }
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = file.read_at(&mut buf[..want], done)?;
+            if n == 0 {
+                let why = format!("the file ends at byte {done}, before the {len} bytes to hash");
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why));
+            }
+            stream.update(&buf[..n]);
+            done += n as u64;
+        }
+        Ok(stream)
+    }
 }
 
 /// Hashes a whole file in large blocks.
@@ -115,6 +145,118 @@ pub fn md5_file(path: &Path) -> Result<Md5Digest> {
     }
 }
 
+/// The MD5 of a file's first `len` bytes, read from disk on a thread of its own: how a sender resuming a
+/// download gets the whole file's MD5 while it sends only the rest. Dropped unfinished, it stops reading.
+pub struct FileHasherThread {
+    stop: Arc<AtomicBool>,
+    result: mpsc::Receiver<std::io::Result<Md5Digest>>,
+}
+
+impl FileHasherThread {
+    pub fn spawn(file: File, len: u64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (sender, result) = mpsc::sync_channel(1);
+        thread::spawn(move || {
+            let _ = sender.send(Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish));
+        });
+        FileHasherThread { stop, result }
+    }
+
+    /// Waits at most `timeout` for the digest; `None` if it is not ready yet.
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<std::io::Result<Md5Digest>> {
+        match self.result.recv_timeout(timeout) {
+            Ok(result) => Some(result),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(std::io::Error::other("the hasher thread died"))),
+        }
+    }
+
+    /// Waits for the digest.
+    pub fn finish(self) -> std::io::Result<Md5Digest> {
+        self.result.recv().unwrap_or_else(|_| Err(std::io::Error::other("the hasher thread died")))
+    }
+}
+
+impl Drop for FileHasherThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How much of a file a writer has put on disk so far, for a [`FollowingHasher`] reading behind it.
+pub struct Watermark {
+    /// Bytes on disk from the file's start, and whether the writer is done. A std mutex: held only to read or
+    /// move the mark.
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl Watermark {
+    /// A mark at `len` bytes: what the file already holds.
+    pub fn new(len: u64) -> Self {
+        Watermark { state: Mutex::new((len, false)), moved: Condvar::new() }
+    }
+
+    /// The writer has put `bytes` more on disk.
+    pub fn advance(&self, bytes: u64) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0 += bytes;
+        self.moved.notify_all();
+    }
+
+    /// The writer is done, whether it finished or failed.
+    pub fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.moved.notify_all();
+    }
+
+    /// Waits until the mark is past `pos` or closed; returns the mark and whether it is closed.
+    fn wait_beyond(&self, pos: u64) -> (u64, bool) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state =
+            self.moved.wait_while(state, |(len, done)| *len <= pos && !*done).unwrap_or_else(|p| p.into_inner());
+        *state
+    }
+}
+
+/// The MD5 of a file that another thread is appending to, read from disk behind the writer: how a resumed
+/// download hashes the bytes it kept while new ones arrive, instead of before.
+pub struct FollowingHasher {
+    result: thread::JoinHandle<std::io::Result<Md5Digest>>,
+}
+
+impl FollowingHasher {
+    /// Hashes `file` from its start up to wherever `mark` stands once it closes.
+    pub fn spawn(file: Arc<File>, mark: Arc<Watermark>) -> Self {
+        let result = thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let mut stream = Md5Stream::new();
+            let mut buf = vec![0u8; READ_BLOCK];
+            let mut pos = 0u64;
+            loop {
+                let (len, done) = mark.wait_beyond(pos);
+                if pos >= len && done {
+                    return Ok(stream.finish());
+                }
+                let want = (len - pos).min(READ_BLOCK as u64) as usize;
+                let n = file.read_at(&mut buf[..want], pos)?;
+                if n == 0 {
+                    let why = format!("the file ends at byte {pos}, before the {len} bytes written");
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why));
+                }
+                stream.update(&buf[..n]);
+                pos += n as u64;
+            }
+        });
+        FollowingHasher { result }
+    }
+
+    /// Waits for the digest; the writer must have closed the mark.
+    pub fn finish(self) -> std::io::Result<Md5Digest> {
+        self.result.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
 /// MD5 on a thread of its own: feed it chunks while this thread does I/O, then collect the digest.
 pub struct HasherThread {
     sender: mpsc::SyncSender<Bytes>,
@@ -124,9 +266,14 @@ pub struct HasherThread {
 impl HasherThread {
     /// Starts the thread; at most `queue` chunks wait for it before [`HasherThread::feed`] blocks.
     pub fn spawn(queue: usize) -> Self {
+        Self::spawn_from(queue, Md5Stream::new())
+    }
+
+    /// [`HasherThread::spawn`], continuing from a state that has already hashed the bytes before the chunks.
+    pub fn spawn_from(queue: usize, start: Md5Stream) -> Self {
         let (sender, receiver) = mpsc::sync_channel::<Bytes>(queue);
         let handle = thread::spawn(move || {
-            let mut stream = Md5Stream::new();
+            let mut stream = start;
             for chunk in receiver {
                 stream.update(&chunk);
             }
@@ -165,10 +312,15 @@ pub enum ChunkHasher {
 impl ChunkHasher {
     /// A hasher for a stream of `size` bytes; a thread's queue holds at most `queue` chunks.
     pub fn for_size(size: u64, queue: usize) -> Self {
+        Self::for_size_from(size, queue, Md5Stream::new())
+    }
+
+    /// [`ChunkHasher::for_size`], continuing from `start`; `size` counts only the chunks still to come.
+    pub fn for_size_from(size: u64, queue: usize, start: Md5Stream) -> Self {
         if size <= INLINE_HASH_MAX {
-            ChunkHasher::Inline(Md5Stream::new())
+            ChunkHasher::Inline(start)
         } else {
-            ChunkHasher::Thread(HasherThread::spawn(queue))
+            ChunkHasher::Thread(HasherThread::spawn_from(queue, start))
         }
     }
 
@@ -226,5 +378,40 @@ mod tests {
             }
             assert_eq!(hasher.finish(), whole);
         }
+        for cut in [0, 1, READ_BLOCK, 2 * READ_BLOCK + 5, data.len()] {
+            let opened = File::open(file.path()).unwrap();
+            let mut hasher = ChunkHasher::for_size_from(
+                (data.len() - cut) as u64,
+                2,
+                Md5Stream::of_file_prefix(&opened, cut as u64).unwrap(),
+            );
+            hasher.feed(Bytes::copy_from_slice(&data[cut..]));
+            assert_eq!(hasher.finish(), whole, "prefix of {cut} bytes");
+        }
+        let opened = File::open(file.path()).unwrap();
+        let short = Md5Stream::of_file_prefix(&opened, data.len() as u64 + 1).err().unwrap();
+        assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
+        let opened = File::open(file.path()).unwrap();
+        assert_eq!(FileHasherThread::spawn(opened, data.len() as u64).finish().unwrap(), whole);
+        let waiting = FileHasherThread::spawn(File::open(file.path()).unwrap(), data.len() as u64);
+        let digest = loop {
+            if let Some(digest) = waiting.wait(std::time::Duration::from_millis(1)) {
+                break digest.unwrap();
+            }
+        };
+        assert_eq!(digest, whole);
+
+        // A hasher following a writer that appends the rest in small steps.
+        let growing = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(growing.path(), &data[..READ_BLOCK + 3]).unwrap();
+        let mark = Arc::new(Watermark::new(READ_BLOCK as u64 + 3));
+        let following = FollowingHasher::spawn(Arc::new(File::open(growing.path()).unwrap()), mark.clone());
+        let mut out = std::fs::OpenOptions::new().append(true).open(growing.path()).unwrap();
+        for chunk in data[READ_BLOCK + 3..].chunks(70_000) {
+            std::io::Write::write_all(&mut out, chunk).unwrap();
+            mark.advance(chunk.len() as u64);
+        }
+        mark.close();
+        assert_eq!(following.finish().unwrap(), whole);
     }
 }

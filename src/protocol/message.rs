@@ -107,8 +107,13 @@ pub enum Request {
         #[serde(default)]
         max_depth: Option<u32>,
     },
-    /// A ticket for fetching one file over a bulk channel.
-    Download { path: String },
+    /// A ticket for fetching one file over a bulk channel. With `resume`, the client holds the first bytes of
+    /// that version already and asks for the rest; [`Response::Ticket`]'s `offset` says what it gets.
+    Download {
+        path: String,
+        #[serde(default)]
+        resume: Option<ResumeFrom>,
+    },
     /// A ticket for sending one file over a bulk channel, to be stored at `path` with this mtime and mode.
     /// With `expect`, refused unless the path still holds what the client last saw.
     Upload {
@@ -150,6 +155,15 @@ pub enum Request {
     Lock { path: String },
     /// Releases a lock; `force` releases someone else's.
     Unlock { path: String, force: bool },
+}
+
+/// Where an interrupted download stopped: the client holds bytes `[0, offset)` of the version of the file that
+/// had this size and mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeFrom {
+    pub offset: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
 }
 
 /// One file of an [`Request::UploadBatch`]: the fields of an [`Request::Upload`].
@@ -225,6 +239,7 @@ impl Request {
                 format!("path={path:?} size={size}")
             }
             Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
+            Request::Download { path, resume: Some(resume) } => format!("path={path:?} resume_from={}", resume.offset),
             Request::Changes { since } => format!("since={since}"),
             Request::DownloadBatch { paths } => format!("files={}", paths.len()),
             Request::UploadBatch { files } => {
@@ -234,7 +249,7 @@ impl Request {
             Request::Unlock { path, force: true } => format!("path={path:?} force"),
             Request::Hash { path }
             | Request::HashAll { path, .. }
-            | Request::Download { path }
+            | Request::Download { path, resume: None }
             | Request::DownloadDelta { path }
             | Request::Mkdir { path }
             | Request::Delete { path, .. }
@@ -294,6 +309,10 @@ pub enum Response {
         /// The file's permission bits (`0o755`), so a download can keep them.
         #[serde(default)]
         mode: Option<u32>,
+        /// Where the bulk stream starts in the file: the `resume` offset the download asked for if the file is
+        /// still that version, else 0 (the whole file).
+        #[serde(default)]
+        offset: u64,
     },
     /// Permission to open one bulk channel for a batch: one item per file requested, in order.
     Batch {
@@ -316,7 +335,8 @@ pub enum Response {
 /// The last frame on a bulk channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum BulkTrailer {
-    /// All bytes were sent; they hash to `md5`.
+    /// All bytes were sent: `size` of them on this stream (after the ticket's offset, if any), and the whole
+    /// file hashes to `md5`.
     Done { size: u64, md5: Md5Digest },
     /// Sending stopped early; the bytes received must be discarded.
     Failed(ErrorBody),

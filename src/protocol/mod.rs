@@ -31,7 +31,7 @@
 //! | `List { path, filter }`| `Entries` batches: every entry below `path`     |
 //! | `Hash { path }`        | one `Entries` batch with one hashed file        |
 //! | `HashAll { path, max_depth }` | `Entries` batches: every file below `path`, hashed |
-//! | `Download { path }`    | `Ticket`: size, mtime, maybe MD5, and a ticket  |
+//! | `Download { path, resume }` | `Ticket`: size, mtime, maybe MD5, a ticket, and the `offset` the bytes start at |
 //! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
 //! | `DownloadBatch { paths }`, `UploadBatch { files }` | `Batch`: one ticket, and per file `Ready` or `Refused` |
 //! | `DownloadDelta { path }`, `UploadDelta { file }` | `Ticket`, as for `Download` and `Upload` |
@@ -44,6 +44,11 @@
 //! that many bytes. A zero length ends the data, and one last frame follows: a [`BulkTrailer`] with the MD5 of the
 //! bytes sent, or an error such as "file changed while it was being read". The receiver trusts nothing until the
 //! trailer's MD5 equals its own.
+//!
+//! A download that resumes names, in `resume`, how many bytes it holds and the size and mtime of the version they
+//! came from. If the file is still that version, the ticket's `offset` is that count and the stream (TCP chunks or
+//! UDP sequence numbers) starts there; otherwise the offset is 0 and the whole file comes. Either way the trailer's
+//! MD5 is the whole file's, so the receiver hashes the bytes it kept, then the ones that arrive.
 //!
 //! An upload runs the same stream the other way: the client sends the chunks and a trailer with its MD5; the
 //! server writes them to a temporary file, checks size and MD5, moves any file it replaces to `.tandem/trash/`,

@@ -82,8 +82,8 @@ type ReceiveOne<'a> = &'a mut dyn FnMut(
 ) -> std::result::Result<(AtomicFile, Received), FileFailed>;
 
 fn send_whole(stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
-    let entry = &download.entry;
-    tcp::send_file(stream, &download.abs, &entry.path, peer, download.stamp, entry.md5, &Progress::default())
+    let (entry, from) = (&download.entry, (download.stamp, download.offset));
+    tcp::send_file_from(stream, &download.abs, &entry.path, peer, from, entry.md5, &Progress::default())
 }
 
 /// Sends each file in turn. A file that cannot be sent ends with a failed trailer and the next one follows; a
@@ -100,7 +100,10 @@ fn send_all(
     for download in downloads {
         let started = Instant::now();
         let entry = &download.entry;
-        let arguments = format!("path={:?} requested_by={}", entry.path, download.peer);
+        let mut arguments = format!("path={:?} requested_by={}", entry.path, download.peer);
+        if download.offset > 0 {
+            arguments += &format!(" offset={}", download.offset);
+        }
         match send(stream, peer, &download) {
             Ok(sent) => {
                 if let Some(md5) = sent.computed_md5 {

@@ -1,5 +1,7 @@
-//! `Download` and `DownloadDelta`: checks the file and hands out a one-time ticket for a bulk connection. The MD5 travels on the
-//! ticket when the hash cache already knows it, so the client can check each byte against it.
+//! `Download` and `DownloadDelta`: checks the file and hands out a one-time ticket for a bulk connection. The MD5
+//! travels on the ticket when the hash cache already knows it, so the client can check each byte against it. A
+//! download that resumes says which version its first bytes came from; if the file is still that version, its
+//! ticket starts the stream at the client's offset.
 
 use std::sync::Arc;
 
@@ -7,14 +9,32 @@ use super::Shared;
 use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
-use crate::protocol::Response;
+use crate::protocol::{Response, ResumeFrom};
 use crate::share::{Entry, FileStamp, permission_bits};
 
-pub async fn handle(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
-    let (pending, mode) = prepare(shared, path, &caller.peer)?;
-    let entry = pending.entry.clone();
+pub async fn handle(
+    shared: &Arc<Shared>,
+    path: &str,
+    resume: Option<ResumeFrom>,
+    caller: &Caller,
+    out: &mut Responder,
+) -> Result<()> {
+    let (mut pending, mode) = prepare(shared, path, &caller.peer)?;
+    pending.offset = resume_offset(&pending.entry, resume);
+    let (entry, offset) = (pending.entry.clone(), pending.offset);
     let ticket = shared.tickets.issue(Grant::Download(pending), &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode }).await
+    out.send(Response::Ticket { ticket, entry, mode, offset }).await
+}
+
+/// Where a download that asked to resume may start: its offset if the file is still the version its first
+/// bytes came from, else 0, the whole file. Any offset, size or mtime is safe to ask about.
+pub fn resume_offset(entry: &Entry, resume: Option<ResumeFrom>) -> u64 {
+    match resume {
+        Some(from) if from.size == entry.size && from.mtime_ns == entry.mtime_ns && from.offset <= entry.size => {
+            from.offset
+        }
+        _ => 0,
+    }
 }
 
 /// `DownloadDelta`: the same checks, and a ticket for the delta form of the bulk stream.
@@ -22,7 +42,7 @@ pub async fn handle_delta(shared: &Arc<Shared>, path: &str, caller: &Caller, out
     let (pending, mode) = prepare(shared, path, &caller.peer)?;
     let entry = pending.entry.clone();
     let ticket = shared.tickets.issue(Grant::DownloadDelta(pending), &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode }).await
+    out.send(Response::Ticket { ticket, entry, mode, offset: 0 }).await
 }
 
 /// Checks that `path` is a file the client may fetch, and describes the version it will get, with its
@@ -37,5 +57,29 @@ pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownlo
     let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
     entry.md5 = shared.hashes.get(&resolved.rel, stamp);
     let mode = permission_bits(&metadata);
-    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string() }, mode))
+    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string(), offset: 0 }, mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Request;
+    use crate::share::EntryKind;
+
+    #[test]
+    fn only_the_same_version_resumes_and_no_offset_is_trusted_blindly() {
+        let entry =
+            Entry { path: "f".into(), kind: EntryKind::File, size: 100, mtime_ns: -7, md5: None, locked_by: None };
+        let from = |offset, size, mtime_ns| Some(ResumeFrom { offset, size, mtime_ns });
+        assert_eq!(resume_offset(&entry, None), 0);
+        assert_eq!(resume_offset(&entry, from(40, 100, -7)), 40);
+        assert_eq!(resume_offset(&entry, from(100, 100, -7)), 100, "all there: only the trailer comes");
+        assert_eq!(resume_offset(&entry, from(40, 100, 0)), 0, "another mtime");
+        assert_eq!(resume_offset(&entry, from(40, 99, -7)), 0, "another size");
+        assert_eq!(resume_offset(&entry, from(101, 100, -7)), 0, "past the end");
+        assert_eq!(resume_offset(&entry, from(u64::MAX, u64::MAX, i64::MIN)), 0);
+        let request = Request::Download { path: "a b".into(), resume: from(40, 100, -7) };
+        assert_eq!(request.arguments(), "path=\"a b\" resume_from=40");
+        assert_eq!(Request::Download { path: "a".into(), resume: None }.arguments(), "path=\"a\"");
+    }
 }

@@ -260,7 +260,7 @@ async fn run_request(request: Request, mut out: Responder, caller: &Caller, shar
         Request::List { path, filter } => list::handle(shared, path, filter, &mut out).await,
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
         Request::HashAll { path, max_depth } => hash::handle_all(shared, path, *max_depth, &mut out).await,
-        Request::Download { path } => download::handle(shared, path, caller, &mut out).await,
+        Request::Download { path, resume } => download::handle(shared, path, *resume, caller, &mut out).await,
         Request::Upload { path, size, mtime_ns, mode, expect } => {
             let item =
                 UploadItem { path: path.clone(), size: *size, mtime_ns: *mtime_ns, mode: *mode, expect: *expect };

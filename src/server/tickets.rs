@@ -34,6 +34,8 @@ pub struct PendingDownload {
     pub stamp: FileStamp,
     /// The control connection that asked, for the log.
     pub peer: String,
+    /// Where the bytes start: a resumed download already has the file's first `offset` bytes.
+    pub offset: u64,
 }
 
 /// What a client may send: one file, to be stored at `abs` with this size, mtime and mode.
@@ -150,7 +152,7 @@ mod tests {
         let entry =
             Entry { path: format!("f{n}"), kind: EntryKind::File, size: 1, mtime_ns: 0, md5: None, locked_by: None };
         let stamp = FileStamp { size: 1, mtime_ns: 0, inode: n as u64 };
-        Grant::Download(PendingDownload { abs: PathBuf::from("/x"), entry, stamp, peer: "peer".into() })
+        Grant::Download(PendingDownload { abs: PathBuf::from("/x"), entry, stamp, peer: "peer".into(), offset: 0 })
     }
 
     fn owner() -> Owner {

@@ -100,7 +100,10 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
                     shared.history.record(Record {
                         peer: &from.to_string(),
                         command: "transfer-udp",
-                        arguments: &format!("path={:?} retransmits={retransmits}", job.rel),
+                        arguments: &match job.offset {
+                            0 => format!("path={:?} retransmits={retransmits}", job.rel),
+                            offset => format!("path={:?} offset={offset} retransmits={retransmits}", job.rel),
+                        },
                         bytes: outcome.as_ref().map(|s| s.bytes).unwrap_or(0),
                         outcome: outcome.map(|_| ()).map_err(|e| e.to_string()),
                         elapsed: started.elapsed(),
@@ -136,6 +139,7 @@ fn start(
         path: pending.abs,
         rel: pending.entry.path,
         stamp: pending.stamp,
+        offset: pending.offset,
         known_md5: pending.entry.md5,
         payload,
         peer_window: window,

@@ -24,7 +24,7 @@ pub async fn handle(
     let (entry, mode) = announced(&pending);
     let grant = if delta { Grant::UploadDelta(pending) } else { Grant::Upload(pending) };
     let ticket = shared.tickets.issue(grant, &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode: Some(mode) }).await
+    out.send(Response::Ticket { ticket, entry, mode: Some(mode), offset: 0 }).await
 }
 
 /// Checks that the client may write `item.path` and that it still holds what the client expects. Checked now so

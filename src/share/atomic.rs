@@ -73,7 +73,7 @@ pub struct AtomicFile {
 }
 
 /// Start writeback every this many bytes.
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
+pub const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 impl AtomicFile {
     /// Starts a temporary file next to `dest`. Its permissions are those of an existing `dest`, or `rw-r--r--`.
@@ -199,7 +199,7 @@ impl Write for AtomicFile {
 
 /// Asks the kernel to begin writing a range to disk without waiting for it; `commit`'s fsync still waits.
 #[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is open for the duration of the call; the call only schedules I/O on it.
     unsafe {
@@ -208,7 +208,7 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+pub fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 fn ns_to_system_time(ns: i64) -> std::time::SystemTime {
     if ns >= 0 {

@@ -12,7 +12,10 @@ mod sandbox;
 mod trash;
 mod walk;
 
-pub use atomic::{AtomicFile, GROUP_BYTES, GROUP_FILES, is_temp_name, remove_stale_temps, sync_renamed, sync_staged};
+pub use atomic::{
+    AtomicFile, GROUP_BYTES, GROUP_FILES, WRITEBACK_STEP, is_temp_name, remove_stale_temps, start_writeback,
+    sync_renamed, sync_staged,
+};
 pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, permission_bits, system_time_to_ns};
 pub use filter::{EntryFilter, compile_pattern};
 pub use sandbox::{Resolved, Share, normalize};

@@ -13,10 +13,10 @@ use std::path::Path;
 use bytes::Bytes;
 
 use super::Progress;
-use super::sink::with_verified_sink;
-use crate::digest::{ChunkHasher, Md5Digest};
+use super::sink::{Prefix, with_verified_sink, with_verified_sink_from};
+use crate::digest::{ChunkHasher, FileHasherThread, Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
+use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, MAX_CHUNK_LEN, codec, frame};
 use crate::share::{AtomicFile, FileStamp};
 
 /// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
@@ -44,6 +44,21 @@ pub fn send_file(
     known_md5: Option<Md5Digest>,
     progress: &Progress,
 ) -> Result<Sent> {
+    send_file_from(stream, path, rel, peer, (expected, 0), known_md5, progress)
+}
+
+/// [`send_file`] from byte `offset` on, for a resumed download. The trailer's MD5 is still the whole file's: if
+/// the hash cache does not know it, a second thread hashes the file from disk while the rest goes out with
+/// `sendfile`, so the prefix costs no delay before the first byte.
+pub fn send_file_from(
+    stream: &mut (impl Write + AsRawFd),
+    path: &Path,
+    rel: &str,
+    peer: &str,
+    (expected, offset): (FileStamp, u64),
+    known_md5: Option<Md5Digest>,
+    progress: &Progress,
+) -> Result<Sent> {
     let net = |e| Error::net(peer, e);
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -57,14 +72,28 @@ pub fn send_file(
     if !unchanged(&file) {
         return finish(stream, peer, 0, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
-    let mut hasher = known_md5.is_none().then(|| ChunkHasher::for_size(expected.size, HASH_QUEUE));
-    let mut sent = 0u64;
-    while sent < expected.size {
-        let want = (expected.size - sent).min(MAX_CHUNK_LEN as u64) as usize;
+    if offset > expected.size {
+        let body = ErrorBody {
+            code: ErrorCode::BadRequest,
+            message: format!("offset {offset} is past the end of {rel} ({} bytes)", expected.size),
+        };
+        return finish(stream, peer, 0, None, Err(body));
+    }
+    let whole_file_hasher = match (known_md5, offset) {
+        (None, 1..) => {
+            let copy = file.try_clone().map_err(|e| Error::io(path, e))?;
+            Some(FileHasherThread::spawn(copy, expected.size))
+        }
+        _ => None,
+    };
+    let mut hasher = (known_md5.is_none() && offset == 0).then(|| ChunkHasher::for_size(expected.size, HASH_QUEUE));
+    let mut pos = offset;
+    while pos < expected.size {
+        let want = (expected.size - pos).min(MAX_CHUNK_LEN as u64) as usize;
         if hasher.is_none() {
-            let copied = send_chunk_zero_copy(stream, &file, sent, want).map_err(net)?;
-            sent += copied as u64;
-            progress.set(sent);
+            let copied = send_chunk_zero_copy(stream, &file, pos, want).map_err(net)?;
+            pos += copied as u64;
+            progress.set(pos - offset);
             if copied < want {
                 break; // shrank while being read: reported below
             }
@@ -72,21 +101,29 @@ pub fn send_file(
         }
         let chunk = match read_chunk(&mut file, want) {
             Ok(chunk) => chunk,
-            Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
+            Err(e) => return finish(stream, peer, pos, None, Err(Error::io(path, e).to_body())),
         };
         if chunk.is_empty() {
             break; // shrank while being read: reported below
         }
         stream.write_all(&(chunk.len() as u32).to_be_bytes()).map_err(net)?;
         stream.write_all(&chunk).map_err(net)?;
-        sent += chunk.len() as u64;
-        progress.set(sent);
+        pos += chunk.len() as u64;
+        progress.set(pos - offset);
         if let Some(hasher) = &mut hasher {
             hasher.feed(chunk);
         }
     }
-    let computed = hasher.map(ChunkHasher::finish);
-    if sent != expected.size || !unchanged(&file) {
+    let sent = pos - offset;
+    let computed = match (hasher, whole_file_hasher) {
+        (Some(hasher), _) => Some(hasher.finish()),
+        (None, Some(thread)) => match thread.finish() {
+            Ok(md5) => Some(md5),
+            Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
+        },
+        (None, None) => None,
+    };
+    if pos != expected.size || !unchanged(&file) {
         return finish(stream, peer, sent, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
     let md5 = computed.or(known_md5).expect("either known or computed");
@@ -188,7 +225,20 @@ pub fn receive_file(
     max_size: u64,
     progress: &Progress,
 ) -> Result<Received> {
-    let (received, md5) = with_verified_sink(out, out_path, max_size, |deliver| {
+    receive_file_after(stream, out, out_path, peer, (max_size, Prefix::Hashed(Md5Stream::new())), progress)
+}
+
+/// [`receive_file`] for the rest of a file whose first bytes are already on disk ([`Prefix`]): `md5` is then the
+/// whole file's.
+pub fn receive_file_after(
+    stream: &mut impl Read,
+    out: &mut (impl Write + Send),
+    out_path: &Path,
+    peer: &str,
+    (max_size, prefix): (u64, Prefix),
+    progress: &Progress,
+) -> Result<Received> {
+    let (received, md5) = with_verified_sink_from(out, out_path, (max_size, prefix), |deliver| {
         receive_chunks(stream, (peer, out_path, max_size), progress, deliver, AfterSinkFailure::Stop)
     })?;
     let trailer = read_trailer(stream, peer)?;

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::{CacheOutcome, DownloadReport};
 use crate::transfer::Progress;
 
 /// Finished transfers stay on screen this long.
@@ -95,4 +96,26 @@ impl Transfer {
 /// Drops finished transfers after a while; running and queued ones stay.
 pub fn retire(transfers: &mut Vec<Transfer>, now: Instant) {
     transfers.retain(|t| t.finished.is_none_or(|at| now.duration_since(at) < KEEP_FINISHED));
+}
+
+/// What the status line says when a download finishes: where the bytes came from (the cache, a delta, a resumed
+/// partial file or the network) and any note the download made.
+pub fn download_message(r: &DownloadReport, outcome: CacheOutcome) -> String {
+    let notes: String = r.notes.iter().map(|note| format!("; {note}")).collect();
+    let how = match outcome {
+        CacheOutcome::Hit => {
+            return format!("copied {} ({}) from the download cache, MD5 verified{notes}", r.path, r.md5);
+        }
+        CacheOutcome::Repaired => "; its damaged cached copy was replaced".to_string(),
+        CacheOutcome::Miss | CacheOutcome::Off if r.delta => {
+            let moved = humansize::format_size(r.bytes_received + r.bytes_sent, humansize::BINARY);
+            return format!("updated {} ({}) with a {moved} delta, MD5 verified{notes}", r.path, r.md5);
+        }
+        CacheOutcome::Miss | CacheOutcome::Off => String::new(),
+    };
+    let resumed = match r.resumed_from {
+        0 => String::new(),
+        offset => format!(", resumed at byte {offset}"),
+    };
+    format!("downloaded {} ({}), MD5 verified{resumed}{how}{notes}", r.path, r.md5)
 }

@@ -17,9 +17,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::pane::{Side, join};
 use super::sync::SyncRunner;
+use super::transfers::download_message;
 use crate::cache::DownloadCache;
 use crate::cli::{CacheCommand, Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{CacheOutcome, Connection, Remote, UdpOptions, Via, fetch, identity, upload_tcp};
+use crate::client::{Connection, Remote, UdpOptions, Via, fetch, identity, upload_tcp};
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
@@ -426,21 +427,7 @@ impl Worker {
             let cache = self.cache().await;
             let cached = cache.is_some();
             let result = fetch(&conn, &remote, &dest, via, &progress, cache).await;
-            let result = result
-                .map(|(r, outcome)| match outcome {
-                    CacheOutcome::Hit => format!("copied {} ({}) from the download cache, MD5 verified", r.path, r.md5),
-                    CacheOutcome::Repaired => {
-                        format!("downloaded {} ({}), MD5 verified; its damaged cached copy was replaced", r.path, r.md5)
-                    }
-                    CacheOutcome::Miss | CacheOutcome::Off if r.delta => {
-                        let moved = humansize::format_size(r.bytes_received + r.bytes_sent, humansize::BINARY);
-                        format!("updated {} ({}) with a {moved} delta, MD5 verified", r.path, r.md5)
-                    }
-                    CacheOutcome::Miss | CacheOutcome::Off => {
-                        format!("downloaded {} ({}), MD5 verified", r.path, r.md5)
-                    }
-                })
-                .map_err(|e| e.to_string());
+            let result = result.map(|(report, outcome)| download_message(&report, outcome)).map_err(|e| e.to_string());
             self.send(Event::TransferFinished { id, refresh: (Side::Local, local_dir), result });
             if cached {
                 self.report_cache().await;

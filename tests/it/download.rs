@@ -140,7 +140,7 @@ async fn lying_server(lie: Lie) -> String {
                     let _ = send_lie(writer.into_inner(), lie, &payload).await;
                     return;
                 }
-                while let Ok(Some(ClientFrame::Request { id, body: Request::Download { path } })) =
+                while let Ok(Some(ClientFrame::Request { id, body: Request::Download { path, .. } })) =
                     reader.next::<ClientFrame>("request").await
                 {
                     let entry = Entry {
@@ -151,7 +151,7 @@ async fn lying_server(lie: Lie) -> String {
                         md5: None,
                         locked_by: None,
                     };
-                    let body = Response::Ticket { ticket: Ticket(1), entry, mode: None };
+                    let body = Response::Ticket { ticket: Ticket(1), entry, mode: None, offset: 0 };
                     writer.send(&ServerFrame::Response { id, body }).await.unwrap();
                 }
             });
@@ -185,11 +185,12 @@ async fn send_lie(mut stream: tokio::net::tcp::OwnedWriteHalf, lie: Lie, payload
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lies_and_hang_ups_leave_no_file_behind() {
-    for (lie, expected) in [
-        (Lie::WrongMd5, "MD5 mismatch"),
-        (Lie::HangUpHalfway, "connection closed in the middle of the file"),
-        (Lie::TooManyBytes, "size mismatch"),
+async fn lies_and_hang_ups_never_touch_the_file_and_only_good_bytes_are_kept_for_a_rerun() {
+    // A hang-up keeps what arrived, for a rerun to resume from; bytes that proved wrong are not kept.
+    for (lie, expected, kept) in [
+        (Lie::WrongMd5, "MD5 mismatch", None),
+        (Lie::HangUpHalfway, "connection closed in the middle of the file", Some(3 << 19)),
+        (Lie::TooManyBytes, "size mismatch", Some(3 << 20)),
     ] {
         let addr = lying_server(lie).await;
         let dest = tempfile::tempdir().unwrap();
@@ -202,7 +203,15 @@ async fn lies_and_hang_ups_leave_no_file_behind() {
         assert_eq!(output.status.code(), Some(1));
         let err = stderr(&output);
         assert!(err.starts_with("error: ") && err.contains(expected), "{expected}: {err}");
-        assert_eq!(names_in(dest.path()), ["precious.bin"], "{expected}");
+        let state = dest.path().join(".tandem");
+        match kept {
+            None => assert_eq!(names_in(dest.path()), ["precious.bin"], "{expected}"),
+            Some(len) => {
+                assert_eq!(names_in(dest.path()), [".tandem", "precious.bin"], "{expected}");
+                assert_eq!(names_in(&state.join("partial")), ["precious.bin", "precious.bin.partial.json"]);
+                assert_eq!(std::fs::metadata(state.join("partial/precious.bin")).unwrap().len(), len, "{expected}");
+            }
+        }
         assert_eq!(std::fs::read(dest.path().join("precious.bin")).unwrap(), b"keep me");
     }
 }

@@ -1,6 +1,7 @@
 //! Faults: a server killed (SIGKILL) in the middle of TCP and UDP downloads, an upload and a sync, twenty rounds
 //! and more; a receiving disk that fills up; a file that changes while it is being sent. Every destination ends
 //! absent, as it was, or as the new verified version, never anything else; the client exits 1 with an error.
+//! A cut-off download keeps what arrived under `.tandem/partial/`, and a rerun resumes from there.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,11 @@ fn temp_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Bytes of the partial download of `name` kept in `dir`.
+fn partial_bytes(dir: &Path, name: &str) -> u64 {
+    std::fs::metadata(dir.join(".tandem/partial").join(name)).map(|m| m.len()).unwrap_or(0)
 }
 
 /// The files in `dir` a person would see (not tandem's hidden temporary files or state); none if it is missing.
@@ -94,22 +100,37 @@ fn twenty_server_kills_mid_download_leave_no_file_the_old_one_or_the_new_verifie
         let to = dest.path().to_str().unwrap();
         let args = ["download", protocol, name, "--to", to, "--udp-idle-timeout", "2"];
         let mut client = spawn_cli(&server.addr, home.path(), &args);
-        wait_until(&mut client, || temp_bytes(dest.path()) > 0);
+        wait_until(&mut client, || partial_bytes(dest.path(), name) > 0);
         server.kill();
         let output = client.wait_with_output().unwrap();
         let file = dest.path().join(name);
-        if cut_off(&output) {
+        let cut = cut_off(&output);
+        if cut {
             interrupted += 1;
             if had_old {
                 assert_eq!(std::fs::read(&file).unwrap(), old, "round {round} ({protocol}): the old file is intact");
             } else {
                 assert!(!file.exists(), "round {round} ({protocol}): no file, rather than part of one");
             }
+            // What arrived is kept for a rerun, with the sidecar that says what it is.
+            let kept = dest.path().join(".tandem/partial");
+            assert_eq!(names_in(&kept), [name.to_string(), format!("{name}.partial.json")], "round {round}");
         } else {
             assert_eq!(md5sum(&file), new_md5, "round {round} ({protocol}) finished before the kill");
         }
-        assert_eq!(names_in(dest.path()).len(), usize::from(file.exists()), "round {round}: no temporary file");
+        assert_eq!(visible_names(dest.path()).len(), usize::from(file.exists()), "round {round}: no other file");
+        assert_eq!(temp_bytes(dest.path()), 0, "round {round}: no temporary file");
         server.restart();
+        if cut && round >= 17 {
+            // The server is back: the same command finishes from where the cut left off.
+            let kept = partial_bytes(dest.path(), name);
+            let rerun = cli_as(&server.addr, home.path(), &[&args[..], &["--json"][..]].concat());
+            let report = json(&rerun);
+            assert_eq!(report["resumed_from"], kept, "round {round} ({protocol})");
+            assert_eq!(report["bytes_received"], BIG as u64 - kept, "round {round} ({protocol})");
+            assert_eq!(md5sum(&file), new_md5, "round {round} ({protocol})");
+            assert_eq!(names_in(dest.path()), [name], "round {round}: nothing left behind");
+        }
     }
     println!("{interrupted} of 20 downloads were cut off mid-transfer");
     assert!(interrupted >= 15, "only {interrupted} of 20 rounds caught a transfer in flight");
@@ -243,7 +264,9 @@ fn a_full_disk_gives_a_clear_error_and_the_existing_file_survives() {
     assert!(said.starts_with("error: ") && said.contains("No space left on device"), "{said}");
     assert!(said.contains(&disk.path.display().to_string()), "the error names where: {said}");
     assert_eq!(std::fs::read(disk.path.join("report.bin")).unwrap(), old);
-    assert_eq!(names_in(&disk.path), ["report.bin"], "no temporary file is left");
+    // What fitted is kept for a rerun once there is room, as rsync --partial would.
+    assert_eq!(visible_names(&disk.path), ["report.bin"], "no temporary file is left");
+    assert!(partial_bytes(&disk.path, "report.bin") > 0);
 
     // Uploading to a server whose disk is full.
     let small = TinyDisk::mount(1024);

@@ -99,7 +99,11 @@ fn client_frames() -> Vec<ClientFrame> {
         Request::List { path: "dir/sub".into(), filter },
         Request::Hash { path: "file.txt".into() },
         Request::HashAll { path: String::new(), max_depth: Some(1) },
-        Request::Download { path: "a b/ü.bin".into() },
+        Request::Download { path: "a b/ü.bin".into(), resume: None },
+        Request::Download {
+            path: "a b/ü.bin".into(),
+            resume: Some(ResumeFrom { offset: u64::MAX, size: 1 << 40, mtime_ns: i64::MIN }),
+        },
         Request::Upload {
             path: "u".into(),
             size: 1 << 40,
@@ -150,7 +154,8 @@ fn server_frames() -> Vec<ServerFrame> {
     let change = Change { seq: 3, path: "f".into(), entry: Some(entry("f")), author: Some("laptop".into()) };
     let responses = vec![
         Response::Entries { entries: vec![entry("d/f"), entry("g")], more: true },
-        Response::Ticket { ticket: Ticket(9), entry: entry("t"), mode: Some(0o755) },
+        Response::Ticket { ticket: Ticket(9), entry: entry("t"), mode: Some(0o755), offset: 0 },
+        Response::Ticket { ticket: Ticket(9), entry: entry("t"), mode: None, offset: u64::MAX },
         Response::Done { entry: None },
         Response::Batch {
             ticket: Ticket(8),

@@ -99,7 +99,12 @@ fn seed_requests() -> Vec<Vec<u8>> {
         Request::List { path: "dir".into(), filter },
         Request::Hash { path: "small.txt".into() },
         Request::HashAll { path: String::new(), max_depth: Some(1) },
-        Request::Download { path: "small.txt".into() },
+        Request::Download { path: "small.txt".into(), resume: None },
+        // A resume point past the end, with an mtime no file has: the server starts from zero, never panics.
+        Request::Download {
+            path: "small.txt".into(),
+            resume: Some(ResumeFrom { offset: u64::MAX, size: u64::MAX, mtime_ns: i64::MIN }),
+        },
         Request::Changes { since: 0 },
         upload,
     ]

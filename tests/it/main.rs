@@ -17,6 +17,7 @@ mod hostile_paths;
 mod limits;
 mod load;
 mod load_share;
+mod resume;
 mod safety;
 mod sync;
 mod sync_cli;

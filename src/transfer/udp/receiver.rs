@@ -1,5 +1,5 @@
 //! The receiving side of a UDP transfer, on the client's blocking thread. It asks the server to start, puts
-//! packets back in order with [`ReceiveWindow`], streams them into a [`with_verified_sink`], acknowledges at a
+//! packets back in order with [`ReceiveWindow`], streams them into a [`with_verified_sink_from`], acknowledges at a
 //! bounded rate, and finishes when every byte is in and the server's MD5 equals its own.
 
 use std::io::{ErrorKind, Write};
@@ -17,7 +17,7 @@ use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorBody, ErrorCode};
 use crate::transfer::Progress;
-use crate::transfer::sink::with_verified_sink;
+use crate::transfer::sink::{Prefix, with_verified_sink_from};
 
 /// How long to wait for a datagram before acknowledging what has arrived anyway.
 const ACK_TIMER: Duration = Duration::from_micros(500);
@@ -34,7 +34,11 @@ pub struct ReceiveJob<'a> {
     pub session: u64,
     /// Shows the server this session's control connection asked for the ticket ([`crate::auth`]).
     pub proof: [u8; 16],
+    /// The whole file's size.
     pub size: u64,
+    /// Where this session's bytes start in the file (a resumed download has the rest), and the bytes before.
+    pub offset: u64,
+    pub prefix: Prefix,
     pub payload: usize,
     pub idle_timeout: Duration,
     pub progress: &'a Progress,
@@ -51,8 +55,17 @@ pub fn receive(job: &ReceiveJob<'_>, out: &mut (impl Write + Send), out_path: &P
     let link = job.link;
     link.connect(job.server).map_err(|e| Error::net(job.server, e))?;
     link.set_read_timeout(Some(ACK_TIMER)).map_err(|e| Error::net(job.server, e))?;
+    let remaining = job.size.saturating_sub(job.offset);
     let ((server_md5, retransmits), md5) =
-        with_verified_sink(out, out_path, job.size, |deliver| Session::new(job).run(deliver))?;
+        with_verified_sink_from(out, out_path, (remaining, job.prefix.clone()), |deliver| {
+            let mut session = Session::new(job);
+            let result = session.run(deliver);
+            // Whatever arrived in order is kept, so a rerun can resume from there.
+            if result.is_err() {
+                session.flush(deliver);
+            }
+            result
+        })?;
     let stats = UdpStats {
         datagrams_sent: link.sent.load(std::sync::atomic::Ordering::Relaxed),
         datagrams_received: link.received.load(std::sync::atomic::Ordering::Relaxed),
@@ -65,6 +78,8 @@ struct Session<'a, 'b> {
     job: &'a ReceiveJob<'b>,
     window: ReceiveWindow,
     total: u32,
+    /// Bytes this session carries: the file's size less the offset.
+    len: u64,
     chunk: BytesMut,
     delivered: u64,
     unacked: u32,
@@ -75,11 +90,13 @@ struct Session<'a, 'b> {
 
 impl<'a, 'b> Session<'a, 'b> {
     fn new(job: &'a ReceiveJob<'b>) -> Self {
-        let total = packet_count(job.size, job.payload) as u32;
+        let len = job.size.saturating_sub(job.offset);
+        let total = packet_count(len, job.payload) as u32;
         Session {
             job,
             window: ReceiveWindow::new(total, RECEIVE_WINDOW),
             total,
+            len,
             chunk: BytesMut::with_capacity(CHUNK),
             delivered: 0,
             unacked: 0,
@@ -89,7 +106,7 @@ impl<'a, 'b> Session<'a, 'b> {
     }
 
     /// Returns the server's MD5 and retransmission count once everything is in.
-    fn run(mut self, deliver: &mut dyn FnMut(Bytes) -> bool) -> Result<(Md5Digest, u64)> {
+    fn run(&mut self, deliver: &mut dyn FnMut(Bytes) -> bool) -> Result<(Md5Digest, u64)> {
         let job = self.job;
         let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 65_536]).collect();
         let mut heard_from_server = false;
@@ -196,7 +213,7 @@ impl<'a, 'b> Session<'a, 'b> {
             return Ok(true); // beyond the file: a datagram that cannot be ours, dropped
         }
         let expected_len = if seq + 1 == self.total {
-            (self.job.size - seq as u64 * self.job.payload as u64) as usize
+            (self.len - seq as u64 * self.job.payload as u64) as usize
         } else {
             self.job.payload
         };

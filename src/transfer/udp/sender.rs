@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -16,7 +16,7 @@ use super::link::Link;
 use super::packet::{self, DATA_HEADER_LEN, FLAG_FIN, Packet};
 use super::packet_count;
 use super::window::{Next, SendWindow};
-use crate::digest::{HasherThread, Md5Digest};
+use crate::digest::{FileHasherThread, HasherThread, Md5Digest};
 use crate::error::{Error, Result};
 use crate::share::FileStamp;
 
@@ -24,6 +24,8 @@ use crate::share::FileStamp;
 const MAX_TRAIN_BYTES: usize = 65_000;
 /// How often `Done` is repeated while waiting for the receiver's final ack.
 const DONE_ATTEMPTS: u32 = 20;
+/// How often the receiver hears that the sender is still hashing, well within its idle timeout.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Fail codes, for the receiver's message.
 pub const FAIL_CHANGED: u8 = 1;
@@ -38,6 +40,8 @@ pub struct SendJob {
     /// The path as the client named it, for messages.
     pub rel: String,
     pub stamp: FileStamp,
+    /// Where the bytes start (a resumed download has the rest); sequence numbers count from here.
+    pub offset: u64,
     pub known_md5: Option<Md5Digest>,
     pub payload: usize,
     pub peer_window: u32,
@@ -68,7 +72,7 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
     let epoch = Instant::now();
     let now_us = || epoch.elapsed().as_micros() as u64;
     let mut source = Source::open(job)?;
-    let total = u32::try_from(packet_count(job.stamp.size, job.payload))
+    let total = u32::try_from(packet_count(job.remaining(), job.payload))
         .map_err(|_| Error::io(&job.path, std::io::Error::other("too large for one UDP transfer")))?;
     let mut window = SendWindow::new(total, job.peer_window, now_us());
     // A burst is a train of datagrams laid end to end, every one full-size but possibly the file's last, so the
@@ -128,7 +132,13 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
         }
     }
 
-    let computed_md5 = source.finish()?;
+    let computed_md5 = source.finish(|| {
+        // The whole file's MD5 is still being hashed (a resumed download): a datagram past the end, which
+        // receivers drop, tells the receiver the sender is still there.
+        let mut keepalive = [0u8; DATA_HEADER_LEN];
+        packet::write_data_header(&mut keepalive, job.session, total, now_us() as u32);
+        let _ = link.send_to(&keepalive, job.peer);
+    })?;
     let md5 = computed_md5.or(job.known_md5).ok_or_else(|| Error::Changed { path: job.rel.clone() })?;
     let done = Packet::Done {
         session: job.session,
@@ -152,14 +162,22 @@ fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    Ok(Sent { bytes: job.stamp.size, retransmits: window.retransmits, computed_md5 })
+    Ok(Sent { bytes: job.remaining(), retransmits: window.retransmits, computed_md5 })
+}
+
+impl SendJob {
+    /// The bytes this session sends.
+    fn remaining(&self) -> u64 {
+        self.stamp.size.saturating_sub(self.offset)
+    }
 }
 
 fn silent(job: &SendJob) -> Error {
     Error::Timeout { addr: job.peer.to_string(), seconds: job.idle_timeout.as_secs(), during: "waiting for acks" }
 }
 
-/// The file's payloads: read once, in order, in blocks of whole packets; kept until acknowledged.
+/// The file's payloads from the job's offset on: read once, in order, in blocks of whole packets; kept until
+/// acknowledged.
 struct Source<'a> {
     job: &'a SendJob,
     file: File,
@@ -167,7 +185,10 @@ struct Source<'a> {
     kept: BTreeMap<u32, Bytes>,
     next_to_read: u32,
     total: u32,
+    /// Hashes the bytes as they are read; for a resumed download, a thread hashes the whole file from disk
+    /// instead, so the first packet does not wait for the prefix.
     hasher: Option<HasherThread>,
+    whole_file_hasher: Option<FileHasherThread>,
 }
 
 /// Packets read from the file at a time (about 1 MiB at the default payload size).
@@ -180,9 +201,21 @@ impl<'a> Source<'a> {
         if now != job.stamp {
             return Err(Error::Changed { path: job.rel.clone() });
         }
-        let total = packet_count(job.stamp.size, job.payload) as u32;
-        let hasher = job.known_md5.is_none().then(|| HasherThread::spawn(8));
-        Ok(Source { job, file, kept: BTreeMap::new(), next_to_read: 0, total, hasher })
+        if job.offset > job.stamp.size {
+            let why = format!("offset {} is past the end of the file ({} bytes)", job.offset, job.stamp.size);
+            return Err(Error::io(&job.path, std::io::Error::other(why)));
+        }
+        let mut file = file;
+        file.seek(SeekFrom::Start(job.offset)).map_err(|e| Error::io(&job.path, e))?;
+        let total = packet_count(job.remaining(), job.payload) as u32;
+        let (mut hasher, mut whole_file_hasher) = (None, None);
+        if job.known_md5.is_none() && job.offset == 0 {
+            hasher = Some(HasherThread::spawn(8));
+        } else if job.known_md5.is_none() {
+            let copy = file.try_clone().map_err(|e| Error::io(&job.path, e))?;
+            whole_file_hasher = Some(FileHasherThread::spawn(copy, job.stamp.size));
+        }
+        Ok(Source { job, file, kept: BTreeMap::new(), next_to_read: 0, total, hasher, whole_file_hasher })
     }
 
     fn payload(&mut self, seq: u32) -> Result<Bytes> {
@@ -197,7 +230,7 @@ impl<'a> Source<'a> {
         let payload = self.job.payload as u64;
         let first = self.next_to_read as u64;
         let packets = PACKETS_PER_READ.min(self.total - self.next_to_read) as u64;
-        let want = (packets * payload).min(self.job.stamp.size - first * payload) as usize;
+        let want = (packets * payload).min(self.job.remaining() - first * payload) as usize;
         let mut block = Vec::with_capacity(want);
         (&mut self.file).take(want as u64).read_to_end(&mut block).map_err(|e| Error::io(&self.job.path, e))?;
         if block.len() != want {
@@ -223,8 +256,18 @@ impl<'a> Source<'a> {
     }
 
     /// Confirms the file is still the version announced, and returns the MD5 computed while reading, if any.
-    fn finish(self) -> Result<Option<Md5Digest>> {
-        let md5 = self.hasher.map(HasherThread::finish);
+    /// Calls `waiting` every [`KEEPALIVE_INTERVAL`] while the MD5 is not ready.
+    fn finish(self, mut waiting: impl FnMut()) -> Result<Option<Md5Digest>> {
+        let mut md5 = self.hasher.map(HasherThread::finish);
+        if let Some(thread) = self.whole_file_hasher {
+            let hashed = loop {
+                match thread.wait(KEEPALIVE_INTERVAL) {
+                    Some(hashed) => break hashed,
+                    None => waiting(),
+                }
+            };
+            md5 = Some(hashed.map_err(|e| Error::io(&self.job.path, e))?);
+        }
         let now = std::fs::metadata(&self.job.path).map(|m| FileStamp::of(&m)).ok();
         let open = self.file.metadata().map(|m| FileStamp::of(&m)).ok();
         if now != Some(self.job.stamp) || open != Some(self.job.stamp) {
