@@ -15,7 +15,7 @@ use super::Progress;
 use super::delta;
 use super::sink::with_verified_sink;
 use super::tcp::{self, Received, Sent};
-use crate::digest::Md5Digest;
+use crate::digest::{Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkBody, BulkTrailer};
 use crate::share::FileStamp;
@@ -34,15 +34,8 @@ pub fn send(
     if let Some(signature) = signature
         && delta::worth_a_delta(expected.size)
         // A file that cannot be read, or changed, goes the whole way, where the error is reported as usual.
-        && let Ok(Some(data)) = read_unchanged(path, expected)
+        && let Some((md5, diffed)) = diff_unchanged(path, expected, known_md5, signature)
     {
-        // Hashing and diffing both read every byte: side by side, they take the time of one.
-        let (md5, diffed) = std::thread::scope(|scope| {
-            let hasher = known_md5.is_none().then(|| scope.spawn(|| Md5Digest::of(&data)));
-            let diffed = delta::diff(signature, &data, delta::delta_cap(expected.size));
-            let md5 = hasher.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-            (md5.or(known_md5).expect("either known or computed"), diffed)
-        });
         match diffed {
             Ok(Some(bytes)) => {
                 tcp::write_message(stream, peer, &BulkBody::Delta)?;
@@ -60,6 +53,32 @@ pub fn send(
     tcp::write_message(stream, peer, &BulkBody::Whole)?;
     let sent = tcp::send_file(stream, path, rel, peer, expected, known_md5, progress)?;
     Ok((sent, false))
+}
+
+/// A delta, `None` when it would not be worth sending, or why the signature could not be used.
+type Diffed = std::result::Result<Option<Vec<u8>>, delta::DeltaError>;
+
+/// Reads the file (which must still be `expected`) and diffs it against `signature`, while a second thread hashes
+/// it from disk if its MD5 is not known: both read every byte, so side by side they take the time of one. `None`
+/// if the file cannot be read or changed meanwhile.
+fn diff_unchanged(
+    path: &Path,
+    expected: FileStamp,
+    known_md5: Option<Md5Digest>,
+    signature: &Signature,
+) -> Option<(Md5Digest, Diffed)> {
+    std::thread::scope(|scope| {
+        let hasher = known_md5.is_none().then(|| scope.spawn(|| md5_file(path)));
+        let cap = delta::delta_cap(expected.size);
+        let diffed = read_unchanged(path, expected).ok().flatten().map(|data| delta::diff(signature, &data, cap));
+        let md5 = match hasher {
+            Some(hasher) => hasher.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).ok(),
+            None => known_md5,
+        };
+        // The hasher read the same version only if the file is still the one expected.
+        let unchanged = std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == expected);
+        Some((md5?, diffed?)).filter(|_| unchanged)
+    })
 }
 
 /// Reads the whole file if it is still `expected`; `None` if it changed.
@@ -134,9 +153,15 @@ struct Chunks<'a> {
 
 impl Write for Chunks<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.pending.extend_from_slice(buf);
-        if self.pending.len() >= CHUNK_LEN {
-            self.flush()?;
+        // A long copy from the base is handed on a chunk at a time, so hashing starts before it ends.
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let take = rest.len().min(CHUNK_LEN - self.pending.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == CHUNK_LEN {
+                self.flush()?;
+            }
         }
         Ok(buf.len())
     }
