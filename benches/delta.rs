@@ -115,6 +115,7 @@ fn tandem_upload(addr: &str, share: &Path, old: &[u8], new: &[u8]) -> (u64, Dura
 /// Runs a tandem command with `--json`; the bytes it moved each way and its wall time.
 fn tandem(addr: &str, args: &[&str]) -> (u64, Duration) {
     let cache = tempfile::tempdir().expect("tempdir");
+    settle();
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_tandem"))
         .args(args)
@@ -134,6 +135,7 @@ fn rsync(old: &[u8], new: &[u8]) -> (u64, Duration) {
     let (src, dest) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     std::fs::write(src.path().join("file.bin"), new).expect("write the new version");
     std::fs::write(dest.path().join("file.bin"), old).expect("write the old version");
+    settle();
     let started = Instant::now();
     let output = Command::new("rsync")
         .args(["--stats", "--no-whole-file", "--times", "--ignore-times"])
@@ -150,6 +152,11 @@ fn rsync(old: &[u8], new: &[u8]) -> (u64, Duration) {
         line[label.len()..].split_whitespace().next().expect("a number").replace(',', "").parse().expect("a number")
     };
     (total("Total bytes sent:") + total("Total bytes received:"), time)
+}
+
+/// Writes the files just set up to disk first, so no run pays for the setup's writeback.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 fn check(path: &Path, expected: &[u8]) {
