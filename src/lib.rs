@@ -11,9 +11,9 @@
 //! - [`share`]: the served folder: path sandbox, directory walk, entry metadata, filters, atomic writes.
 //! - [`digest`]: every use of MD5, and the server's hash cache.
 //! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
-//! - [`client`]: the control connection, the download drivers, and downloads through the cache.
+//! - [`client`]: the control connection, the download drivers (resumable, delta, through the cache).
 //! - [`cache`]: the client's download cache: objects by MD5, a size limit, least recently used out first.
-//! - [`transfer`]: file bytes on the bulk TCP stream, hashed while they move.
+//! - [`transfer`]: file bytes on the bulk TCP stream and over UDP, hashed while they move, and rsync deltas.
 //! - [`sync`]: two-way sync: the pure planner, the state database, the scanner, the engine and its task.
 //! - [`compare`]: pairs local and remote entries and says whether both sides hold the same bytes.
 //! - [`db`]: opening tandem's SQLite databases.
