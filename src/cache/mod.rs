@@ -50,7 +50,23 @@ impl DownloadCache {
     pub fn open(dir: &Path, limit: u64) -> Result<Self> {
         let objects = dir.join("objects");
         std::fs::create_dir_all(&objects).map_err(|e| Error::io(&objects, e))?;
-        let index = Index::open(&dir.join("index.sqlite"))?;
+        let index_path = dir.join("index.sqlite");
+        let index = match Index::open(&index_path) {
+            // It is only a cache: a damaged index (a crash, a full disk, an edit) starts it afresh.
+            Err(Error::Database { source, .. }) if is_damaged(&source) => {
+                tracing::warn!(
+                    "the download cache's index {} is damaged ({source}); starting an empty cache",
+                    index_path.display()
+                );
+                for stale in [index_path.clone(), dir.join("index.sqlite-wal"), dir.join("index.sqlite-shm")] {
+                    remove_object(&stale)?;
+                }
+                std::fs::remove_dir_all(&objects).map_err(|e| Error::io(&objects, e))?;
+                std::fs::create_dir_all(&objects).map_err(|e| Error::io(&objects, e))?;
+                Index::open(&index_path)?
+            }
+            opened => opened?,
+        };
         Ok(DownloadCache { dir: dir.to_path_buf(), limit, index: Mutex::new(index) })
     }
 
@@ -195,6 +211,11 @@ impl DownloadCache {
     }
 }
 
+/// Whether SQLite says the file is not a database, or a damaged one.
+fn is_damaged(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
+}
+
 fn remove_object(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
@@ -214,6 +235,21 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         (path, Md5Digest::of(bytes))
+    }
+
+    #[test]
+    fn a_damaged_index_starts_an_empty_cache_instead_of_failing() {
+        let (home, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let cache = DownloadCache::open(home.path(), 1 << 20).unwrap();
+        let (path, md5) = file(data.path(), "a.txt", b"kept bytes");
+        assert!(cache.store(&path, md5, "a.txt").unwrap());
+        drop(cache);
+        std::fs::write(home.path().join("index.sqlite"), b"this is not a database, it is long enough to tell").unwrap();
+        let reopened = DownloadCache::open(home.path(), 1 << 20).unwrap();
+        assert!(reopened.entries().unwrap().is_empty());
+        assert!(!reopened.object_path(md5).exists(), "objects the index no longer knows are gone too");
+        assert!(reopened.store(&path, md5, "a.txt").unwrap(), "and the fresh cache works");
+        assert_eq!(reopened.entries().unwrap().len(), 1);
     }
 
     #[test]
