@@ -13,7 +13,7 @@ use super::upload::{UploadReport, local_file, read_verdict, upload_expecting};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorCode, Expect, Request, UploadItem};
-use crate::share::{AtomicFile, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, Entry, sync_renamed, sync_staged};
 use crate::transfer::{Progress, delta, tcp, tcp_delta};
 
 /// Downloads `remote` over TCP to exactly `dest`, whose folder must exist; if `dest` already holds a file worth a
@@ -29,20 +29,73 @@ pub async fn download_delta_to(
     let Some(base) = read_base(dest).await? else {
         return download_tcp_to(conn, remote, dest, before_commit, progress).await;
     };
-    let (ticket, entry, mode) = conn.ticket_for(Request::DownloadDelta { path: remote.to_string() }).await?;
+    let (entry, rebuilt) = exchange(conn, remote, (dest, base), false, progress).await?;
+    let rebuilt = rebuilt.ok_or_else(|| {
+        let reason = format!("{} declined a delta nobody asked it to decline", conn.addr());
+        Error::Malformed { what: "bulk stream", reason }
+    })?;
+    let file = match rebuilt.file {
+        Ok(file) => file,
+        Err(e) if rebuilt.was_delta && rebuilt_wrong(&e) => {
+            tracing::warn!(path = remote, "delta rebuilt the wrong bytes; downloading the whole file: {e}");
+            return download_tcp_to(conn, remote, dest, before_commit, progress).await;
+        }
+        Err(e) => return Err(e),
+    };
+    commit(file, before_commit, dest).await?;
+    Ok(delta_report(entry, dest, (rebuilt.bytes, rebuilt.signature_bytes, rebuilt.was_delta), rebuilt.md5, started))
+}
+
+/// Updates `dest`, an older version of `remote`, with a delta over TCP, if one is worth it: `None` when `dest`
+/// is not worth a delta or the versions share too little, and nothing else has been fetched. `download udp` uses
+/// it, since a delta is small and UDP carries whole files.
+pub async fn download_delta_only(
+    conn: &Connection,
+    remote: &str,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<Option<DownloadReport>> {
+    let started = Instant::now();
+    let Some(base) = read_base(dest).await? else { return Ok(None) };
+    let (entry, rebuilt) = exchange(conn, remote, (dest, base), true, progress).await?;
+    let Some(Rebuilt { file, bytes, signature_bytes, was_delta, md5 }) = rebuilt else { return Ok(None) };
+    match file {
+        Ok(file) => commit(file, Box::new(|| Ok(())), dest).await?,
+        // A whole download follows, which the caller makes.
+        Err(e) if rebuilt_wrong(&e) => {
+            tracing::warn!(path = remote, "delta rebuilt the wrong bytes; downloading the whole file: {e}");
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(Some(delta_report(entry, dest, (bytes, signature_bytes, was_delta), md5, started)))
+}
+
+/// Asks for `remote` in the delta form, sends the signature of `base` (the bytes of `dest`), and receives the
+/// delta (or, unless `delta_only`, the whole file) into a verified temporary file beside `dest`. `None`: the
+/// server declined, as `delta_only` allows.
+async fn exchange(
+    conn: &Connection,
+    remote: &str,
+    (dest, base): (&Path, Vec<u8>),
+    delta_only: bool,
+    progress: &Progress,
+) -> Result<(Entry, Option<Rebuilt>)> {
+    let request = Request::DownloadDelta { path: remote.to_string(), delta_only };
+    let (ticket, entry, mode) = conn.ticket_for(request).await?;
     progress.set_total(entry.size);
     let (mut stream, already_read) = conn.open_bulk(ticket).await?;
     let peer = conn.addr().to_string();
     let (dest_owned, announced, progress_for_task) = (dest.to_path_buf(), entry.clone(), progress.clone());
-    let received = tokio::task::spawn_blocking(move || -> Result<Rebuilt> {
+    let rebuilt = tokio::task::spawn_blocking(move || -> Result<Option<Rebuilt>> {
         let signature = if delta::worth_a_delta(announced.size) { delta::signature(&base) } else { Vec::new() };
         tcp::write_blob(&mut stream, &peer, &signature)?;
         let mut stream = Read::chain(std::io::Cursor::new(already_read), stream);
         let mut file = AtomicFile::create(&dest_owned)?;
         let temp_path = file.temp_path().to_path_buf();
         let sink = (&mut file, temp_path.as_path());
-        let (received, delta_len) =
-            tcp_delta::receive(&mut stream, sink, &peer, (announced.size, &base), &progress_for_task)?;
+        let received = tcp_delta::receive(&mut stream, sink, &peer, (announced.size, &base), &progress_for_task)?;
+        let Some((received, delta_len)) = received else { return Ok(None) };
         let checked = match received.trailer {
             BulkTrailer::Failed(body) => Err(Error::Remote(body)),
             BulkTrailer::Done { size, .. } if size != announced.size => {
@@ -50,30 +103,32 @@ pub async fn download_delta_to(
             }
             BulkTrailer::Done { md5, .. } => verify(&mut file, (&announced, mode), received.md5, md5),
         };
-        let signature_bytes = signature.len() as u64;
-        Ok(Rebuilt {
+        Ok(Some(Rebuilt {
             file: checked.map(|()| file),
             bytes: delta_len.unwrap_or(received.bytes),
-            signature_bytes,
+            signature_bytes: signature.len() as u64,
             was_delta: delta_len.is_some(),
             md5: received.md5,
-        })
+        }))
     })
     .await
     .map_err(|e| task_failed(dest, e))??;
-    let Rebuilt { file, bytes, signature_bytes, was_delta, md5 } = received;
-    let file = match file {
-        Ok(file) => file,
-        Err(e) if was_delta && rebuilt_wrong(&e) => {
-            tracing::warn!(path = remote, "delta rebuilt the wrong bytes; downloading the whole file: {e}");
-            return download_tcp_to(conn, remote, dest, before_commit, progress).await;
-        }
-        Err(e) => return Err(e),
-    };
-    commit(file, before_commit, dest).await?;
+    Ok((entry, rebuilt))
+}
+
+/// The report of a download that went in the delta form: `bytes` of delta (or whole file) one way, the
+/// signature the other.
+fn delta_report(
+    entry: Entry,
+    dest: &Path,
+    (bytes, signature_bytes, was_delta): (u64, u64, bool),
+    md5: Md5Digest,
+    started: Instant,
+) -> DownloadReport {
+    let size = entry.size;
     let mut done = report(entry, dest.to_path_buf(), bytes, md5, "tcp", started, None);
-    (done.size, done.bytes_sent, done.delta) = (progress.total(), signature_bytes, was_delta);
-    Ok(done)
+    (done.size, done.bytes_sent, done.delta) = (size, signature_bytes, was_delta);
+    done
 }
 
 /// A file received in the delta form, verified (or not) and not yet committed.
@@ -154,7 +209,7 @@ pub async fn upload_delta(
         let signature = (!signature.is_empty()).then(|| delta::parse_signature(signature).ok()).flatten();
         let file = (source.as_path(), shown.as_str());
         let (sent, was_delta) =
-            tcp_delta::send(&mut stream, file, &peer, (stamp, None), signature.as_ref(), &progress_for_task)?;
+            tcp_delta::send(&mut stream, file, &peer, (stamp, None), (signature.as_ref(), false), &progress_for_task)?;
         let verdict = read_verdict(&mut stream, &peer, &sent, (&shown, stamp.size));
         Ok(Sent { verdict, bytes: sent.bytes, signature_bytes, was_delta })
     })

@@ -79,15 +79,19 @@ pub async fn download_tcp(
     dest_dir: &Path,
     progress: &Progress,
 ) -> Result<DownloadReport> {
-    // Over an older version of the file only the changes travel, unless an interrupted download of it waits.
-    if let Ok(name) = file_name(remote) {
-        let existing = dest_dir.join(&name);
-        let worth = std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()));
-        if worth && matches!(Partial::find(dest_dir, &name), Ok(None)) {
-            return super::delta::download_delta_to(conn, remote, &existing, Box::new(|| Ok(())), progress).await;
-        }
+    if let Some(older) = older_version(remote, dest_dir) {
+        return super::delta::download_delta_to(conn, remote, &older, Box::new(|| Ok(())), progress).await;
     }
     resumable(conn, remote, dest_dir, progress, Via::Tcp).await
+}
+
+/// The file a download would replace, if it is worth a delta and no interrupted download of it waits to be
+/// resumed: over an older version of a file only the changes travel.
+fn older_version(remote: &str, dest_dir: &Path) -> Option<PathBuf> {
+    let name = file_name(remote).ok()?;
+    let existing = dest_dir.join(&name);
+    let worth = std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()));
+    (worth && matches!(Partial::find(dest_dir, &name), Ok(None))).then_some(existing)
 }
 
 /// Runs after a download's bytes are verified and before they replace the destination. Sync uses it to check
@@ -121,6 +125,14 @@ pub async fn download_udp(
     progress: &Progress,
     options: UdpOptions,
 ) -> Result<DownloadReport> {
+    // UDP carries whole files; the changes to an older version are small, so they come as a delta over TCP.
+    if let Some(older) = older_version(remote, dest_dir)
+        && let Some(mut report) = super::delta::download_delta_only(conn, remote, &older, progress).await?
+    {
+        let moved = report.bytes_received + report.bytes_sent;
+        report.notes.push(format!("{remote}: only the changes to the older copy travelled ({moved} bytes), over TCP"));
+        return Ok(report);
+    }
     let server = match options.server {
         Some(server) => server,
         None => resolve(conn.addr()).await?,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
 pub use connection::{Connection, Credentials, Remote, Responses};
-pub use delta::{download_delta_to, upload_delta};
+pub use delta::{download_delta_only, download_delta_to, upload_delta};
 pub use download::{BeforeCommit, DownloadReport, UdpOptions, download_tcp, download_tcp_to, download_udp};
 pub use fetch::{CacheOutcome, Via, fetch};
 pub use upload::{UploadReport, upload_expecting, upload_tcp};

@@ -131,8 +131,13 @@ pub enum Request {
     UploadBatch { files: Vec<UploadItem> },
     /// A [`Request::Download`] over a file the client already holds an older version of. The bulk channel
     /// starts with the client's signature of that version, and the server answers with a [`BulkBody`]: a delta
-    /// against it, or the whole file when that is cheaper.
-    DownloadDelta { path: String },
+    /// against it, or the whole file when that is cheaper; with `delta_only`, nothing at all
+    /// ([`BulkBody::Declined`]) rather than the whole file.
+    DownloadDelta {
+        path: String,
+        #[serde(default)]
+        delta_only: bool,
+    },
     /// A [`Request::Upload`] over a file the server may hold an older version of. The bulk channel starts with
     /// the server's signature of that version (empty when it has none worth using), and the client answers with
     /// a [`BulkBody`] and then the delta or the whole file.
@@ -250,7 +255,7 @@ impl Request {
             Request::Hash { path }
             | Request::HashAll { path, .. }
             | Request::Download { path, resume: None }
-            | Request::DownloadDelta { path }
+            | Request::DownloadDelta { path, .. }
             | Request::Mkdir { path }
             | Request::Delete { path, .. }
             | Request::Lock { path }
@@ -351,6 +356,8 @@ pub enum BulkBody {
     /// One chunked delta against the receiver's signed version follows, then the trailer with the rebuilt
     /// file's size and MD5.
     Delta,
+    /// No delta was worth sending and the client asked for nothing else: nothing follows.
+    Declined,
 }
 
 /// An error as it crosses the wire.

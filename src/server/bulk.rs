@@ -33,7 +33,9 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
     };
     // A delta holds both versions of a file in memory: only a few run at once, server-wide.
     let _delta_slot = match &grant {
-        Some(Grant::DownloadDelta(_) | Grant::UploadDelta(_)) => shared.delta_slots.clone().acquire_owned().await.ok(),
+        Some(Grant::DownloadDelta { .. } | Grant::UploadDelta(_)) => {
+            shared.delta_slots.clone().acquire_owned().await.ok()
+        }
         _ => None,
     };
     let peer_for_log = peer.clone();
@@ -44,8 +46,11 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
             Some(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
             Some(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
             Some(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
-            Some(Grant::DownloadDelta(download)) => {
-                send_all(&shared, &mut stream, &peer, vec![download], &mut bulk_delta::send)
+            Some(Grant::DownloadDelta { download, delta_only }) => {
+                let mut send = |stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
+                    bulk_delta::send(stream, peer, download, delta_only)
+                };
+                send_all(&shared, &mut stream, &peer, vec![download], &mut send)
             }
             Some(Grant::UploadDelta(upload)) => {
                 receive_all(&shared, &mut stream, &peer, vec![upload], &mut bulk_delta::receive)

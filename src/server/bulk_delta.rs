@@ -15,7 +15,12 @@ use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 use crate::transfer::{Progress, delta, tcp_delta};
 
 /// Reads the client's signature, then sends the file as a delta against it or whole.
-pub(super) fn send(stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
+pub(super) fn send(
+    stream: &mut StdTcpStream,
+    peer: &str,
+    download: &PendingDownload,
+    delta_only: bool,
+) -> Result<Sent> {
     let signature = tcp::read_blob(stream, peer, "signature", delta::MAX_SIGNATURE_LEN as u64)?;
     let entry = &download.entry;
     // A signature the server cannot use costs the client a whole file, not an error.
@@ -26,7 +31,7 @@ pub(super) fn send(stream: &mut StdTcpStream, peer: &str, download: &PendingDown
             .ok(),
     };
     let (file, known) = ((download.abs.as_path(), entry.path.as_str()), (download.stamp, entry.md5));
-    let (sent, _) = tcp_delta::send(stream, file, peer, known, signature.as_ref(), &Progress::default())?;
+    let (sent, _) = tcp_delta::send(stream, file, peer, known, (signature.as_ref(), delta_only), &Progress::default())?;
     Ok(sent)
 }
 
@@ -44,6 +49,10 @@ pub(super) fn receive(
     match tcp::read_message::<BulkBody>(stream, peer, "bulk body").map_err(broken)? {
         // Exactly a whole upload's path, down to draining the stream when the disk fails.
         BulkBody::Whole => receive_whole(stream, peer, upload),
+        BulkBody::Declined => {
+            let reason = "an upload cannot decline to send its file".to_string();
+            Err(broken(Error::Malformed { what: "bulk stream", reason }))
+        }
         BulkBody::Delta => {
             let (bytes, trailer) = tcp_delta::read_delta(stream, peer, upload.size).map_err(broken)?;
             // Everything is read: whatever fails now fails this file alone.

@@ -38,10 +38,15 @@ pub fn resume_offset(entry: &Entry, resume: Option<ResumeFrom>) -> u64 {
 }
 
 /// `DownloadDelta`: the same checks, and a ticket for the delta form of the bulk stream.
-pub async fn handle_delta(shared: &Arc<Shared>, path: &str, caller: &Caller, out: &mut Responder) -> Result<()> {
+pub async fn handle_delta(
+    shared: &Arc<Shared>,
+    (path, delta_only): (&str, bool),
+    caller: &Caller,
+    out: &mut Responder,
+) -> Result<()> {
     let (pending, mode) = prepare(shared, path, &caller.peer)?;
     let entry = pending.entry.clone();
-    let ticket = shared.tickets.issue(Grant::DownloadDelta(pending), &caller.owner);
+    let ticket = shared.tickets.issue(Grant::DownloadDelta { download: pending, delta_only }, &caller.owner);
     out.send(Response::Ticket { ticket, entry, mode, offset: 0 }).await
 }
 

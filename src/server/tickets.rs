@@ -60,8 +60,12 @@ pub enum Grant {
     /// Several files on one bulk connection, in this order.
     DownloadBatch(Vec<PendingDownload>),
     UploadBatch(Vec<PendingUpload>),
-    /// One file in the delta form of the bulk stream: the client's signature comes first.
-    DownloadDelta(PendingDownload),
+    /// One file in the delta form of the bulk stream: the client's signature comes first. With `delta_only`,
+    /// no delta worth sending means nothing is sent.
+    DownloadDelta {
+        download: PendingDownload,
+        delta_only: bool,
+    },
     /// One file in the delta form: the server sends its signature first.
     UploadDelta(PendingUpload),
 }

@@ -17,18 +17,18 @@ use super::sink::with_verified_sink;
 use super::tcp::{self, Received, Sent};
 use crate::digest::{Md5Digest, md5_file};
 use crate::error::{Error, Result};
-use crate::protocol::{BulkBody, BulkTrailer};
+use crate::protocol::{BulkBody, BulkTrailer, ErrorBody, ErrorCode};
 use crate::share::FileStamp;
 
 /// Sends the file at `path`, which must still be the version `expected` describes: as a delta against
-/// `signature` when there is one and the delta is worth it, whole otherwise. Returns what was sent and whether
-/// it was a delta.
+/// `signature` when there is one and the delta is worth it, whole otherwise, or (with `delta_only`) not at all.
+/// Returns what was sent and whether it was a delta.
 pub fn send(
     stream: &mut (impl Write + AsRawFd),
     (path, rel): (&Path, &str),
     peer: &str,
     (expected, known_md5): (FileStamp, Option<Md5Digest>),
-    signature: Option<&Signature>,
+    (signature, delta_only): (Option<&Signature>, bool),
     progress: &Progress,
 ) -> Result<(Sent, bool)> {
     if let Some(signature) = signature
@@ -49,6 +49,11 @@ pub fn send(
             Ok(None) => {}
             Err(e) => tracing::debug!(path = rel, "sending whole: {e}"),
         }
+    }
+    if delta_only {
+        tcp::write_message(stream, peer, &BulkBody::Declined)?;
+        let declined = ErrorBody { code: ErrorCode::BadRequest, message: format!("{rel}: no delta worth sending") };
+        return Ok((Sent { bytes: 0, computed_md5: None, trailer: BulkTrailer::Failed(declined) }, false));
     }
     tcp::write_message(stream, peer, &BulkBody::Whole)?;
     let sent = tcp::send_file(stream, path, rel, peer, expected, known_md5, progress)?;
@@ -96,21 +101,22 @@ fn read_unchanged(path: &Path, expected: FileStamp) -> std::io::Result<Option<Ve
 
 /// Receives one file sent by [`send`] into `out`, rebuilding a delta from `base`, and refusing a file of more
 /// than `size` bytes. The [`Received`] counts and hashes what was written; when a delta came, its length (the
-/// bytes that crossed the network) comes too.
+/// bytes that crossed the network) comes too. `None`: the sender declined, as a `delta_only` request allows.
 pub fn receive(
     stream: &mut impl Read,
     (out, out_path): (&mut (impl Write + Send), &Path),
     peer: &str,
     (size, base): (u64, &[u8]),
     progress: &Progress,
-) -> Result<(Received, Option<u64>)> {
+) -> Result<Option<(Received, Option<u64>)>> {
     match tcp::read_message::<BulkBody>(stream, peer, "bulk body")? {
-        BulkBody::Whole => Ok((tcp::receive_file(stream, out, out_path, peer, size, progress)?, None)),
+        BulkBody::Declined => Ok(None),
+        BulkBody::Whole => Ok(Some((tcp::receive_file(stream, out, out_path, peer, size, progress)?, None))),
         BulkBody::Delta => {
             let (bytes, trailer) = read_delta(stream, peer, size)?;
             let written = rebuild(base, &bytes, (out, out_path), size)?;
             progress.set(size);
-            Ok((Received { bytes: written.0, md5: written.1, trailer }, Some(bytes.len() as u64)))
+            Ok(Some((Received { bytes: written.0, md5: written.1, trailer }, Some(bytes.len() as u64))))
         }
     }
 }

@@ -129,6 +129,33 @@ fn an_unrelated_older_file_is_replaced_by_a_whole_download() {
     assert!(std::fs::read(dest.path().join("photo.raw")).unwrap() == new);
 }
 
+#[test]
+fn download_udp_over_an_older_file_takes_the_changes_over_tcp_and_an_unrelated_one_whole_over_udp() {
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    let dest = tempfile::tempdir().unwrap();
+    let old = pseudo_random(3 * MB, 21);
+    let mut new = old.clone();
+    new[MB..MB + 4].copy_from_slice(b"edit");
+    write_file(server.root.path(), "scan.tif", &new, 1_650_000_000);
+    write_file(dest.path(), "scan.tif", &old, 1_600_000_000);
+    let to = dest.path().to_str().unwrap();
+
+    let output = cli(&server.addr, &["download", "udp", "scan.tif", "--to", to, "--json"]);
+    let report = json(&output);
+    assert_eq!((report["delta"].as_bool(), report["protocol"].as_str()), (Some(true), Some("tcp")), "{report}");
+    assert!(report["bytes_received"].as_u64().unwrap() < 64 * 1024, "{report}");
+    let said = super::common::stderr(&output);
+    assert!(said.contains("only the changes to the older copy travelled") && said.contains("over TCP"), "{said}");
+    assert!(std::fs::read(dest.path().join("scan.tif")).unwrap() == new, "byte-identical");
+
+    write_file(dest.path(), "scan.tif", &pseudo_random(3 * MB, 22), 1_600_000_000);
+    let report = json(&cli(&server.addr, &["download", "udp", "scan.tif", "--to", to, "--json"]));
+    assert_eq!((report["delta"].as_bool(), report["protocol"].as_str()), (Some(false), Some("udp")), "{report}");
+    assert_eq!(report["bytes_received"].as_u64(), Some(new.len() as u64));
+    assert!(std::fs::read(dest.path().join("scan.tif")).unwrap() == new, "byte-identical");
+    assert_eq!(super::common::names_in(dest.path()), ["scan.tif"], "nothing left behind");
+}
+
 /// A client that sends the server a signature with absurd parameters gets the whole, correct file back, and the
 /// server carries on.
 #[tokio::test]
@@ -140,7 +167,8 @@ async fn a_hostile_signature_gets_the_whole_file_and_the_server_carries_on() {
     for signature in
         [hostile_signature(1, 16), hostile_signature(4096, 99), vec![0xff; 11], b"rs\x016garbage!!!".to_vec()]
     {
-        let (ticket, entry, _) = conn.ticket_for(Request::DownloadDelta { path: "big.bin".into() }).await.unwrap();
+        let (ticket, entry, _) =
+            conn.ticket_for(Request::DownloadDelta { path: "big.bin".into(), delta_only: false }).await.unwrap();
         assert_eq!(entry.size, bytes.len() as u64);
         let (stream, already) = conn.open_bulk(ticket).await.unwrap();
         let peer = server.addr.clone();

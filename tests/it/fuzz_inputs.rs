@@ -111,6 +111,16 @@ fn client_frames() -> Vec<ClientFrame> {
             mode: 0o644,
             expect: Some(Expect::File { md5: md5() }),
         },
+        Request::DownloadDelta { path: "d/ü.bin".into(), delta_only: true },
+        Request::UploadDelta {
+            file: UploadItem {
+                path: "u".into(),
+                size: 1 << 20,
+                mtime_ns: -1,
+                mode: 0o600,
+                expect: Some(Expect::Absent),
+            },
+        },
         Request::Mkdir { path: "new/dir".into() },
         Request::Delete { path: "old".into(), expect: Some(Expect::EmptyDir) },
         Request::Rename { from: "a".into(), to: "b".into() },
