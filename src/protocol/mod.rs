@@ -64,7 +64,8 @@
 //! may already hold an older version of. The receiver first sends a signature of that version as chunks and an
 //! end marker (no chunks: nothing worth using). The sender answers with a [`BulkBody`] frame: `Whole`, and the
 //! stream above follows; or `Delta`, and the chunks carry an rsync delta against the signed version, and the
-//! trailer gives the size and MD5 of the file it rebuilds. See [`crate::transfer::delta`].
+//! trailer gives the size and MD5 of the file it rebuilds; or, when the request said `delta_only` and no delta
+//! is worth it, `Declined`, and nothing follows. See [`crate::transfer::delta`].
 
 pub mod codec;
 pub mod frame;
