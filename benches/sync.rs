@@ -9,8 +9,9 @@
 //!   a sample of MD5s), so a sync that does nothing cannot pass; then the same 10,000 files with `tandem serve`
 //!   and `tandem sync --once` as separate processes held to one core each, as a client and a server on two
 //!   machines run them (each end hashes every byte once, on its own CPU, while on one core pair in-process both
-//!   hashes share the same two cores); then the same bytes as 100 files of 10.7 MB, to show how much of the
-//!   time is per file;
+//!   hashes share the same two cores); then the same 10,000 files with every folder in RAM (`/dev/shm`), which
+//!   leaves out this machine's disk and filesystem; then the same bytes as 100 files of 10.7 MB, to show how much
+//!   of the time is per file;
 //! - idle CPU: a continuous `tandem sync` process on a folder of 100,000 unchanged files, measured from /proc. It
 //!   runs with `--interval 6`, so a 65 s window holds ten polls of the server and one full rescan of the folder,
 //!   the work the defaults (`--interval 60`, a rescan every tenth poll) do in ten minutes; that CPU time over
@@ -42,6 +43,8 @@ const LARGE_FILES: usize = 100;
 const FILES_PER_FOLDER: usize = 100;
 const IDLE_FILES: usize = 100_000;
 const MD5_RUNS: usize = 3;
+/// A RAM-backed folder present on most Linux systems.
+const RAM_DIR: &str = "/dev/shm";
 
 #[path = "sync/idle.rs"]
 mod idle;
@@ -66,11 +69,15 @@ fn main() {
         // Each run's folders are kept until all have run. On ext4 without a journal, creating files is slow for
         // a minute or more after many were deleted (the inode allocator steps over recently freed inodes), so one
         // run's clean-up would slow the next one's file creation.
-        let mut keep = vec![runtime.block_on(initial_sync(files, file_size))];
+        let mut keep = vec![runtime.block_on(initial_sync(files, file_size, Place::Disk))];
+        // The same in RAM: what tandem's own per-file work costs, apart from this VM's disk and filesystem.
+        if Path::new(RAM_DIR).is_dir() {
+            keep.push(runtime.block_on(initial_sync(files, file_size, Place::Ram(RAM_DIR))));
+        }
         keep.extend(runtime.block_on(initial_sync_on_two_cores(files, file_size)));
         // The same bytes in few large files: what the per-file cost leaves when it is spread thin.
         let large = ((LARGE_FILES as f64 * gib).round() as usize).max(1);
-        keep.push(runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64)));
+        keep.push(runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64, Place::Disk)));
         drop(keep);
     }
     if "idle cpu".contains(&only) {
@@ -245,9 +252,22 @@ fn flush_disk() {
     unsafe { libc::sync() };
 }
 
+/// Where an initial sync runs: in the system's temporary folder (on this machine, the disk), or in a folder on a
+/// RAM-backed tmpfs, where file creation, writes and fsyncs cost what the kernel's memory work costs and nothing
+/// of a particular disk or filesystem.
+#[derive(Clone, Copy)]
+enum Place {
+    Disk,
+    Ram(&'static str),
+}
+
 /// Returns the run's folders, for the caller to delete when it is done measuring.
-async fn initial_sync(files: usize, file_size: u64) -> tempfile::TempDir {
-    let work = tempfile::tempdir().expect("tempdir");
+async fn initial_sync(files: usize, file_size: u64, place: Place) -> tempfile::TempDir {
+    let work = match place {
+        Place::Disk => tempfile::tempdir(),
+        Place::Ram(dir) => tempfile::tempdir_in(dir),
+    }
+    .expect("tempdir");
     let (a, share, b) = (work.path().join("a"), work.path().join("share"), work.path().join("b"));
     for dir in [&a, &share, &b] {
         std::fs::create_dir_all(dir).expect("mkdir");
@@ -285,8 +305,12 @@ async fn initial_sync(files: usize, file_size: u64) -> tempfile::TempDir {
     let row = |label: &str, t: Duration, note: String| {
         println!("  {label:<38}{:>7.2} s {:>6.0} MB/s   {note}", t.as_secs_f64(), mb_per_s(total, t));
     };
+    let place = match place {
+        Place::Disk => String::new(),
+        Place::Ram(dir) => format!(", all folders in RAM ({dir}, tmpfs)"),
+    };
     println!(
-        "initial sync of {files} files, {gib:.2} GiB ({} KB each, {} folders), loopback",
+        "initial sync of {files} files, {gib:.2} GiB ({} KB each, {} folders), loopback{place}",
         file_size / 1000,
         files.div_ceil(FILES_PER_FOLDER)
     );
