@@ -141,11 +141,12 @@ struct Rebuilt {
     md5: Md5Digest,
 }
 
-/// Whether an error means a delta's result did not match the sender's MD5, so a whole transfer may succeed.
+/// Whether an error means a delta's result did not match the sender's MD5 (here, or on the server, which reports
+/// a mismatch or a delta it could not apply as `Changed`), so a whole transfer may succeed.
 fn rebuilt_wrong(error: &Error) -> bool {
     match error {
         Error::Md5Mismatch { .. } | Error::BadDelta { .. } => true,
-        Error::Remote(body) => body.code == ErrorCode::Changed && body.message.contains("delta"),
+        Error::Remote(body) => body.code == ErrorCode::Changed,
         _ => false,
     }
 }
