@@ -6,15 +6,14 @@ use std::sync::Arc;
 use humansize::{BINARY, format_size};
 use serde_json::{Value, json};
 
-use super::args::{CacheCommand, CacheVerifyArgs, Protocol};
+use super::args::{CacheCommand, CacheVerifyArgs};
 use super::output::{download_json, download_text};
-use super::{print, print_json, progress};
+use super::{print, print_json};
 use crate::cache::{CacheEntry, Cleared, DownloadCache};
-use crate::client::{CacheOutcome, DownloadReport, Remote, UdpOptions, Via, fetch};
+use crate::client::{CacheOutcome, DownloadReport, Remote};
 use crate::error::Result;
 use crate::task::blocking;
 use crate::timefmt::{format_local, format_rfc3339};
-use crate::transfer::Progress;
 
 /// Runs one `cache` command.
 pub async fn run(command: CacheCommand, remote: &Remote, json: bool) -> Result<()> {
@@ -44,21 +43,8 @@ pub async fn run(command: CacheCommand, remote: &Remote, json: bool) -> Result<(
 
 /// `cache verify PATH`: the file from the cache if its bytes still match the remote MD5, else from the network.
 async fn verify(args: CacheVerifyArgs, remote: &Remote, cache: Arc<DownloadCache>, json: bool) -> Result<()> {
-    let conn = remote.connect(None).await?;
-    let progress = Progress::default();
-    let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
-    let via = match args.protocol {
-        Protocol::Tcp => Via::Tcp,
-        Protocol::Udp => {
-            let idle_timeout = std::time::Duration::from_secs(args.udp_idle_timeout.max(1));
-            Via::Udp(UdpOptions { idle_timeout, ..UdpOptions::default() })
-        }
-    };
-    let result = fetch(&conn, &args.path, &args.to, via, &progress, Some(cache)).await;
-    if let Some(bar) = bar {
-        bar.finish().await;
-    }
-    let (report, outcome) = result?;
+    let how = (args.protocol, args.udp_idle_timeout);
+    let (report, outcome) = super::fetch_shown(remote, (&args.path, &args.to), how, json, Some(cache)).await?;
     if json { print_json(&verify_json(&report, outcome)) } else { print(&verify_text(&report, outcome)) }
 }
 

@@ -240,26 +240,39 @@ async fn stop_on_signal(shutdown: CancellationToken) {
 /// `tandem download`: through the download cache, unless its limit is 0.
 async fn download(args: DownloadArgs, remote: &Remote, json: bool) -> Result<()> {
     let cache = crate::task::blocking(DownloadCache::for_downloads).await?.map(std::sync::Arc::new);
+    let how = (args.protocol, args.udp_idle_timeout);
+    let (report, _) = fetch_shown(remote, (&args.path, &args.to), how, json, cache).await?;
+    if json { print_json(&output::download_json(&report)) } else { print(&output::download_text(&report)) }
+}
+
+/// One download as `download` and `cache verify` run it: a progress bar on a terminal (not with `--json`), and
+/// the download's notes on stderr, so `--json` output stays one document.
+async fn fetch_shown(
+    remote: &Remote,
+    (path, to): (&str, &std::path::Path),
+    (protocol, udp_idle_timeout): (Protocol, u64),
+    json: bool,
+    cache: Option<std::sync::Arc<DownloadCache>>,
+) -> Result<(crate::client::DownloadReport, crate::client::CacheOutcome)> {
     let conn = remote.connect(None).await?;
     let progress = Progress::default();
-    let bar = (!json).then(|| progress::show(progress.clone(), args.path.clone()));
-    let via = match args.protocol {
+    let bar = (!json).then(|| progress::show(progress.clone(), path.to_string()));
+    let via = match protocol {
         Protocol::Tcp => Via::Tcp,
         Protocol::Udp => {
-            let idle_timeout = std::time::Duration::from_secs(args.udp_idle_timeout.max(1));
+            let idle_timeout = std::time::Duration::from_secs(udp_idle_timeout.max(1));
             Via::Udp(UdpOptions { idle_timeout, ..UdpOptions::default() })
         }
     };
-    let result = fetch(&conn, &args.path, &args.to, via, &progress, cache).await;
+    let result = fetch(&conn, path, to, via, &progress, cache).await;
     if let Some(bar) = bar {
         bar.finish().await;
     }
-    let (report, _) = result?;
-    // Notes go to stderr, so `--json` output stays one document.
-    for note in &report.notes {
+    let fetched = result?;
+    for note in &fetched.0.notes {
         eprintln!("note: {note}");
     }
-    if json { print_json(&output::download_json(&report)) } else { print(&output::download_text(&report)) }
+    Ok(fetched)
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

@@ -510,11 +510,7 @@ impl Worker {
                     Ok(Some(output::entries_table(&self.connection()?.hash_all("", None).await?, true)))
                 }
                 Command::Download(args) => {
-                    let target = if args.to == std::path::Path::new(".") {
-                        local_dir.clone()
-                    } else {
-                        args.to.display().to_string()
-                    };
+                    let target = download_target(&args.to, &local_dir);
                     self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
@@ -561,11 +557,7 @@ impl Worker {
                 }
                 // Downloads go through the cache anyway: the transfer line says whether it served the file.
                 Command::Cache(CacheCommand::Verify(args)) => {
-                    let target = if args.to == std::path::Path::new(".") {
-                        local_dir.clone()
-                    } else {
-                        args.to.display().to_string()
-                    };
+                    let target = download_target(&args.to, &local_dir);
                     self.clone().download(vec![(args.path, EntryKind::File)], target, args.protocol).await?;
                     Ok(None)
                 }
@@ -584,4 +576,9 @@ impl Worker {
             Err(e) => self.send(Event::Message { text: e.to_string(), error: true }),
         }
     }
+}
+
+/// Where a typed `download` or `cache verify` puts its file: `--to DIR`, or by default the local pane's folder.
+fn download_target(to: &std::path::Path, local_dir: &str) -> String {
+    if to == std::path::Path::new(".") { local_dir.to_string() } else { to.display().to_string() }
 }
