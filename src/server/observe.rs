@@ -5,13 +5,15 @@
 //! [`refresh`]es of the paths they name, and by a full scan at startup and every `scan_interval`, which catches
 //! whatever a watcher can miss (an overflowed queue, a network filesystem, changes while the server was down).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use notify::Watcher;
+use notify::event::{CreateKind, EventKind};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -20,7 +22,7 @@ use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::events::is_change;
 use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name, remove_stale_temps};
-use crate::task::{blocking, parallel_map};
+use crate::task::{blocking, parallel_map, sleep_until};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
 const GATHER: Duration = Duration::from_millis(50);
@@ -43,6 +45,17 @@ pub fn refresh_knowing(
     author: Option<&str>,
     known: Option<(FileStamp, Md5Digest)>,
 ) -> Result<usize> {
+    refresh_settling(shared, rel, author, known).map(|(changed, _)| changed)
+}
+
+/// [`refresh_knowing`], also returning the paths it left unrecorded because they changed while it looked (still
+/// being written, or gone again).
+fn refresh_settling(
+    shared: &Shared,
+    rel: &str,
+    author: Option<&str>,
+    known: Option<(FileStamp, Md5Digest)>,
+) -> Result<(usize, Vec<String>)> {
     let root = shared.share.root();
     let abs = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
     let mut found: Vec<Entry> = Vec::new();
@@ -105,7 +118,7 @@ pub fn refresh_knowing(
         match result {
             // The hashed entry's size and mtime are the ones that go with its MD5.
             Ok(entry) => found[i] = entry,
-            // Still being written, or gone again: its own watcher event (or the next scan) brings it.
+            // Still being written, or gone again: its own watcher event or a recheck brings it.
             Err(Error::Changed { .. }) => {
                 unsettled.insert(found[i].path.clone());
             }
@@ -134,7 +147,8 @@ pub fn refresh_knowing(
     let mut observed: Vec<(String, Option<Entry>)> =
         found.into_iter().filter(|e| !unsettled.contains(&e.path)).map(|e| (e.path.clone(), Some(e))).collect();
     observed.extend(gone);
-    journal.record(observed, author)
+    let changed = journal.record(observed, author)?;
+    Ok((changed, unsettled.into_iter().collect()))
 }
 
 /// Whether the disk still holds what `entry` describes (a folder, or a file of that size and mtime).
@@ -161,7 +175,7 @@ fn name_of(rel: &str) -> &str {
 
 /// Runs the watcher and the periodic scan until `shutdown`; the first scan starts at once.
 pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: CancellationToken) {
-    let (events_tx, mut events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let (events_tx, events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
     let root = shared.share.root().to_path_buf();
     let watcher = notify::recommended_watcher(move |event| {
         let _ = events_tx.send(event);
@@ -177,12 +191,32 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
             None
         }
     };
+    observe(shared, events, scan_interval, shutdown).await;
+}
+
+/// What to refresh next, and why.
+enum Wake {
+    Scan,
+    Events(Vec<notify::Result<notify::Event>>),
+    Rechecks(Vec<(String, u32)>),
+}
+
+/// The loop behind [`run`], fed with watcher events by whoever owns the watcher.
+async fn observe(
+    shared: Arc<Shared>,
+    mut events: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    scan_interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let root = shared.share.root().to_path_buf();
     let mut scans = tokio::time::interval(scan_interval);
     scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut saves = tokio::time::interval(SAVE_EVERY);
     saves.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rechecks = Rechecks::default();
     loop {
-        let targets = tokio::select! {
+        let next_recheck = rechecks.next_due();
+        let wake = tokio::select! {
             _ = shutdown.cancelled() => {
                 let _ = blocking(move || save(&shared)).await;
                 return;
@@ -201,7 +235,7 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
                 if swept > 0 {
                     tracing::info!("removed {swept} temporary files left by interrupted writes");
                 }
-                vec![String::new()]
+                Wake::Scan
             }
             Some(first) = events.recv() => {
                 let mut batch = vec![first];
@@ -209,16 +243,44 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
                 while let Ok(event) = events.try_recv() {
                     batch.push(event);
                 }
-                targets_of(&root, batch)
+                Wake::Events(batch)
             }
+            _ = sleep_until(next_recheck), if next_recheck.is_some() => Wake::Rechecks(rechecks.take_due(Instant::now())),
+        };
+        // Each target comes with how many times it has been looked at again already.
+        let targets: Vec<(String, u32)> = match wake {
+            Wake::Scan => vec![(String::new(), 0)],
+            Wake::Events(batch) => {
+                // The watcher reports a new folder before it watches it, so what lands inside it in between is
+                // never reported: the folder is looked at again a second later.
+                for folder in new_folders_of(&root, &batch) {
+                    rechecks.schedule(folder, NEW_FOLDER_WAIT);
+                }
+                targets_of(&root, &batch).into_iter().map(|rel| (rel, 0)).collect()
+            }
+            Wake::Rechecks(due) => due,
         };
         let shared = shared.clone();
-        let outcome =
-            blocking(move || targets.iter().try_fold(0, |changed, rel| Ok(changed + refresh(&shared, rel, None)?)))
-                .await;
+        let outcome = blocking(move || {
+            let mut changed = 0;
+            let mut unsettled = Vec::new();
+            for (rel, attempt) in &targets {
+                let (count, left) = refresh_settling(&shared, rel, None, None)?;
+                changed += count;
+                unsettled.extend(left.into_iter().map(|path| (path, attempt + 1)));
+            }
+            Ok((changed, unsettled))
+        })
+        .await;
         match outcome {
-            Ok(0) => {}
-            Ok(changed) => tracing::debug!("journal recorded {changed} changes made on disk"),
+            Ok((changed, unsettled)) => {
+                if changed > 0 {
+                    tracing::debug!("journal recorded {changed} changes made on disk");
+                }
+                for (path, attempt) in unsettled {
+                    rechecks.schedule(path, attempt);
+                }
+            }
             Err(e) => tracing::warn!("journal scan failed: {e}"),
         }
     }
@@ -227,24 +289,15 @@ pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: Cancell
 /// The share-relative paths to refresh for a batch of watcher events: tandem's state and temporary files are
 /// ignored, and a path below another one in the batch is covered by it. A watcher error means events may be
 /// lost, so the whole share is rescanned.
-fn targets_of(root: &Path, batch: Vec<notify::Result<notify::Event>>) -> Vec<String> {
+fn targets_of(root: &Path, batch: &[notify::Result<notify::Event>]) -> Vec<String> {
     let mut paths = Vec::new();
     for event in batch {
         let Ok(event) = event else { return vec![String::new()] };
         if event.need_rescan() {
             return vec![String::new()];
         }
-        if !is_change(&event.kind) {
-            continue;
-        }
-        for path in event.paths {
-            let Ok(rel) = path.strip_prefix(root) else { continue };
-            let Some(rel) = rel.to_str().map(|r| r.replace('\\', "/")) else { continue };
-            let first = rel.split('/').next().unwrap_or("");
-            if first == STATE_DIR || is_temp_name(name_of(&rel)) {
-                continue;
-            }
-            paths.push(rel);
+        if is_change(&event.kind) {
+            paths.extend(event.paths.iter().filter_map(|path| share_relative(root, path)));
         }
     }
     paths.sort();
@@ -256,6 +309,57 @@ fn targets_of(root: &Path, batch: Vec<notify::Result<notify::Event>>) -> Vec<Str
         }
     }
     targets
+}
+
+/// The share-relative folders a batch of watcher events reports as created.
+fn new_folders_of(root: &Path, batch: &[notify::Result<notify::Event>]) -> Vec<String> {
+    batch
+        .iter()
+        .flatten()
+        .filter(|event| matches!(event.kind, EventKind::Create(CreateKind::Folder)))
+        .flat_map(|event| event.paths.iter().filter_map(|path| share_relative(root, path)))
+        .collect()
+}
+
+/// `path` relative to the share, unless it is tandem's own state, a temporary file, or outside the share.
+fn share_relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?.to_str()?.replace('\\', "/");
+    let first = rel.split('/').next().unwrap_or("");
+    (first != STATE_DIR && !is_temp_name(name_of(&rel))).then_some(rel)
+}
+
+/// How long after the first look a path is looked at again; each further look waits twice as long.
+const RECHECK_AFTER: Duration = Duration::from_millis(250);
+/// A new folder is looked at again after the wait of this attempt (250 ms × 2² = 1 s).
+const NEW_FOLDER_WAIT: u32 = 2;
+/// Looks after which a path still changing is left to its watcher events and the periodic scan (about a minute).
+const RECHECK_LOOKS: u32 = 8;
+
+/// Paths to look at again a little later: files that were changing while a refresh read them, and new folders.
+#[derive(Default)]
+struct Rechecks {
+    due: HashMap<String, (Instant, u32)>,
+}
+
+impl Rechecks {
+    /// Looks at `path` again after its `attempt`-th wait; an earlier appointment for it stands.
+    fn schedule(&mut self, path: String, attempt: u32) {
+        if attempt >= RECHECK_LOOKS {
+            return;
+        }
+        let at = Instant::now() + RECHECK_AFTER * 2u32.pow(attempt);
+        self.due.entry(path).and_modify(|(when, _)| *when = (*when).min(at)).or_insert((at, attempt));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.due.values().map(|(at, _)| *at).min()
+    }
+
+    /// The paths whose time has come, with how many times each has been looked at again already.
+    fn take_due(&mut self, now: Instant) -> Vec<(String, u32)> {
+        let due: Vec<String> = self.due.iter().filter(|(_, (at, _))| *at <= now).map(|(p, _)| p.clone()).collect();
+        due.into_iter().filter_map(|path| self.due.remove_entry(&path).map(|(p, (_, attempt))| (p, attempt))).collect()
+    }
 }
 
 #[cfg(test)]
@@ -272,14 +376,69 @@ mod tests {
         };
         let targets = targets_of(
             root,
-            vec![
+            &[
                 event(&["docs/a.txt", "docs", ".tandem/journal.sqlite"]),
                 event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp"]),
                 event(&["docs2/c"]),
             ],
         );
         assert_eq!(targets, ["docs", "docs2/c", "notes.md"]);
-        let rescan = targets_of(root, vec![event(&["a"]), Err(notify::Error::generic("queue overflow"))]);
+        let rescan = targets_of(root, &[event(&["a"]), Err(notify::Error::generic("queue overflow"))]);
         assert_eq!(rescan, [""]);
+    }
+
+    #[test]
+    fn rechecks_wait_longer_each_time_and_give_up_at_last() {
+        let mut rechecks = Rechecks::default();
+        let start = Instant::now();
+        rechecks.schedule("growing.iso".into(), 0);
+        rechecks.schedule("new folder".into(), NEW_FOLDER_WAIT);
+        rechecks.schedule("growing.iso".into(), 5);
+        rechecks.schedule("given up".into(), RECHECK_LOOKS);
+        assert_eq!(rechecks.take_due(start), []);
+        assert_eq!(rechecks.take_due(start + Duration::from_millis(600)), [("growing.iso".to_string(), 0)]);
+        assert_eq!(rechecks.take_due(start + Duration::from_millis(600)), []);
+        assert!(rechecks.next_due().is_some_and(|at| at >= start + Duration::from_secs(1)));
+        assert_eq!(rechecks.take_due(start + Duration::from_secs(2)), [("new folder".to_string(), NEW_FOLDER_WAIT)]);
+        assert_eq!(rechecks.next_due(), None);
+    }
+
+    #[tokio::test]
+    async fn a_file_the_watcher_never_reported_inside_a_new_folder_is_still_recorded() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("before.txt"), b"here at startup").unwrap();
+        let mut config = super::super::ServerConfig::new(root.path());
+        config.listen = "127.0.0.1:0".into();
+        let shared = super::super::Server::bind(config).await.unwrap().shared;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let observer = tokio::spawn(observe(shared.clone(), events, Duration::from_secs(3600), shutdown.clone()));
+        let until_recorded = |path: &'static str| {
+            let shared = shared.clone();
+            async move {
+                let mut journal_moved = shared.journal.subscribe();
+                while shared.journal.get(path).is_none() {
+                    journal_moved.changed().await.unwrap();
+                }
+            }
+        };
+        // The startup scan is done once it has recorded what was there.
+        tokio::time::timeout(Duration::from_secs(20), until_recorded("before.txt")).await.unwrap();
+
+        // The watcher reports the folder, then, as inotify does, watches it only a moment later: the file that
+        // lands inside meanwhile is never reported.
+        let folder = shared.share.root().join("new folder");
+        std::fs::create_dir(&folder).unwrap();
+        let mut created = notify::Event::new(EventKind::Create(CreateKind::Folder));
+        created.paths.push(folder.clone());
+        events_tx.send(Ok(created)).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), until_recorded("new folder")).await.unwrap();
+        std::fs::write(folder.join("inside.txt"), b"never reported").unwrap();
+
+        let found = tokio::time::timeout(Duration::from_secs(20), until_recorded("new folder/inside.txt")).await;
+        assert!(found.is_ok(), "the file inside the new folder was never recorded");
+        assert_eq!(shared.journal.get("new folder/inside.txt").map(|e| e.size), Some(14));
+        shutdown.cancel();
+        observer.await.unwrap();
     }
 }

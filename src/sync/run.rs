@@ -9,10 +9,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, SyncSummary};
-use super::watch::watch;
+use super::watch::{Dirty, watch};
 use crate::client::{Connection, Remote};
 use crate::error::Result;
 use crate::protocol::ClientIdentity;
+use crate::task::sleep_until;
 
 /// A burst of local writes is gathered until it has been quiet this long...
 const QUIET: Duration = Duration::from_millis(100);
@@ -23,6 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// every ten minutes by default): a safety net for what a watcher can miss, kept rare so an idle sync costs
 /// next to nothing.
 const RESCAN_EVERY_POLLS: u32 = 10;
+/// How long after a new folder appeared it is looked at again (see [`Dirty::NewFolder`]).
+const SECOND_LOOK: Duration = Duration::from_secs(1);
 
 /// What `tandem sync` or the TUI is told while sync runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +87,7 @@ pub async fn run(
         let mut pushed = conn.journal_seq();
         let mut polls = 0u32;
         let mut full_pass = true;
+        let mut second_look = None;
         loop {
             if !full_pass {
                 // A poll: the journal only, unless it has news.
@@ -116,8 +120,14 @@ pub async fn run(
             let wake = tokio::select! {
                 _ = stop.cancelled() => return Ok(totals),
                 _ = conn.closed() => None,
-                Some(()) = dirty.recv() => {
-                    gather(&mut dirty).await;
+                Some(news) = dirty.recv() => {
+                    if gather(&mut dirty, news).await == Dirty::NewFolder {
+                        second_look = Some(tokio::time::Instant::now() + SECOND_LOOK);
+                    }
+                    Some(true)
+                }
+                _ = sleep_until(second_look), if second_look.is_some() => {
+                    second_look = None;
                     Some(true)
                 }
                 Ok(()) = pushed.changed() => Some(true),
@@ -143,15 +153,18 @@ async fn connect(config: &SyncConfig) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Waits until local events have been quiet for [`QUIET`], or [`MAX_GATHER`] has passed.
-async fn gather(dirty: &mut mpsc::UnboundedReceiver<()>) {
+/// Waits until local events have been quiet for [`QUIET`], or [`MAX_GATHER`] has passed; says
+/// [`Dirty::NewFolder`] if any of them did.
+async fn gather(dirty: &mut mpsc::UnboundedReceiver<Dirty>, first: Dirty) -> Dirty {
     let deadline = tokio::time::Instant::now() + MAX_GATHER;
+    let mut gathered = first;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep_until(deadline) => return gathered,
             more = tokio::time::timeout(QUIET, dirty.recv()) => match more {
-                Ok(Some(())) => continue,
-                _ => return,
+                Ok(Some(Dirty::NewFolder)) => gathered = Dirty::NewFolder,
+                Ok(Some(Dirty::Changed)) => {}
+                _ => return gathered,
             },
         }
     }

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use notify::event::{CreateKind, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -12,22 +13,36 @@ use crate::error::{Error, Result};
 use crate::share::events::is_change;
 use crate::share::{STATE_DIR, is_temp_name};
 
-/// Watches `root` recursively; each relevant event sends `()` on `dirty`. Dropping the watcher stops it.
-pub fn watch(root: &Path, dirty: mpsc::UnboundedSender<()>) -> Result<RecommendedWatcher> {
+/// What a relevant event says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dirty {
+    /// Something changed.
+    Changed,
+    /// A folder was created. The watcher reports it before it watches it, so whatever lands inside it in between
+    /// is never reported: the folder deserves a second look a moment later.
+    NewFolder,
+}
+
+/// Watches `root` recursively; each relevant event sends a [`Dirty`] on `dirty`. Dropping the watcher stops it.
+pub fn watch(root: &Path, dirty: mpsc::UnboundedSender<Dirty>) -> Result<RecommendedWatcher> {
     // Events name absolute paths, so the root they are compared with must be absolute too.
     let root = &root.canonicalize().map_err(|e| Error::io(root, e))?;
     let base = root.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
-            Ok(event) => {
-                event.need_rescan()
-                    || (is_change(&event.kind) && event.paths.iter().any(|path| is_content(&base, path)))
+            Ok(event) if event.need_rescan() => Some(Dirty::Changed),
+            Ok(event) if is_change(&event.kind) && event.paths.iter().any(|path| is_content(&base, path)) => {
+                Some(match event.kind {
+                    EventKind::Create(CreateKind::Folder) => Dirty::NewFolder,
+                    _ => Dirty::Changed,
+                })
             }
+            Ok(_) => None,
             // The watcher lost track: assume anything changed.
-            Err(_) => true,
+            Err(_) => Some(Dirty::Changed),
         };
-        if relevant {
-            let _ = dirty.send(());
+        if let Some(news) = relevant {
+            let _ = dirty.send(news);
         }
     })
     .map_err(|e| watch_error(root, e))?;
@@ -58,5 +73,18 @@ mod tests {
         assert!(!is_content(root, &root.join(".tandem/sync.sqlite-wal")));
         assert!(!is_content(root, &root.join("docs/.a.txt.tandem-Qw12.tmp")));
         assert!(!is_content(root, Path::new("/elsewhere/x")));
+    }
+
+    #[tokio::test]
+    async fn a_new_folder_is_told_apart_from_other_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let (dirty_tx, mut dirty) = mpsc::unbounded_channel();
+        let _watcher = watch(root.path(), dirty_tx).unwrap();
+        std::fs::create_dir(root.path().join("photos")).unwrap();
+        let first = tokio::time::timeout(std::time::Duration::from_secs(20), dirty.recv()).await.unwrap();
+        assert_eq!(first, Some(Dirty::NewFolder));
+        std::fs::write(root.path().join("notes.txt"), b"x").unwrap();
+        let second = tokio::time::timeout(std::time::Duration::from_secs(20), dirty.recv()).await.unwrap();
+        assert_eq!(second, Some(Dirty::Changed));
     }
 }
