@@ -41,11 +41,11 @@ pub fn sync_json(summary: &SyncSummary) -> Value {
 /// `sync` for people: one line.
 pub fn sync_text(summary: &SyncSummary) -> String {
     format!(
-        "synced: {} uploaded, {} downloaded, {} deleted, {} conflicts; {} sent, {} received\n",
+        "synced: {} uploaded, {} downloaded, {} deleted, {}; {} sent, {} received\n",
         summary.uploaded,
         summary.downloaded,
         summary.deleted,
-        summary.conflicts,
+        summary.conflicts_phrase(),
         format_size(summary.bytes_sent, BINARY),
         format_size(summary.bytes_received, BINARY)
     )

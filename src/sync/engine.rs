@@ -54,6 +54,14 @@ impl SyncSummary {
     pub fn is_empty(&self) -> bool {
         *self == SyncSummary::default()
     }
+
+    /// `1 conflict`, `2 conflicts`.
+    pub fn conflicts_phrase(&self) -> String {
+        match self.conflicts {
+            1 => "1 conflict".to_string(),
+            n => format!("{n} conflicts"),
+        }
+    }
 }
 
 pub struct Engine {

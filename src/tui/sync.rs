@@ -101,8 +101,11 @@ impl SyncStatus {
 /// `2 uploaded, 1 downloaded, 0 deleted, 0 conflicts`, for the message log.
 pub fn describe(summary: &SyncSummary) -> String {
     format!(
-        "{} uploaded, {} downloaded, {} deleted, {} conflicts",
-        summary.uploaded, summary.downloaded, summary.deleted, summary.conflicts
+        "{} uploaded, {} downloaded, {} deleted, {}",
+        summary.uploaded,
+        summary.downloaded,
+        summary.deleted,
+        summary.conflicts_phrase()
     )
 }
 
@@ -112,8 +115,7 @@ pub fn counts(summary: &SyncSummary) -> String {
     let arrows: Vec<String> = arrows.iter().filter(|(_, n)| *n > 0).map(|(mark, n)| format!("{mark}{n}")).collect();
     let mut parts = vec![arrows.join(" ")];
     parts.extend((summary.deleted > 0).then(|| format!("{} deleted", summary.deleted)));
-    let conflicts = |n: u64| if n == 1 { "1 conflict".to_string() } else { format!("{n} conflicts") };
-    parts.extend((summary.conflicts > 0).then(|| conflicts(summary.conflicts)));
+    parts.extend((summary.conflicts > 0).then(|| summary.conflicts_phrase()));
     parts.retain(|p| !p.is_empty());
     parts.join(" · ")
 }
@@ -224,7 +226,7 @@ mod tests {
         let summary = SyncSummary { uploaded: 2, downloaded: 1, conflicts: 1, ..Default::default() };
         assert_eq!(counts(&summary), "↑2 ↓1 · 1 conflict");
         assert_eq!(counts(&SyncSummary { deleted: 3, ..Default::default() }), "3 deleted");
-        assert_eq!(describe(&summary), "2 uploaded, 1 downloaded, 0 deleted, 1 conflicts");
+        assert_eq!(describe(&summary), "2 uploaded, 1 downloaded, 0 deleted, 1 conflict");
     }
 
     #[test]
