@@ -258,7 +258,7 @@ async fn observe(
                 }
                 targets_of(&root, &batch).into_iter().map(|rel| (rel, 0)).collect()
             }
-            Wake::Rechecks(due) => due,
+            Wake::Rechecks(due) => outermost(due, |(path, _)| path),
         };
         let shared = shared.clone();
         let outcome = blocking(move || {
@@ -300,15 +300,20 @@ fn targets_of(root: &Path, batch: &[notify::Result<notify::Event>]) -> Vec<Strin
             paths.extend(event.paths.iter().filter_map(|path| share_relative(root, path)));
         }
     }
-    paths.sort();
-    paths.dedup();
-    let mut targets: Vec<String> = Vec::new();
-    for path in paths {
-        if targets.last().is_none_or(|kept| !super::journal::is_at_or_below(&path, kept)) {
-            targets.push(path);
+    outermost(paths, |path| path)
+}
+
+/// `items` without those whose path is at or below another's: refreshing the outer path covers them.
+fn outermost<T>(mut items: Vec<T>, path: impl Fn(&T) -> &str) -> Vec<T> {
+    // Component by component, so a folder's contents sort right after it ("a", "a/b", "a b").
+    items.sort_by(|x, y| path(x).split('/').cmp(path(y).split('/')));
+    let mut kept: Vec<T> = Vec::new();
+    for item in items {
+        if kept.last().is_none_or(|last| !super::journal::is_at_or_below(path(&item), path(last))) {
+            kept.push(item);
         }
     }
-    targets
+    kept
 }
 
 /// The share-relative folders a batch of watcher events reports as created.
@@ -379,10 +384,10 @@ mod tests {
             &[
                 event(&["docs/a.txt", "docs", ".tandem/journal.sqlite"]),
                 event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp"]),
-                event(&["docs2/c"]),
+                event(&["docs2/c", "docs b", "docs b/x/y"]),
             ],
         );
-        assert_eq!(targets, ["docs", "docs2/c", "notes.md"]);
+        assert_eq!(targets, ["docs", "docs b", "docs2/c", "notes.md"]);
         let rescan = targets_of(root, &[event(&["a"]), Err(notify::Error::generic("queue overflow"))]);
         assert_eq!(rescan, [""]);
     }
