@@ -21,7 +21,7 @@ use super::hash::hash_file;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::events::is_change;
-use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_temp_name, remove_stale_temps};
+use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_being_written, is_temp_name, remove_stale_temps};
 use crate::task::{blocking, parallel_map, sleep_until};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
@@ -93,6 +93,7 @@ fn refresh_settling(
     }
 
     let mut to_hash = Vec::new();
+    let mut growing = HashSet::new();
     for (i, entry) in found.iter_mut().enumerate() {
         let written = known
             .filter(|(stamp, _)| entry.path == rel && stamp.size == entry.size && stamp.mtime_ns == entry.mtime_ns);
@@ -108,12 +109,16 @@ fn refresh_settling(
                 {
                     entry.md5 = known.md5;
                 }
+                // Still growing: its watcher events and rechecks bring it once it settles.
+                _ if is_being_written(entry.size, entry.mtime_ns) => {
+                    growing.insert(entry.path.clone());
+                }
                 _ => to_hash.push(i),
             },
         }
     }
     let hashed = parallel_map(&to_hash, |&i| hash_file(shared, &found[i].path, &root.join(&found[i].path)));
-    let mut unsettled = HashSet::new();
+    let mut unsettled = growing;
     for (i, result) in to_hash.into_iter().zip(hashed) {
         match result {
             // The hashed entry's size and mtime are the ones that go with its MD5.
@@ -347,13 +352,17 @@ struct Rechecks {
 }
 
 impl Rechecks {
-    /// Looks at `path` again after its `attempt`-th wait; an earlier appointment for it stands.
+    /// Looks at `path` again after its `attempt`-th wait. An earlier appointment for it stands, and the lower
+    /// count wins: news from the watcher starts the waits over.
     fn schedule(&mut self, path: String, attempt: u32) {
         if attempt >= RECHECK_LOOKS {
             return;
         }
         let at = Instant::now() + RECHECK_AFTER * 2u32.pow(attempt);
-        self.due.entry(path).and_modify(|(when, _)| *when = (*when).min(at)).or_insert((at, attempt));
+        self.due
+            .entry(path)
+            .and_modify(|(when, looks)| (*when, *looks) = ((*when).min(at), (*looks).min(attempt)))
+            .or_insert((at, attempt));
     }
 
     fn next_due(&self) -> Option<Instant> {
@@ -399,6 +408,7 @@ mod tests {
         rechecks.schedule("growing.iso".into(), 0);
         rechecks.schedule("new folder".into(), NEW_FOLDER_WAIT);
         rechecks.schedule("growing.iso".into(), 5);
+        rechecks.schedule("new folder".into(), RECHECK_LOOKS - 1);
         rechecks.schedule("given up".into(), RECHECK_LOOKS);
         assert_eq!(rechecks.take_due(start), []);
         assert_eq!(rechecks.take_due(start + Duration::from_millis(600)), [("growing.iso".to_string(), 0)]);
@@ -443,6 +453,42 @@ mod tests {
         let found = tokio::time::timeout(Duration::from_secs(20), until_recorded("new folder/inside.txt")).await;
         assert!(found.is_ok(), "the file inside the new folder was never recorded");
         assert_eq!(shared.journal.get("new folder/inside.txt").map(|e| e.size), Some(14));
+        shutdown.cancel();
+        observer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_large_file_still_being_written_is_recorded_once_it_settles() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = super::super::ServerConfig::new(root.path());
+        config.listen = "127.0.0.1:0".into();
+        let shared = super::super::Server::bind(config).await.unwrap().shared;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let shutdown = CancellationToken::new();
+        let observer = tokio::spawn(observe(shared.clone(), events, Duration::from_secs(3600), shutdown.clone()));
+
+        // One event, for a file modified just now: the refresh it causes waits for the file to settle, and no
+        // further event comes to bring it.
+        let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+        let file = shared.share.root().join("video.mkv");
+        std::fs::write(&file, &bytes).unwrap();
+        let mut written = notify::Event::new(EventKind::Modify(notify::event::ModifyKind::Any));
+        written.paths.push(file);
+        events_tx.send(Ok(written)).unwrap();
+
+        let mut journal_moved = shared.journal.subscribe();
+        let recorded = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(entry) = shared.journal.get("video.mkv") {
+                    return entry;
+                }
+                journal_moved.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the settled file was never recorded");
+        assert_eq!(recorded.size, 5_000_000);
+        assert_eq!(recorded.md5, Some(Md5Digest::of(&bytes)));
         shutdown.cancel();
         observer.await.unwrap();
     }

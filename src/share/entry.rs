@@ -95,6 +95,23 @@ impl FileStamp {
 /// How recent a modification must be for [`FileStamp::is_recent`].
 const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
+/// Whether a file of `size` bytes modified at `mtime_ns` looks like one a program is still writing: large, and
+/// modified within the last [`SETTLE_NS`] (or a moment in the future, for a clock that steps). Hashing such a
+/// file on every watcher event would read it again and again as it grows; it is hashed once it has settled.
+pub fn is_being_written(size: u64, mtime_ns: i64) -> bool {
+    is_being_written_at(size, mtime_ns, system_time_to_ns(SystemTime::now()))
+}
+
+/// [`is_being_written`] at the time `now_ns`.
+pub fn is_being_written_at(size: u64, mtime_ns: i64, now_ns: i64) -> bool {
+    size >= SETTLE_MIN_SIZE && (-1_000_000_000..SETTLE_NS).contains(&now_ns.saturating_sub(mtime_ns))
+}
+
+/// Files smaller than this are hashed at once: reading them again costs less than waiting.
+const SETTLE_MIN_SIZE: u64 = 4 * 1024 * 1024;
+/// How long a large file must be left alone before it is taken to be written.
+const SETTLE_NS: i64 = 200_000_000;
+
 fn mtime_ns(metadata: &Metadata) -> i64 {
     metadata.modified().map(system_time_to_ns).unwrap_or(0)
 }
@@ -117,5 +134,21 @@ pub fn system_time_to_ns(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_nanos()).map(|ns| -ns).unwrap_or(i64::MIN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_files_modified_just_now_are_still_being_written() {
+        let now = 1_700_000_000_000_000_000;
+        let big = SETTLE_MIN_SIZE;
+        assert!(is_being_written_at(big, now - 100_000_000, now));
+        assert!(is_being_written_at(big, now + 500_000_000, now), "a clock that stepped back a little");
+        assert!(!is_being_written_at(big, now - 300_000_000, now), "left alone long enough");
+        assert!(!is_being_written_at(big, now + 5_000_000_000, now), "a date in the future is not a write");
+        assert!(!is_being_written_at(big - 1, now, now), "small files are hashed at once");
     }
 }

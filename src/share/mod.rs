@@ -16,7 +16,9 @@ pub use atomic::{
     AtomicFile, GROUP_BYTES, GROUP_FILES, WRITEBACK_STEP, is_temp_name, remove_stale_temps, start_writeback,
     sync_renamed, sync_staged,
 };
-pub use entry::{Entry, EntryKind, FileStamp, STATE_DIR, permission_bits, system_time_to_ns};
+pub use entry::{
+    Entry, EntryKind, FileStamp, STATE_DIR, is_being_written, is_being_written_at, permission_bits, system_time_to_ns,
+};
 pub use filter::{EntryFilter, compile_pattern};
 pub use sandbox::{Resolved, Share, normalize};
 pub use trash::move_to_trash;

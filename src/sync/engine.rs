@@ -11,24 +11,29 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use serde::Serialize;
 
 use super::log::ActionLog;
 use super::plan::{Action, Kind, PathState, Version, plan};
-use super::scan::{LocalEntry, hash_files, scan};
+use super::scan::{LocalEntry, hash_files, scan, still_being_written};
 use super::state::{RemoteVersion, SyncState, Update};
 use super::transfer::{PARALLEL_BATCHES, Planned, batched, check_local, transfer_batch, worth_a_delta};
 use crate::client::Connection;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
-use crate::share::{EntryKind, STATE_DIR, move_to_trash, normalize};
+use crate::share::{EntryKind, STATE_DIR, move_to_trash, normalize, system_time_to_ns};
 use crate::task::blocking;
 
 /// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
 const MAX_PASSES: usize = 6;
+/// How long one run of passes waits, at most, for files still being written to settle...
+const SETTLE_WAIT: Duration = Duration::from_secs(2);
+/// ...looking again this often.
+const SETTLE_LOOK: Duration = Duration::from_millis(250);
 
 /// What sync did; the fields of `sync --json`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -75,17 +80,22 @@ pub struct Engine {
     blocked: HashMap<String, (Option<Version>, Option<Version>)>,
     /// The last pass found nothing to do: until the journal or the folder changes, there is nothing to plan.
     quiet: bool,
+    /// The last pass left files alone because a program was still writing them.
+    growing: bool,
     /// Journal changes pulled since the last plan.
     unplanned_remote: bool,
 }
 
 /// How a pass went.
+#[derive(Default)]
 struct PassOutcome {
     summary: SyncSummary,
     attempted: usize,
     succeeded: usize,
     /// Actions refused because the other side had moved on: the next pass sees why and plans again.
     stale: usize,
+    /// Files left alone because a program is still writing them.
+    growing: usize,
 }
 
 impl Engine {
@@ -109,6 +119,7 @@ impl Engine {
             log,
             blocked: HashMap::new(),
             quiet: false,
+            growing: false,
             unplanned_remote: false,
         })
     }
@@ -118,17 +129,30 @@ impl Engine {
         self.state.remote_seq
     }
 
-    /// Runs passes until one finds nothing to do (or only things it cannot do yet).
+    /// Runs passes until one finds nothing to do (or only things it cannot do yet). Files a program is still
+    /// writing are waited for, a little.
     pub async fn sync_until_quiet(&mut self) -> Result<SyncSummary> {
         let mut total = SyncSummary::default();
-        for _ in 0..MAX_PASSES {
+        let (mut passes, mut waited) = (0, Duration::ZERO);
+        while passes < MAX_PASSES {
             let outcome = self.pass().await?;
             total.add(&outcome.summary);
-            if outcome.attempted == 0 || (outcome.succeeded == 0 && outcome.stale == 0) {
+            self.growing = outcome.growing > 0;
+            if outcome.attempted > 0 && (outcome.succeeded > 0 || outcome.stale > 0) {
+                passes += 1;
+            } else if self.growing && waited < SETTLE_WAIT {
+                tokio::time::sleep(SETTLE_LOOK).await;
+                waited += SETTLE_LOOK;
+            } else {
                 break;
             }
         }
         Ok(total)
+    }
+
+    /// Whether the last pass left files alone because a program was still writing them.
+    pub fn waiting_for_writers(&self) -> bool {
+        self.growing
     }
 
     /// Asks the server for journal changes without scanning the folder; says whether there were any (then a
@@ -174,7 +198,7 @@ impl Engine {
         self.refuse_if_emptied(&local)?;
         // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
         if self.quiet && !self.unplanned_remote && self.matches_base(&local) {
-            return Ok(PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0, stale: 0 });
+            return Ok(PassOutcome::default());
         }
 
         // Bytes are read only where a decision needs them: a local file with a file on the other side or in the base.
@@ -187,12 +211,15 @@ impl Engine {
             })
             .map(|(path, _)| path.clone())
             .collect();
+        let growing = still_being_written(&local, &self.state.base, system_time_to_ns(SystemTime::now()));
+        let needs_md5 = needs_md5.into_iter().filter(|path| !growing.contains(path)).collect();
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
-        let (local, unsettled) = blocking(move || {
+        let (local, mut unsettled) = blocking(move || {
             let unsettled = hash_files(&root, &mut local, needs_md5, &hashes)?;
             Ok((local, unsettled))
         })
         .await?;
+        unsettled.extend(growing.iter().cloned());
 
         let states = self.path_states(&local, &unsettled);
         let by_path: HashMap<&str, &PathState> = states.iter().map(|s| (s.path.as_str(), s)).collect();
@@ -204,7 +231,9 @@ impl Engine {
             plan(&states, &self.host).into_iter().filter(|a| !self.blocked.contains_key(action_path(a))).collect();
         self.quiet = actions.is_empty();
         self.unplanned_remote = false;
-        self.execute(actions, &by_path, &local).await
+        let mut outcome = self.execute(actions, &by_path, &local).await?;
+        outcome.growing = growing.len();
+        Ok(outcome)
     }
 
     /// Whether the folder holds exactly the base: the same paths, and files with the stamps they were synced with.
@@ -277,7 +306,7 @@ impl Engine {
         states: &HashMap<&str, &PathState>,
         local: &HashMap<String, LocalEntry>,
     ) -> Result<PassOutcome> {
-        let mut outcome = PassOutcome { summary: SyncSummary::default(), attempted: 0, succeeded: 0, stale: 0 };
+        let mut outcome = PassOutcome::default();
         let mut update = Update::default();
         // Paths renamed away on one side this pass: that side now expects nothing there.
         let mut renamed_local = HashSet::new();

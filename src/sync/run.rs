@@ -24,7 +24,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// every ten minutes by default): a safety net for what a watcher can miss, kept rare so an idle sync costs
 /// next to nothing.
 const RESCAN_EVERY_POLLS: u32 = 10;
-/// How long after a new folder appeared it is looked at again (see [`Dirty::NewFolder`]).
+/// How long after a new folder appeared (see [`Dirty::NewFolder`]), or after a pass that left files still being
+/// written, the folder is looked at again.
 const SECOND_LOOK: Duration = Duration::from_secs(1);
 
 /// What `tandem sync` or the TUI is told while sync runs.
@@ -108,6 +109,10 @@ pub async fn run(
                     Ok(summary) => {
                         totals.add(&summary);
                         let _ = events.send(SyncEvent::Idle { summary });
+                        // A file still being written gets a look of its own once its writer may be done.
+                        if engine.waiting_for_writers() {
+                            second_look.get_or_insert(tokio::time::Instant::now() + SECOND_LOOK);
+                        }
                     }
                     Err(e) => {
                         let _ = events.send(SyncEvent::Problem(e.to_string()));

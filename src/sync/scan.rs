@@ -12,7 +12,7 @@ use std::path::Path;
 use super::plan::{Kind, Version};
 use crate::digest::{HashCache, md5_file};
 use crate::error::{Error, Result};
-use crate::share::{EntryKind, FileStamp, Walk};
+use crate::share::{EntryKind, FileStamp, Walk, is_being_written_at};
 use crate::task::parallel_map;
 
 /// One local file or folder as the scan found it.
@@ -65,6 +65,25 @@ pub fn scan(root: &Path, base: &HashMap<String, Version>, hashes: &HashCache) ->
         found.insert(entry.path, local);
     }
     Ok(found)
+}
+
+/// The local files a program still seems to be writing (see [`is_being_written_at`]) at `now_ns`, apart from
+/// those whose stamp is the one they were synced with. A pass leaves them alone rather than read them as they
+/// grow, and perhaps sync a half-written version.
+pub fn still_being_written(
+    local: &HashMap<String, LocalEntry>,
+    base: &HashMap<String, Version>,
+    now_ns: i64,
+) -> HashSet<String> {
+    local
+        .iter()
+        .filter(|(path, entry)| {
+            let Some(stamp) = entry.stamp else { return false };
+            let synced = base.get(*path).is_some_and(|b| b.size == stamp.size && b.mtime_ns == stamp.mtime_ns);
+            !synced && is_being_written_at(stamp.size, stamp.mtime_ns, now_ns)
+        })
+        .map(|(path, _)| path.clone())
+        .collect()
 }
 
 /// Hashes the listed local files (on all cores, through the cache) and fills in their MD5s. Returns the paths
@@ -146,5 +165,24 @@ mod tests {
         std::fs::write(root.join("docs/a.txt"), b"omega").unwrap();
         let now = scan(root, &base, &hashes).unwrap();
         assert_eq!(now["docs/a.txt"].version.md5, None, "a fresh write is never vouched for by its stamp");
+    }
+
+    #[test]
+    fn large_files_written_just_now_wait_unless_they_are_the_synced_version() {
+        let now = 1_700_000_000_000_000_000;
+        let entry = |size: u64, mtime_ns: i64| LocalEntry {
+            version: Version { kind: Kind::File, size, mtime_ns, md5: None },
+            stamp: Some(FileStamp { size, mtime_ns, inode: 1 }),
+        };
+        let big = 64 * 1024 * 1024;
+        let local = HashMap::from([
+            ("growing.iso".to_string(), entry(big, now - 50_000_000)),
+            ("just synced.iso".to_string(), entry(big, now - 50_000_000)),
+            ("settled.iso".to_string(), entry(big, now - 5_000_000_000)),
+            ("small.txt".to_string(), entry(10, now)),
+        ]);
+        let synced = Version { kind: Kind::File, size: big, mtime_ns: now - 50_000_000, md5: None };
+        let base = HashMap::from([("just synced.iso".to_string(), synced)]);
+        assert_eq!(still_being_written(&local, &base, now), HashSet::from(["growing.iso".to_string()]));
     }
 }

@@ -41,6 +41,23 @@ fn sync_once_reports_what_it_did_in_json_and_a_second_run_does_nothing() {
 }
 
 #[test]
+fn sync_once_waits_for_a_file_still_being_written_and_sends_it_whole() {
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    let (home, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bytes: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    let file = folder.path().join("recording.wav");
+    std::fs::write(&file, &bytes).unwrap();
+    // Modified "just now" for the next second or so, as a file a program is still writing would be.
+    let soon = std::time::SystemTime::now() + Duration::from_millis(900);
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(soon).unwrap();
+
+    let dir = folder.path().to_str().unwrap();
+    let summary = json(&cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]));
+    assert_eq!((summary["uploaded"].as_u64(), summary["bytes_sent"].as_u64()), (Some(1), Some(6_000_000)));
+    assert_eq!(std::fs::read(server.path("recording.wav")).unwrap(), bytes);
+}
+
+#[test]
 fn sync_refuses_a_missing_folder_with_exit_status_1() {
     let server = ServeProcess::start(tempfile::tempdir().unwrap());
     let home = tempfile::tempdir().unwrap();
