@@ -12,6 +12,8 @@
 //!   hashes share the same two cores); then the same 10,000 files with every folder in RAM (`/dev/shm`), which
 //!   leaves out this machine's disk and filesystem; then the same bytes as 100 files of 10.7 MB, to show how much
 //!   of the time is per file;
+//! - a growing file: 300 MB written into a synced folder over six seconds, the CPU each end spends on it against
+//!   one MD5 pass, and how soon after the last write it is on the server (see `sync/growing.rs`);
 //! - idle CPU: a continuous `tandem sync` process on a folder of 100,000 unchanged files, measured from /proc. It
 //!   runs with `--interval 6`, so a 65 s window holds ten polls of the server and one full rescan of the folder,
 //!   the work the defaults (`--interval 60`, a rescan every tenth poll) do in ten minutes; that CPU time over
@@ -46,6 +48,8 @@ const MD5_RUNS: usize = 3;
 /// A RAM-backed folder present on most Linux systems.
 const RAM_DIR: &str = "/dev/shm";
 
+#[path = "sync/growing.rs"]
+mod growing;
 #[path = "sync/idle.rs"]
 mod idle;
 #[path = "sync/processes.rs"]
@@ -79,6 +83,9 @@ fn main() {
         let large = ((LARGE_FILES as f64 * gib).round() as usize).max(1);
         keep.push(runtime.block_on(initial_sync(large, (1u64 << 30) / LARGE_FILES as u64, Place::Disk)));
         drop(keep);
+    }
+    if "growing file".contains(&only) {
+        growing::growing_file();
     }
     if "idle cpu".contains(&only) {
         idle::idle_cpu(IDLE_FILES, Duration::from_secs_f64(idle_secs));
