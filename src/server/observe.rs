@@ -268,21 +268,29 @@ async fn observe(
         let shared = shared.clone();
         let outcome = blocking(move || {
             let mut changed = 0;
-            let mut unsettled = Vec::new();
-            for (rel, attempt) in &targets {
-                let (count, left) = refresh_settling(&shared, rel, None, None)?;
-                changed += count;
-                unsettled.extend(left.into_iter().map(|path| (path, attempt + 1)));
+            let mut again = Vec::new();
+            for (rel, attempt) in targets {
+                match refresh_settling(&shared, &rel, None, None) {
+                    Ok((count, unsettled)) => {
+                        changed += count;
+                        again.extend(unsettled.into_iter().map(|path| (path, attempt + 1)));
+                    }
+                    // One path's failure (a folder that vanished mid-walk, say) does not hold up the others.
+                    Err(e) => {
+                        tracing::warn!("journal scan failed: {e}");
+                        again.push((rel, attempt + 1));
+                    }
+                }
             }
-            Ok((changed, unsettled))
+            Ok((changed, again))
         })
         .await;
         match outcome {
-            Ok((changed, unsettled)) => {
+            Ok((changed, again)) => {
                 if changed > 0 {
                     tracing::debug!("journal recorded {changed} changes made on disk");
                 }
-                for (path, attempt) in unsettled {
+                for (path, attempt) in again {
                     rechecks.schedule(path, attempt);
                 }
             }
