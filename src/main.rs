@@ -34,7 +34,7 @@ fn init_logging(cli: &Cli) {
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stderr().is_terminal());
     if !full_screen {
-        builder.with_writer(std::io::stderr).init();
+        builder.event_format(tandem::cli::log_format::TerminalFormat).with_writer(std::io::stderr).init();
     } else if let Some(file) = open_log_file() {
         builder.with_ansi(false).with_writer(Mutex::new(file)).init();
     } else {

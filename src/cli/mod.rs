@@ -4,6 +4,7 @@
 mod args;
 pub mod cache;
 pub mod demo;
+pub mod log_format;
 pub mod output;
 mod progress;
 

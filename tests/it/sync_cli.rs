@@ -52,9 +52,13 @@ fn sync_once_waits_for_a_file_still_being_written_and_sends_it_whole() {
     std::fs::File::options().write(true).open(&file).unwrap().set_modified(soon).unwrap();
 
     let dir = folder.path().to_str().unwrap();
-    let summary = json(&cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]));
+    let output = cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]);
+    let summary = json(&output);
     assert_eq!((summary["uploaded"].as_u64(), summary["bytes_sent"].as_u64()), (Some(1), Some(6_000_000)));
     assert_eq!(std::fs::read(server.path("recording.wav")).unwrap(), bytes);
+    // Each action is told on stderr as a person reads it: the local time, then what was done.
+    let told = regex::Regex::new(r"(?m)^\d\d:\d\d:\d\d upload recording\.wav$").unwrap();
+    assert!(told.is_match(&stderr(&output)), "{}", stderr(&output));
 }
 
 #[test]
