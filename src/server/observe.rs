@@ -426,78 +426,87 @@ mod tests {
         assert_eq!(rechecks.next_due(), None);
     }
 
+    /// An observer over `root` fed by the test's own watcher events; the full scan runs only at startup.
+    struct Observed {
+        shared: Arc<Shared>,
+        events: mpsc::UnboundedSender<notify::Result<notify::Event>>,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Observed {
+        async fn start(root: &Path) -> Observed {
+            let mut config = super::super::ServerConfig::new(root);
+            config.listen = "127.0.0.1:0".into();
+            let shared = super::super::Server::bind(config).await.unwrap().shared;
+            let (events, receiver) = mpsc::unbounded_channel();
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(observe(shared.clone(), receiver, Duration::from_secs(3600), shutdown.clone()));
+            Observed { shared, events, shutdown, task }
+        }
+
+        fn tell(&self, kind: EventKind, path: &Path) {
+            let mut event = notify::Event::new(kind);
+            event.paths.push(path.to_path_buf());
+            self.events.send(Ok(event)).unwrap();
+        }
+
+        /// The journal's entry for `path`, once there is one (within 20 s).
+        async fn recorded(&self, path: &str) -> Option<Entry> {
+            let mut journal_moved = self.shared.journal.subscribe();
+            let until = async {
+                loop {
+                    if let Some(entry) = self.shared.journal.get(path) {
+                        return entry;
+                    }
+                    journal_moved.changed().await.unwrap();
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(20), until).await.ok()
+        }
+
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn a_file_the_watcher_never_reported_inside_a_new_folder_is_still_recorded() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("before.txt"), b"here at startup").unwrap();
-        let mut config = super::super::ServerConfig::new(root.path());
-        config.listen = "127.0.0.1:0".into();
-        let shared = super::super::Server::bind(config).await.unwrap().shared;
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        let observer = tokio::spawn(observe(shared.clone(), events, Duration::from_secs(3600), shutdown.clone()));
-        let until_recorded = |path: &'static str| {
-            let shared = shared.clone();
-            async move {
-                let mut journal_moved = shared.journal.subscribe();
-                while shared.journal.get(path).is_none() {
-                    journal_moved.changed().await.unwrap();
-                }
-            }
-        };
+        let observed = Observed::start(root.path()).await;
         // The startup scan is done once it has recorded what was there.
-        tokio::time::timeout(Duration::from_secs(20), until_recorded("before.txt")).await.unwrap();
+        assert!(observed.recorded("before.txt").await.is_some());
 
         // The watcher reports the folder, then, as inotify does, watches it only a moment later: the file that
         // lands inside meanwhile is never reported.
-        let folder = shared.share.root().join("new folder");
+        let folder = observed.shared.share.root().join("new folder");
         std::fs::create_dir(&folder).unwrap();
-        let mut created = notify::Event::new(EventKind::Create(CreateKind::Folder));
-        created.paths.push(folder.clone());
-        events_tx.send(Ok(created)).unwrap();
-        tokio::time::timeout(Duration::from_secs(20), until_recorded("new folder")).await.unwrap();
+        observed.tell(EventKind::Create(CreateKind::Folder), &folder);
+        assert!(observed.recorded("new folder").await.is_some());
         std::fs::write(folder.join("inside.txt"), b"never reported").unwrap();
 
-        let found = tokio::time::timeout(Duration::from_secs(20), until_recorded("new folder/inside.txt")).await;
-        assert!(found.is_ok(), "the file inside the new folder was never recorded");
-        assert_eq!(shared.journal.get("new folder/inside.txt").map(|e| e.size), Some(14));
-        shutdown.cancel();
-        observer.await.unwrap();
+        let found = observed.recorded("new folder/inside.txt").await;
+        assert_eq!(found.map(|e| e.size), Some(14), "the file inside the new folder was never recorded");
+        observed.stop().await;
     }
 
     #[tokio::test]
     async fn a_large_file_still_being_written_is_recorded_once_it_settles() {
         let root = tempfile::tempdir().unwrap();
-        let mut config = super::super::ServerConfig::new(root.path());
-        config.listen = "127.0.0.1:0".into();
-        let shared = super::super::Server::bind(config).await.unwrap().shared;
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let shutdown = CancellationToken::new();
-        let observer = tokio::spawn(observe(shared.clone(), events, Duration::from_secs(3600), shutdown.clone()));
+        let observed = Observed::start(root.path()).await;
 
         // One event, for a file modified just now: the refresh it causes waits for the file to settle, and no
         // further event comes to bring it.
         let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
-        let file = shared.share.root().join("video.mkv");
+        let file = observed.shared.share.root().join("video.mkv");
         std::fs::write(&file, &bytes).unwrap();
-        let mut written = notify::Event::new(EventKind::Modify(notify::event::ModifyKind::Any));
-        written.paths.push(file);
-        events_tx.send(Ok(written)).unwrap();
+        observed.tell(EventKind::Modify(notify::event::ModifyKind::Any), &file);
 
-        let mut journal_moved = shared.journal.subscribe();
-        let recorded = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if let Some(entry) = shared.journal.get("video.mkv") {
-                    return entry;
-                }
-                journal_moved.changed().await.unwrap();
-            }
-        })
-        .await
-        .expect("the settled file was never recorded");
+        let recorded = observed.recorded("video.mkv").await.expect("the settled file was never recorded");
         assert_eq!(recorded.size, 5_000_000);
         assert_eq!(recorded.md5, Some(Md5Digest::of(&bytes)));
-        shutdown.cancel();
-        observer.await.unwrap();
+        observed.stop().await;
     }
 }
