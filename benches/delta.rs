@@ -7,11 +7,15 @@
 //!
 //! Run with `cargo bench --bench delta`; rsync must be installed (`apt-get install -y rsync`).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use tandem::cli::demo::pseudo_random;
+
+#[path = "common/serve.rs"]
+mod serve;
+use serve::start_serve;
 const RUNS: usize = 5;
 const MB: usize = 1_000_000;
 
@@ -21,16 +25,9 @@ fn main() {
         std::process::exit(1);
     }
     let share = tempfile::tempdir().expect("tempdir");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("serve")
-        .arg(share.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tandem serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
-    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    serve.arg("serve").arg(share.path()).args(["--listen", "127.0.0.1:0"]);
+    let (mut server, addr) = start_serve(serve);
 
     println!("delta transfers: bytes that crossed and median time of {RUNS} runs, tandem against rsync 3 on loopback");
     println!("{:<48} {:<22} {:>12} {:>9} {:>10}", "case", "how", "bytes", "of file", "time");
@@ -52,17 +49,17 @@ fn main() {
 
 /// The cases, and a version-to-version edit of a 24 MB file.
 fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
-    let old = noise(50 * MB, 1);
+    let old = pseudo_random(50 * MB, 1);
     let mut one_byte = old.clone();
     one_byte[25 * MB] ^= 0x5a;
     let mut near_start = old.clone();
     near_start.splice(100..100, b"a new header line\n".iter().copied());
     near_start.drain(10_000..10_500);
-    near_start.splice(300_000..300_000, noise(3000, 2));
-    let doc = noise(24 * MB, 3);
+    near_start.splice(300_000..300_000, pseudo_random(3000, 3));
+    let doc = pseudo_random(24 * MB, 5);
     let mut edited = doc.clone();
     for (i, at) in (0..24).map(|i| (i, i * MB + 123_457)) {
-        let fresh = noise(40_000, 10 + i as u64);
+        let fresh = pseudo_random(40_000, 11 + 2 * i as u64);
         edited.splice(at..at + 30_000, fresh);
     }
     vec![
@@ -161,16 +158,4 @@ fn settle() {
 
 fn check(path: &Path, expected: &[u8]) {
     assert!(std::fs::read(path).expect("read the result") == expected, "{} is not byte-identical", path.display());
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }

@@ -8,7 +8,6 @@
 //!
 //! Run with `cargo bench --bench foundation`. `TANDEM_BENCH_GIB=0.25` shrinks the big file for a quick look.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +18,9 @@ use tandem::protocol::ListFilter;
 use tandem::server::{Server, ServerConfig};
 use tandem::transfer::Progress;
 
+#[path = "common/serve.rs"]
+mod serve;
+use serve::start_serve;
 const RUNS: usize = 7;
 
 fn main() {
@@ -170,16 +172,9 @@ fn longlist(entries: usize) {
         }
         std::fs::File::create(dir.join(format!("entry {i}.dat"))).expect("create");
     }
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tandem"))
-        .arg("serve")
-        .arg(share.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start tandem serve");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
-    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    serve.arg("serve").arg(share.path()).args(["--listen", "127.0.0.1:0"]);
+    let (mut server, addr) = start_serve(serve);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let runs: Vec<Duration> = (0..RUNS)
         .map(|_| {

@@ -54,6 +54,8 @@ mod growing;
 mod idle;
 #[path = "sync/processes.rs"]
 mod processes;
+#[path = "common/serve.rs"]
+mod serve;
 
 use processes::{Child, children_cpu, cpu_time, on_core, own_cpu, peak_rss_mb, tandem};
 

@@ -4,13 +4,15 @@
 //! file (checked by MD5), next to one MD5 pass over the file, the least each end must spend; and how long after
 //! the last write the file arrived. A sync that read the file again at every write would spend many MD5 passes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tandem::cli::demo::pseudo_random;
 use tandem::digest::{Md5Stream, md5_file};
 
 use super::processes::{Child, cpu_time, tandem};
+use super::serve::start_serve;
 
 const PIECES: usize = 60;
 const PIECE: usize = 5_000_000;
@@ -19,11 +21,9 @@ const EVERY: Duration = Duration::from_millis(100);
 pub fn growing_file() {
     let (config, share, folder) = (tempdir(), tempdir(), tempdir());
     let mut serve = tandem(config.path());
-    serve.arg("serve").arg(share.path()).args(["--listen", "127.0.0.1:0"]).stdout(Stdio::piped());
-    let mut server = Child(serve.spawn().expect("start tandem serve"));
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().expect("stdout")).read_line(&mut line).expect("serving line");
-    let addr = line.trim().rsplit(" on ").next().expect("address").to_string();
+    serve.arg("serve").arg(share.path()).args(["--listen", "127.0.0.1:0"]);
+    let (server, addr) = start_serve(serve);
+    let server = Child(server);
     let mut sync = tandem(config.path());
     sync.args(["-r", &addr, "sync"]).arg(folder.path()).env("TANDEM_CACHE_LIMIT", "0");
     let client = Child(sync.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start tandem sync"));
@@ -35,17 +35,9 @@ pub fn growing_file() {
     let before = cpu();
     let path = folder.path().join("recording.bin");
     let mut file = std::fs::File::create(&path).expect("create the growing file");
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut hasher = Md5Stream::new();
-    for _ in 0..PIECES {
-        let piece: Vec<u8> = (0..PIECE)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
+    for i in 0..PIECES {
+        let piece = pseudo_random(PIECE, 2 * i as u64 + 1);
         file.write_all(&piece).expect("write a piece");
         hasher.update(&piece);
         std::thread::sleep(EVERY);

@@ -137,17 +137,29 @@ pub fn write_pseudo_random(path: &Path, size: u64) -> Result<()> {
     let mut block = vec![0u8; 1 << 20];
     let mut written = 0;
     while written < size {
-        for word in block.chunks_exact_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes());
-        }
+        fill_pseudo_random(&mut block, &mut state);
         let n = (size - written).min(block.len() as u64) as usize;
         file.write_all(&block[..n]).map_err(|e| Error::io(path, e))?;
         written += n as u64;
     }
     file.flush().map_err(|e| Error::io(path, e))
+}
+
+/// `len` pseudo-random bytes, the same for the same `seed`: [`write_pseudo_random`]'s data, in memory.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    fill_pseudo_random(&mut bytes, &mut (seed | 1));
+    bytes
+}
+
+/// Fills `bytes` from the xorshift generator `state`, eight bytes per step.
+fn fill_pseudo_random(bytes: &mut [u8], state: &mut u64) {
+    for chunk in bytes.chunks_mut(8) {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
 }
 
 /// Every file in the local folder, hashed.

@@ -143,6 +143,7 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::demo::pseudo_random;
     use proptest::prelude::*;
 
     fn rebuild(base: &[u8], new: &[u8]) -> (Vec<u8>, usize) {
@@ -153,21 +154,9 @@ mod tests {
         (out, delta.len())
     }
 
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
-
     #[test]
     fn one_changed_byte_costs_about_one_block() {
-        let base = noise(4 << 20, 7);
+        let base = pseudo_random(4 << 20, 7);
         let mut new = base.clone();
         new[2 << 20] ^= 0xff;
         let (out, delta_len) = rebuild(&base, &new);
@@ -177,7 +166,7 @@ mod tests {
 
     #[test]
     fn an_insertion_near_the_start_still_matches_the_rest() {
-        let base = noise(2 << 20, 9);
+        let base = pseudo_random(2 << 20, 9);
         let mut new = base.clone();
         new.splice(1000..1000, b"inserted bytes".iter().copied());
         new.drain(5000..5100);
@@ -188,15 +177,15 @@ mod tests {
 
     #[test]
     fn a_delta_over_the_cap_is_not_made() {
-        let base = noise(1 << 20, 1);
-        let new = noise(1 << 20, 2);
+        let base = pseudo_random(1 << 20, 1);
+        let new = pseudo_random(1 << 20, 2);
         let signature = parse_signature(signature(&base)).unwrap();
         assert_eq!(diff(&signature, &new, delta_cap(new.len() as u64)).unwrap(), None);
     }
 
     #[test]
     fn a_delta_that_rebuilds_another_size_is_refused() {
-        let base = noise(1 << 20, 3);
+        let base = pseudo_random(1 << 20, 3);
         let signature = parse_signature(signature(&base)).unwrap();
         let delta = diff(&signature, &base, usize::MAX).unwrap().unwrap();
         let err = apply(&base, &delta, &mut Vec::new(), 1000).unwrap_err();
@@ -207,13 +196,13 @@ mod tests {
 
     #[test]
     fn hostile_signatures_are_refused_with_their_length() {
-        let mut tiny_blocks = signature(&noise(100_000, 4));
+        let mut tiny_blocks = signature(&pseudo_random(100_000, 4));
         tiny_blocks[4..8].copy_from_slice(&16u32.to_be_bytes());
         let err = parse_signature(tiny_blocks).unwrap_err();
         assert!(err.to_string().contains("block size 16"), "{err}");
         assert!(parse_signature(vec![0; 5]).unwrap_err().to_string().contains("5 bytes"));
         assert!(parse_signature(vec![0; MAX_SIGNATURE_LEN + 1]).is_err());
-        let mut wrong_magic = signature(&noise(100_000, 5));
+        let mut wrong_magic = signature(&pseudo_random(100_000, 5));
         wrong_magic[0] ^= 1;
         assert!(parse_signature(wrong_magic).is_err());
     }
@@ -233,7 +222,7 @@ mod tests {
             len in 0usize..40_000,
             edits in proptest::collection::vec((any::<prop::sample::Index>(), 0usize..300, any::<u8>()), 0..6),
         ) {
-            let base = noise(len, seed);
+            let base = pseudo_random(len, seed);
             let mut new = base.clone();
             for (at, run, byte) in edits {
                 let at = at.index(new.len() + 1);

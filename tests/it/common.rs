@@ -139,18 +139,7 @@ pub fn set_mtime(path: &Path, time: SystemTime) {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so large test files are not all zeros.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use tandem::cli::demo::pseudo_random;
 
 /// MD5 from coreutils' md5sum: independent of tandem's own code.
 pub fn md5sum(path: &Path) -> String {
