@@ -46,6 +46,7 @@ fn key_to_frame() {
             mtime_ns: 1_700_000_000_000_000_000 + i as i64,
             md5: None,
             locked_by: None,
+            target: None,
         })
         .collect();
     app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(entries) });

@@ -79,6 +79,7 @@ mod tests {
             mtime_ns: 0,
             md5: bytes.map(Md5Digest::of),
             locked_by: None,
+            target: None,
         }
     }
 

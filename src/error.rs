@@ -38,6 +38,15 @@ pub enum Error {
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
 
+    /// A path that leads through a symbolic link, or names one where a file or folder must be. tandem lists
+    /// links and moves them, but never follows one.
+    #[error("{path}: {link:?} is a symbolic link, and tandem never follows one")]
+    Symlink { path: String, link: String },
+
+    /// A path that leads through something that is not a folder.
+    #[error("{path}: {part:?} is not a folder")]
+    NotAFolder { path: String, part: String },
+
     /// A path that does not exist in the share.
     #[error("{path}: no such file or folder")]
     NotFound { path: String },
@@ -127,7 +136,7 @@ impl Error {
         let code = match self {
             Error::Remote(body) => return body.clone(),
             Error::NotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidPath { .. } => ErrorCode::InvalidPath,
+            Error::InvalidPath { .. } | Error::Symlink { .. } | Error::NotAFolder { .. } => ErrorCode::InvalidPath,
             Error::NotAFile { .. } => ErrorCode::NotAFile,
             Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
             Error::Unsupported(_) => ErrorCode::BadRequest,

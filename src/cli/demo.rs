@@ -165,7 +165,7 @@ fn fill_pseudo_random(bytes: &mut [u8], state: &mut u64) {
 /// Every file in the local folder, hashed.
 fn hash_local(root: &Path) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    for entry in Walk::new(root.to_path_buf(), "")? {
+    for entry in Walk::local(root, "")? {
         let mut entry = entry?;
         if entry.kind == EntryKind::File {
             entry.md5 = Some(md5_file(&root.join(&entry.path))?);

@@ -23,6 +23,9 @@ pub fn entry_json(entry: &Entry) -> Value {
     if let Some(holder) = &entry.locked_by {
         value["locked_by"] = json!(holder);
     }
+    if let Some(target) = &entry.target {
+        value["target"] = json!(target);
+    }
     value
 }
 
@@ -66,10 +69,13 @@ pub fn entries_table(entries: &[Entry], with_md5: bool) -> String {
                 e.kind.as_str().to_string()
             };
             let size = if e.kind == EntryKind::Dir { "-".to_string() } else { format_size(e.size, BINARY) };
-            let path = match &e.locked_by {
-                Some(holder) => format!("{}  [locked by {holder}]", e.path),
+            let mut path = match &e.target {
+                Some(target) => format!("{} -> {target}", e.path),
                 None => e.path.clone(),
             };
+            if let Some(holder) = &e.locked_by {
+                path += &format!("  [locked by {holder}]");
+            }
             [first, size, format_local(e.mtime_ns), path]
         })
         .collect();
@@ -229,7 +235,15 @@ mod tests {
     #[test]
     fn table_aligns_columns_and_sums_up() {
         let entries = vec![
-            Entry { path: "docs".into(), kind: EntryKind::Dir, size: 4096, mtime_ns: 0, md5: None, locked_by: None },
+            Entry {
+                path: "docs".into(),
+                kind: EntryKind::Dir,
+                size: 4096,
+                mtime_ns: 0,
+                md5: None,
+                locked_by: None,
+                target: None,
+            },
             Entry {
                 path: "docs/a b.txt".into(),
                 kind: EntryKind::File,
@@ -237,8 +251,17 @@ mod tests {
                 mtime_ns: 0,
                 md5: None,
                 locked_by: None,
+                target: None,
             },
-            Entry { path: "ln".into(), kind: EntryKind::Symlink, size: 4, mtime_ns: 0, md5: None, locked_by: None },
+            Entry {
+                path: "ln".into(),
+                kind: EntryKind::Symlink,
+                size: 4,
+                mtime_ns: 0,
+                md5: None,
+                locked_by: None,
+                target: None,
+            },
         ];
         let table = entries_table(&entries, false);
         let lines: Vec<&str> = table.lines().collect();

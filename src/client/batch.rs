@@ -16,7 +16,7 @@ use super::upload::{UploadReport, local_file};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchItem, BulkTrailer, Expect, Request, Ticket, UploadItem};
-use crate::share::{AtomicFile, Entry, FileStamp, GROUP_BYTES, GROUP_FILES, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, Entry, FileStamp, GROUP_BYTES, GROUP_FILES, Renamed, sync_renamed, sync_staged};
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
@@ -251,7 +251,7 @@ fn stage(
     (entry, mode): (Entry, Option<u32>),
     started: Instant,
 ) -> std::result::Result<Staged, FileFailed> {
-    let (mut file, received) = tcp::receive_to_temp(stream, peer, &job.dest, entry.size)?;
+    let (mut file, received) = tcp::receive_to_temp(stream, peer, AtomicFile::create(&job.dest), entry.size)?;
     let checked = match received.trailer {
         BulkTrailer::Failed(body) => Err(Error::Remote(body)),
         BulkTrailer::Done { size, .. } if size != received.bytes => {
@@ -279,7 +279,8 @@ fn commit_group(group: Vec<Result<Staged>>) -> Vec<Result<DownloadReport>> {
             Ok(report)
         })
         .collect();
-    let renamed: Vec<PathBuf> = placed.iter().filter_map(|p| p.as_ref().ok().map(|r| r.dest.clone())).collect();
+    let renamed: Vec<Renamed> =
+        placed.iter().filter_map(|p| p.as_ref().ok().map(|r| Renamed::from(r.dest.clone()))).collect();
     let durable = sync_renamed(&renamed).map_err(|e| e.to_body());
     placed
         .into_iter()

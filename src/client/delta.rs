@@ -208,7 +208,8 @@ pub async fn upload_delta(
         let signature_bytes = signature.len() as u64;
         // A signature this side cannot use costs a whole file, not an error.
         let signature = (!signature.is_empty()).then(|| delta::parse_signature(signature).ok()).flatten();
-        let file = (source.as_path(), shown.as_str());
+        let open = || std::fs::File::open(&source).map_err(|e| Error::io(&source, e));
+        let file = (&open as tcp_delta::Open<'_>, source.as_path(), shown.as_str());
         let (sent, was_delta) =
             tcp_delta::send(&mut stream, file, &peer, (stamp, None), (signature.as_ref(), false), &progress_for_task)?;
         let verdict = read_verdict(&mut stream, &peer, &sent, (&shown, stamp.size));

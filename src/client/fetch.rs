@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -244,7 +244,7 @@ fn copy_verified(
     }
     file.stage(Some(entry.mtime_ns))?;
     sync_staged(&[&file])?;
-    let dest: PathBuf = file.rename_into_place()?;
+    let dest = file.rename_into_place()?;
     sync_renamed(&[dest])?;
     Ok(Copied::Verified)
 }

@@ -138,7 +138,7 @@ impl Partial {
     pub fn commit(self, dest: &Path, mode: Option<u32>, mtime_ns: i64) -> Result<()> {
         let io = |e| Error::io(&self.data, e);
         let permissions = match mode {
-            Some(mode) => Some(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777)),
+            Some(mode) => Some(std::os::unix::fs::PermissionsExt::from_mode(mode & 0o777)),
             None => std::fs::metadata(dest).map(|m| m.permissions()).ok(),
         };
         if let Some(permissions) = permissions {
@@ -147,7 +147,7 @@ impl Partial {
         self.file.set_modified(ns_to_system_time(mtime_ns)).map_err(io)?;
         self.file.sync_all().map_err(io)?;
         std::fs::rename(&self.data, dest).map_err(|e| Error::io(dest, e))?;
-        crate::share::sync_renamed(&[dest.to_path_buf()])?;
+        crate::share::sync_renamed(&[dest.to_path_buf().into()])?;
         let _ = std::fs::remove_file(&self.sidecar);
         tidy(&self.dest_dir);
         Ok(())
@@ -204,7 +204,7 @@ mod tests {
     use crate::share::EntryKind;
 
     fn entry(path: &str, size: u64) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::File, size, mtime_ns: -5, md5: None, locked_by: None }
+        Entry { path: path.into(), kind: EntryKind::File, size, mtime_ns: -5, md5: None, locked_by: None, target: None }
     }
 
     #[test]

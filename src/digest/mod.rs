@@ -134,6 +134,11 @@ impl Md5Stream {
 /// Hashes a whole file in large blocks.
 pub fn md5_file(path: &Path) -> Result<Md5Digest> {
     let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    md5_open(&mut file, path)
+}
+
+/// Hashes an open file from where it is to its end; `path` names it in errors.
+pub fn md5_open(file: &mut File, path: &Path) -> Result<Md5Digest> {
     let mut stream = Md5Stream::new();
     let mut buf = vec![0u8; READ_BLOCK];
     loop {

@@ -62,6 +62,7 @@ mod tests {
                     mtime_ns: 1_700_000_000_123_456_789,
                     md5: Some("900150983cd24fb0d6963f7d28e17f72".parse().unwrap()),
                     locked_by: None,
+                    target: None,
                 }],
                 more: false,
             },

@@ -4,7 +4,6 @@
 //! trash, and the client is told the verdict. Each file gets its own line in the history log.
 
 use std::net::TcpStream as StdTcpStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +19,7 @@ use crate::auth::TicketProof;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, Ticket};
-use crate::share::{AtomicFile, FileStamp, GROUP_BYTES, GROUP_FILES, move_to_trash, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, GROUP_BYTES, GROUP_FILES, Renamed, sync_renamed, sync_staged};
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 
@@ -47,8 +46,8 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
             Some(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
             Some(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
             Some(Grant::DownloadDelta { download, delta_only }) => {
-                let mut send = |stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
-                    bulk_delta::send(stream, peer, download, delta_only)
+                let mut send = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
+                    bulk_delta::send(shared, stream, peer, download, delta_only)
                 };
                 send_all(&shared, &mut stream, &peer, vec![download], &mut send)
             }
@@ -76,19 +75,23 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
 }
 
 /// How one download's bytes are sent: whole ([`send_whole`]) or in the delta form ([`bulk_delta::send`]).
-type SendOne<'a> = &'a mut dyn FnMut(&mut StdTcpStream, &str, &PendingDownload) -> Result<Sent>;
+type SendOne<'a> = &'a mut dyn FnMut(&Shared, &mut StdTcpStream, &str, &PendingDownload) -> Result<Sent>;
 
 /// How one upload's bytes are read into a temporary file: whole ([`receive_whole`]) or in the delta form
 /// ([`bulk_delta::receive`]).
 type ReceiveOne<'a> = &'a mut dyn FnMut(
+    &Shared,
     &mut StdTcpStream,
     &str,
     &PendingUpload,
 ) -> std::result::Result<(AtomicFile, Received), FileFailed>;
 
-fn send_whole(stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
+/// Sends one whole file, opened beneath the share's root without following a link.
+fn send_whole(shared: &Shared, stream: &mut StdTcpStream, peer: &str, download: &PendingDownload) -> Result<Sent> {
     let (entry, from) = (&download.entry, (download.stamp, download.offset));
-    tcp::send_file_from(stream, &download.abs, &entry.path, peer, from, entry.md5, &Progress::default())
+    let opened = (shared.share.open_file(&entry.path).map(|(file, _)| file), shared.share.shown(&entry.path));
+    let source = (opened.0, opened.1.as_path());
+    tcp::send_file_from(stream, source, &entry.path, peer, from, entry.md5, &Progress::default())
 }
 
 /// Sends each file in turn. A file that cannot be sent ends with a failed trailer and the next one follows; a
@@ -109,7 +112,7 @@ fn send_all(
         if download.offset > 0 {
             arguments += &format!(" offset={}", download.offset);
         }
-        match send(stream, peer, &download) {
+        match send(shared, stream, peer, &download) {
             Ok(sent) => {
                 if let Some(md5) = sent.computed_md5 {
                     shared.hashes.insert(&entry.path, download.stamp, md5);
@@ -159,7 +162,7 @@ fn receive_all(
         while let Some(upload) = uploads.next_if(|_| group.len() < GROUP_FILES && group_bytes < GROUP_BYTES) {
             group_bytes += upload.size;
             let started = Instant::now();
-            let staged = match stage(&mut reader, peer, &upload, receive) {
+            let staged = match stage(shared, &mut reader, peer, &upload, receive) {
                 Ok(staged) => Ok(staged),
                 Err(FileFailed::Alone(e)) => Err(e),
                 Err(FileFailed::StreamBroken(e)) => {
@@ -190,29 +193,25 @@ fn receive_all(
     Ok(())
 }
 
-/// Receives one whole file into a temporary file beside its destination, creating its folder first.
+/// Receives one whole file into a temporary file in the share's `.tandem/tmp`.
 pub(super) fn receive_whole(
+    shared: &Shared,
     reader: &mut StdTcpStream,
     peer: &str,
     upload: &PendingUpload,
 ) -> std::result::Result<(AtomicFile, Received), FileFailed> {
-    if let Some(parent) = upload.abs.parent()
-        && let Err(e) = std::fs::create_dir_all(parent)
-    {
-        tcp::skip_file(reader, peer, upload.size).map_err(FileFailed::StreamBroken)?;
-        return Err(FileFailed::Alone(Error::io(parent, e)));
-    }
-    tcp::receive_to_temp(reader, peer, &upload.abs, upload.size)
+    tcp::receive_to_temp(reader, peer, AtomicFile::create_in(&shared.share, &upload.rel), upload.size)
 }
 
-/// Receives one file into a temporary file beside its destination and checks it against what the client said.
+/// Receives one file into a temporary file and checks it against what the client said.
 fn stage(
+    shared: &Shared,
     reader: &mut StdTcpStream,
     peer: &str,
     upload: &PendingUpload,
     receive: ReceiveOne,
 ) -> std::result::Result<Staged, FileFailed> {
-    let (mut file, received) = receive(reader, peer, upload)?;
+    let (mut file, received) = receive(shared, reader, peer, upload)?;
     let checked = match received.trailer {
         BulkTrailer::Failed(body) => Err(Error::Remote(body)),
         BulkTrailer::Done { size, .. } if size != upload.size || received.bytes != upload.size => {
@@ -253,13 +252,20 @@ fn commit_group(
             (upload, started, placed)
         })
         .collect();
-    let renamed: Vec<PathBuf> = placed.iter().filter(|(_, _, p)| p.is_ok()).map(|(u, _, _)| u.abs.clone()).collect();
+    let (placed, renamed): (Vec<_>, Vec<_>) = placed
+        .into_iter()
+        .map(|(upload, started, placed)| match placed {
+            Ok((md5, bytes, renamed)) => ((upload, started, Ok((md5, bytes))), Some(renamed)),
+            Err(e) => ((upload, started, Err(e)), None),
+        })
+        .unzip();
+    let renamed: Vec<Renamed> = renamed.into_iter().flatten().collect();
     let durable = sync_renamed(&renamed).map_err(|e| e.to_body());
     let verdicts = placed
         .into_iter()
         .map(|(upload, started, placed)| {
             let verdict = placed.and_then(|(md5, bytes)| {
-                let written = std::fs::metadata(&upload.abs).map(|m| (FileStamp::of(&m), md5)).ok();
+                let written = shared.share.meta(&upload.rel).ok().flatten().map(|meta| (meta.stamp(), md5));
                 if let Some((stamp, md5)) = written {
                     shared.hashes.insert(&upload.rel, stamp, md5);
                 }
@@ -274,17 +280,13 @@ fn commit_group(
     verdicts
 }
 
-/// Checks one staged file against what its path must still hold, keeps the version it replaces in the trash,
-/// and renames it into place.
-fn place(shared: &Shared, upload: &PendingUpload, staged: Staged) -> Result<(Md5Digest, u64)> {
+/// Checks one staged file against what its path must still hold and renames it into place, beneath the share's
+/// root without following a link; the version it replaces goes to the trash ([`crate::share::Share::place`]).
+fn place(shared: &Shared, upload: &PendingUpload, staged: Staged) -> Result<(Md5Digest, u64, Renamed)> {
     may_write(shared, &upload.rel, upload.client.as_ref())?;
-    check_expect(shared, &upload.rel, &upload.abs, upload.expect)?;
-    // Nothing is destroyed: the version being replaced moves to the trash first.
-    if std::fs::symlink_metadata(&upload.abs).is_ok() {
-        move_to_trash(shared.share.root(), &upload.rel, &upload.abs)?;
-    }
-    staged.file.rename_into_place()?;
-    Ok((staged.md5, staged.bytes))
+    check_expect(shared, &upload.rel, upload.expect)?;
+    let renamed = staged.file.rename_into_place()?;
+    Ok((staged.md5, staged.bytes, renamed))
 }
 
 fn record(

@@ -6,6 +6,7 @@
 
 use std::net::TcpStream as StdTcpStream;
 
+use super::Shared;
 use super::bulk::receive_whole;
 use super::tickets::{PendingDownload, PendingUpload};
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use crate::transfer::{Progress, delta, tcp_delta};
 
 /// Reads the client's signature, then sends the file as a delta against it or whole.
 pub(super) fn send(
+    shared: &Shared,
     stream: &mut StdTcpStream,
     peer: &str,
     download: &PendingDownload,
@@ -30,25 +32,30 @@ pub(super) fn send(
             .inspect_err(|e| tracing::debug!(peer, path = entry.path, "sending whole: {e}"))
             .ok(),
     };
-    let (file, known) = ((download.abs.as_path(), entry.path.as_str()), (download.stamp, entry.md5));
+    // Opened beneath the share's root, never through a link, each time it is read.
+    let open = || shared.share.open_file(&entry.path).map(|(file, _)| file);
+    let shown = shared.share.shown(&entry.path);
+    let file = (&open as tcp_delta::Open<'_>, shown.as_path(), entry.path.as_str());
+    let known = (download.stamp, entry.md5);
     let (sent, _) = tcp_delta::send(stream, file, peer, known, (signature.as_ref(), delta_only), &Progress::default())?;
     Ok(sent)
 }
 
 /// Signs the version the server holds (nothing, if there is none worth a delta), then receives the new file as
-/// a delta against it or whole, into a temporary file beside its destination.
+/// a delta against it or whole, into a temporary file in the share's `.tandem/tmp`.
 pub(super) fn receive(
+    shared: &Shared,
     stream: &mut StdTcpStream,
     peer: &str,
     upload: &PendingUpload,
 ) -> std::result::Result<(AtomicFile, Received), FileFailed> {
     let broken = FileFailed::StreamBroken;
-    let base = if delta::worth_a_delta(upload.size) { current_version(upload) } else { Vec::new() };
+    let base = if delta::worth_a_delta(upload.size) { current_version(shared, upload) } else { Vec::new() };
     let signature = if base.is_empty() { Vec::new() } else { delta::signature(&base) };
     tcp::write_blob(stream, peer, &signature).map_err(broken)?;
     match tcp::read_message::<BulkBody>(stream, peer, "bulk body").map_err(broken)? {
         // Exactly a whole upload's path, down to draining the stream when the disk fails.
-        BulkBody::Whole => receive_whole(stream, peer, upload),
+        BulkBody::Whole => receive_whole(shared, stream, peer, upload),
         BulkBody::Declined => {
             let reason = "an upload cannot decline to send its file".to_string();
             Err(broken(Error::Malformed { what: "bulk stream", reason }))
@@ -57,10 +64,7 @@ pub(super) fn receive(
             let (bytes, trailer) = tcp_delta::read_delta(stream, peer, upload.size).map_err(broken)?;
             // Everything is read: whatever fails now fails this file alone.
             let alone = FileFailed::Alone;
-            if let Some(parent) = upload.abs.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| alone(Error::io(parent, e)))?;
-            }
-            let mut file = AtomicFile::create(&upload.abs).map_err(alone)?;
+            let mut file = AtomicFile::create_in(&shared.share, &upload.rel).map_err(alone)?;
             let temp_path = file.temp_path().to_path_buf();
             let (written, md5) =
                 tcp_delta::rebuild(&base, &bytes, (&mut file, &temp_path), upload.size).map_err(alone)?;
@@ -69,12 +73,16 @@ pub(super) fn receive(
     }
 }
 
-/// The bytes of the file the upload replaces, if it is a regular file of a size worth a delta.
-fn current_version(upload: &PendingUpload) -> Vec<u8> {
-    match std::fs::symlink_metadata(&upload.abs) {
-        Ok(metadata) if metadata.is_file() && delta::worth_a_delta(metadata.len()) => {
-            std::fs::read(&upload.abs).unwrap_or_default()
-        }
-        _ => Vec::new(),
+/// The bytes of the file the upload replaces, if it is a regular file of a size worth a delta, opened beneath
+/// the share's root without following a link: a link swapped in cannot make an outside file the delta's basis.
+fn current_version(shared: &Shared, upload: &PendingUpload) -> Vec<u8> {
+    let Ok((mut file, meta)) = shared.share.open_file(&upload.rel) else { return Vec::new() };
+    if !delta::worth_a_delta(meta.size) {
+        return Vec::new();
+    }
+    let mut bytes = Vec::with_capacity(meta.size as usize);
+    match std::io::Read::read_to_end(&mut file, &mut bytes) {
+        Ok(_) => bytes,
+        Err(_) => Vec::new(),
     }
 }

@@ -5,29 +5,28 @@
 use std::sync::Arc;
 
 use super::Shared;
-use super::guard::{check_expect, may_write};
+use super::guard::{check_expect, may_write, writable_name};
 use super::observe::refresh;
 use super::session::Responder;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Expect, Response};
-use crate::share::{Entry, move_to_trash};
+use crate::share::{Entry, EntryKind, normalize};
 use crate::task::blocking;
 
 type Client<'a> = Option<&'a ClientIdentity>;
 
 pub async fn mkdir(shared: &Arc<Shared>, path: &str, client: Client<'_>, out: &mut Responder) -> Result<()> {
-    let target = shared.share.resolve_for_write(path)?;
-    may_write(shared, &target.rel, client)?;
+    let rel = writable_name(shared, path)?;
+    may_write(shared, &rel, client)?;
     let (shared, author) = (shared.clone(), client.map(|c| c.host.clone()));
     let entry = blocking(move || {
-        let _held = shared.path_locks.hold(&[&target.rel]);
-        if target.abs.exists() && !target.abs.is_dir() {
-            return Err(Error::Exists { path: target.rel });
+        let _held = shared.path_locks.hold(&[&rel]);
+        if shared.share.meta(&rel)?.is_some_and(|meta| meta.kind != EntryKind::Dir) {
+            return Err(Error::Exists { path: rel });
         }
-        std::fs::create_dir_all(&target.abs).map_err(|e| Error::io(&target.abs, e))?;
-        refresh(&shared, &target.rel, author.as_deref())?;
-        let metadata = std::fs::symlink_metadata(&target.abs).map_err(|e| Error::io(&target.abs, e))?;
-        Ok(Entry::from_metadata(target.rel, &metadata))
+        let meta = shared.share.create_dirs(&rel)?;
+        refresh(&shared, &rel, author.as_deref())?;
+        Ok(Entry::from_meta(rel, &meta))
     })
     .await?;
     out.send(Response::Done { entry: Some(entry) }).await
@@ -40,51 +39,47 @@ pub async fn delete(
     client: Client<'_>,
     out: &mut Responder,
 ) -> Result<()> {
-    // Resolve without following a final symlink: deleting a link removes the link, not what it points at.
-    let target = shared.share.resolve_for_write(path)?;
-    may_write(shared, &target.rel, client)?;
+    // Deleting a link removes the link, never what it points at.
+    let rel = normalize(path)?;
+    if rel.is_empty() {
+        return Err(Error::InvalidPath { path: path.to_string(), reason: "names the share itself" });
+    }
+    may_write(shared, &rel, client)?;
     let (shared, author) = (shared.clone(), client.map(|c| c.host.clone()));
     blocking(move || {
-        let _held = shared.path_locks.hold(&[&target.rel]);
-        check_expect(&shared, &target.rel, &target.abs, expect)?;
-        if std::fs::symlink_metadata(&target.abs).is_err() {
-            return Err(Error::NotFound { path: target.rel });
-        }
+        let _held = shared.path_locks.hold(&[&rel]);
+        check_expect(&shared, &rel, expect)?;
+        let meta = shared.share.meta(&rel)?.ok_or_else(|| Error::NotFound { path: rel.clone() })?;
         // An empty folder holds nothing to keep; anything else goes to the trash.
-        if std::fs::remove_dir(&target.abs).is_err() {
-            move_to_trash(shared.share.root(), &target.rel, &target.abs)?;
+        if !(meta.kind == EntryKind::Dir && shared.share.remove_empty_dir(&rel)?) {
+            shared.share.trash(&rel)?;
         }
-        refresh(&shared, &target.rel, author.as_deref())
+        refresh(&shared, &rel, author.as_deref())
     })
     .await?;
     out.send(Response::Done { entry: None }).await
 }
 
 pub async fn rename(shared: &Arc<Shared>, from: &str, to: &str, client: Client<'_>, out: &mut Responder) -> Result<()> {
-    let source = shared.share.resolve_for_write(from)?;
-    let target = shared.share.resolve_for_write(to)?;
-    may_write(shared, &source.rel, client)?;
-    may_write(shared, &target.rel, client)?;
-    if target.rel.starts_with(&format!("{}/", source.rel)) {
+    let source = normalize(from)?;
+    if source.is_empty() {
+        return Err(Error::InvalidPath { path: from.to_string(), reason: "names the share itself" });
+    }
+    let target = writable_name(shared, to)?;
+    may_write(shared, &source, client)?;
+    may_write(shared, &target, client)?;
+    if target.starts_with(&format!("{source}/")) {
         return Err(Error::InvalidPath { path: to.to_string(), reason: "a folder cannot move into itself" });
     }
     let (shared, author) = (shared.clone(), client.map(|c| c.host.clone()));
     let entry = blocking(move || {
-        let _held = shared.path_locks.hold(&[&source.rel, &target.rel]);
-        if std::fs::symlink_metadata(&source.abs).is_err() {
-            return Err(Error::NotFound { path: source.rel });
-        }
-        if std::fs::symlink_metadata(&target.abs).is_ok() {
-            return Err(Error::Exists { path: target.rel });
-        }
-        if let Some(parent) = target.abs.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-        }
-        std::fs::rename(&source.abs, &target.abs).map_err(|e| Error::io(&source.abs, e))?;
-        refresh(&shared, &source.rel, author.as_deref())?;
-        refresh(&shared, &target.rel, author.as_deref())?;
-        let metadata = std::fs::symlink_metadata(&target.abs).map_err(|e| Error::io(&target.abs, e))?;
-        Ok(Entry::from_metadata(target.rel, &metadata))
+        let _held = shared.path_locks.hold(&[&source, &target]);
+        // Moves the entry itself, a link included; never replaces what is at the target.
+        shared.share.rename(&source, &target)?;
+        refresh(&shared, &source, author.as_deref())?;
+        refresh(&shared, &target, author.as_deref())?;
+        let meta = shared.share.meta(&target)?.ok_or_else(|| Error::NotFound { path: target.clone() })?;
+        Ok(Entry::from_meta(target, &meta))
     })
     .await?;
     out.send(Response::Done { entry: Some(entry) }).await

@@ -10,7 +10,7 @@ use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
 use crate::protocol::{Response, ResumeFrom};
-use crate::share::{Entry, FileStamp, permission_bits};
+use crate::share::{Entry, EntryKind, normalize};
 
 pub async fn handle(
     shared: &Arc<Shared>,
@@ -51,18 +51,19 @@ pub async fn handle_delta(
 }
 
 /// Checks that `path` is a file the client may fetch, and describes the version it will get, with its
-/// permission bits.
+/// permission bits (only `rwxrwxrwx` travel). A link is refused: tandem never follows one.
 pub fn prepare(shared: &Shared, path: &str, peer: &str) -> Result<(PendingDownload, Option<u32>)> {
-    let resolved = shared.share.resolve(path)?;
-    let metadata = std::fs::metadata(&resolved.abs).map_err(|e| Error::io(&resolved.abs, e))?;
-    if !metadata.is_file() {
-        return Err(Error::NotAFile { path: resolved.rel });
+    let rel = normalize(path)?;
+    let meta = shared.share.meta(&rel)?.ok_or_else(|| Error::NotFound { path: rel.clone() })?;
+    match meta.kind {
+        EntryKind::File => {}
+        EntryKind::Symlink => return Err(Error::Symlink { path: rel.clone(), link: rel }),
+        EntryKind::Dir => return Err(Error::NotAFile { path: rel }),
     }
-    let stamp = FileStamp::of(&metadata);
-    let mut entry = Entry::from_metadata(resolved.rel.clone(), &metadata);
-    entry.md5 = shared.hashes.get(&resolved.rel, stamp);
-    let mode = permission_bits(&metadata);
-    Ok((PendingDownload { abs: resolved.abs, entry, stamp, peer: peer.to_string(), offset: 0 }, mode))
+    let stamp = meta.stamp();
+    let mut entry = Entry::from_meta(rel.clone(), &meta);
+    entry.md5 = shared.hashes.get(&rel, stamp);
+    Ok((PendingDownload { entry, stamp, peer: peer.to_string(), offset: 0 }, Some(meta.mode & 0o777)))
 }
 
 #[cfg(test)]
@@ -73,8 +74,15 @@ mod tests {
 
     #[test]
     fn only_the_same_version_resumes_and_no_offset_is_trusted_blindly() {
-        let entry =
-            Entry { path: "f".into(), kind: EntryKind::File, size: 100, mtime_ns: -7, md5: None, locked_by: None };
+        let entry = Entry {
+            path: "f".into(),
+            kind: EntryKind::File,
+            size: 100,
+            mtime_ns: -7,
+            md5: None,
+            locked_by: None,
+            target: None,
+        };
         let from = |offset, size, mtime_ns| Some(ResumeFrom { offset, size, mtime_ns });
         assert_eq!(resume_offset(&entry, None), 0);
         assert_eq!(resume_offset(&entry, from(40, 100, -7)), 40);

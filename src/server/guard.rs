@@ -1,13 +1,25 @@
-//! Every write passes here first: a read-only share refuses it, a lock held by another client refuses it, and a
-//! write that says what it expects to find (a sync client's view of the path) is refused if the path has moved on,
-//! so a change the client has not seen yet is never overwritten.
-
-use std::path::Path;
+//! Every write passes here first: its path must be a name the share can hold, a read-only share refuses it, a
+//! lock held by another client refuses it, and a write that says what it expects to find (a sync client's view of
+//! the path) is refused if the path has moved on, so a change the client has not seen yet is never overwritten.
 
 use super::Shared;
 use super::hash::hash_file;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Expect};
+use crate::share::{EntryKind, check_portable, normalize};
+
+/// The clean form of a path a client wants to create or replace: never the share itself, and (unless the server
+/// allows them) with no name that Windows or macOS cannot hold.
+pub fn writable_name(shared: &Shared, path: &str) -> Result<String> {
+    let rel = normalize(path)?;
+    if rel.is_empty() {
+        return Err(Error::InvalidPath { path: path.to_string(), reason: "names the share itself" });
+    }
+    if !shared.config.allow_unportable_names {
+        check_portable(&rel)?;
+    }
+    Ok(rel)
+}
 
 /// Refuses a write to `rel` on a read-only share or under someone else's lock.
 pub fn may_write(shared: &Shared, rel: &str, client: Option<&ClientIdentity>) -> Result<()> {
@@ -17,26 +29,28 @@ pub fn may_write(shared: &Shared, rel: &str, client: Option<&ClientIdentity>) ->
     shared.journal.check_write(rel, client)
 }
 
-/// Refuses unless `abs` (at `rel`) holds what `expect` says. Blocking: it may hash the file.
-pub fn check_expect(shared: &Shared, rel: &str, abs: &Path, expect: Option<Expect>) -> Result<()> {
+/// Refuses unless `rel` holds what `expect` says. Blocking: it may hash the file.
+pub fn check_expect(shared: &Shared, rel: &str, expect: Option<Expect>) -> Result<()> {
     let Some(expect) = expect else { return Ok(()) };
     let stale = |found: &str| Err(Error::Stale { path: rel.to_string(), found: found.to_string() });
-    let metadata = match std::fs::symlink_metadata(abs) {
-        Ok(metadata) => Some(metadata),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(abs, e)),
-    };
-    match (expect, metadata) {
+    match (expect, shared.share.meta(rel)?.map(|meta| meta.kind)) {
         (Expect::Absent, None) => Ok(()),
         (Expect::Absent, Some(_)) => stale("it now exists"),
         (_, None) => stale("it is gone"),
-        (Expect::File { md5 }, Some(metadata)) if metadata.is_file() => {
-            if hash_file(shared, rel, abs)?.md5 == Some(md5) { Ok(()) } else { stale("it has other bytes now") }
+        (Expect::File { md5 }, Some(EntryKind::File)) => {
+            if hash_file(shared, rel)?.md5 == Some(md5) {
+                Ok(())
+            } else {
+                stale("it has other bytes now")
+            }
         }
         (Expect::File { .. }, Some(_)) => stale("it is no longer a file"),
-        (Expect::EmptyDir, Some(metadata)) if metadata.is_dir() => {
-            let mut children = std::fs::read_dir(abs).map_err(|e| Error::io(abs, e))?;
-            if children.next().is_none() { Ok(()) } else { stale("the folder has content the client has not seen") }
+        (Expect::EmptyDir, Some(EntryKind::Dir)) => {
+            if shared.share.is_empty_dir(rel)? {
+                Ok(())
+            } else {
+                stale("the folder has content the client has not seen")
+            }
         }
         (Expect::EmptyDir, Some(_)) => stale("it is no longer a folder"),
     }

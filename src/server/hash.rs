@@ -1,22 +1,21 @@
 //! `Hash` and `HashAll`: MD5s through the hash cache. `HashAll` hashes files in parallel on every core, and a
 //! file whose (size, mtime, inode) matches the cache is not read at all.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::Shared;
 use super::session::Responder;
-use crate::digest::md5_file;
+use crate::digest::md5_open;
 use crate::error::{Error, Result};
 use crate::protocol::{ENTRIES_PER_BATCH, Response};
-use crate::share::{Entry, EntryKind, FileStamp, Walk};
+use crate::share::{Entry, EntryKind, FileStamp, Walk, normalize};
 use crate::task::{blocking, parallel_map};
 
 pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -> Result<()> {
-    let resolved = shared.share.resolve(path)?;
+    let rel = normalize(path)?;
     let shared_for_hash = shared.clone();
     let entry = blocking(move || {
-        let entry = hash_file(&shared_for_hash, &resolved.rel, &resolved.abs)?;
+        let entry = hash_file(&shared_for_hash, &rel)?;
         shared_for_hash.hashes.flush()?;
         Ok(entry)
     })
@@ -27,10 +26,10 @@ pub async fn handle_one(shared: &Arc<Shared>, path: &str, out: &mut Responder) -
 }
 
 pub async fn handle_all(shared: &Arc<Shared>, path: &str, max_depth: Option<u32>, out: &mut Responder) -> Result<()> {
-    let resolved = shared.share.resolve(path)?;
+    let rel = normalize(path)?;
     let shared_for_hash = shared.clone();
     let mut entries = blocking(move || {
-        let entries = hash_tree(&shared_for_hash, &resolved.rel, max_depth)?;
+        let entries = hash_tree(&shared_for_hash, &rel, max_depth)?;
         shared_for_hash.hashes.flush()?;
         Ok(entries)
     })
@@ -46,18 +45,17 @@ pub async fn handle_all(shared: &Arc<Shared>, path: &str, max_depth: Option<u32>
     Ok(())
 }
 
-/// The MD5 of one file, from the cache when its stamp is unchanged. Blocking.
-pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
-    let metadata = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
-    if !metadata.is_file() {
-        return Err(Error::NotAFile { path: rel.to_string() });
-    }
-    let stamp = FileStamp::of(&metadata);
+/// The MD5 of the regular file `rel`, from the cache when its stamp is unchanged. The file is opened beneath the
+/// share's root without following a link, and its stamp is read from the open file before and after. Blocking.
+pub fn hash_file(shared: &Shared, rel: &str) -> Result<Entry> {
+    let (mut file, meta) = shared.share.open_file(rel)?;
+    let stamp = meta.stamp();
     let md5 = match shared.hashes.get(rel, stamp) {
         Some(md5) => md5,
         None => {
-            let md5 = md5_file(abs)?;
-            let after = std::fs::metadata(abs).map_err(|e| Error::io(abs, e))?;
+            let shown = shared.share.shown(rel);
+            let md5 = md5_open(&mut file, &shown)?;
+            let after = file.metadata().map_err(|e| Error::io(&shown, e))?;
             if FileStamp::of(&after) != stamp {
                 return Err(Error::Changed { path: rel.to_string() });
             }
@@ -65,35 +63,36 @@ pub fn hash_file(shared: &Shared, rel: &str, abs: &Path) -> Result<Entry> {
             md5
         }
     };
-    let mut entry = Entry::from_metadata(rel.to_string(), &metadata);
+    let mut entry = Entry::from_meta(rel.to_string(), &meta);
     entry.md5 = Some(md5);
     Ok(entry)
 }
 
 /// Hashes every regular file below `rel`, on all cores, in path order. Files deleted meanwhile are left out.
 fn hash_tree(shared: &Shared, rel: &str, max_depth: Option<u32>) -> Result<Vec<Entry>> {
-    let root = shared.share.root();
-    let target = root.join(rel);
-    let files: Vec<(String, PathBuf)> = if target.is_dir() {
-        let mut files = Vec::new();
-        for entry in Walk::new(root.to_path_buf(), rel)?.max_depth(max_depth) {
-            match entry {
-                Ok(entry) if entry.kind == EntryKind::File => files.push((entry.path.clone(), root.join(&entry.path))),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("checkall skips a folder: {e}"),
+    let files: Vec<String> = match shared.share.meta(rel)?.map(|meta| meta.kind) {
+        Some(EntryKind::Dir) => {
+            let mut files = Vec::new();
+            for entry in Walk::new(&shared.share, rel)?.max_depth(max_depth) {
+                match entry {
+                    Ok(entry) if entry.kind == EntryKind::File => files.push(entry.path),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("checkall skips a folder: {e}"),
+                }
             }
+            files
         }
-        files
-    } else {
-        vec![(rel.to_string(), target)]
+        Some(_) => return Ok(vec![hash_file(shared, rel)?]),
+        None => return Err(Error::NotFound { path: rel.to_string() }),
     };
 
-    let results = parallel_map(&files, |(rel, abs)| hash_file(shared, rel, abs));
+    let results = parallel_map(&files, |rel| hash_file(shared, rel));
     let mut entries = Vec::with_capacity(files.len());
     for result in results {
         match result {
             Ok(entry) => entries.push(entry),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+            // Gone, or replaced by something that is not a file, since the walk saw it.
+            Err(Error::NotFound { .. } | Error::NotAFile { .. } | Error::Symlink { .. }) => {}
             Err(e) => return Err(e),
         }
     }

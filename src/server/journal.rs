@@ -91,7 +91,8 @@ impl Journal {
                 let (path, kind, size, mtime_ns, md5) = row.map_err(fail)?;
                 let kind = if kind == "dir" { EntryKind::Dir } else { EntryKind::File };
                 let md5 = md5.and_then(|bytes| Md5Digest::from_slice(&bytes));
-                let entry = Entry { path: path.clone(), kind, size: size as u64, mtime_ns, md5, locked_by: None };
+                let entry =
+                    Entry { path: path.clone(), kind, size: size as u64, mtime_ns, md5, locked_by: None, target: None };
                 live.insert(path, entry);
             }
         }
@@ -241,6 +242,7 @@ impl Journal {
                     mtime_ns: row.get(4).unwrap_or(0),
                     md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
                     locked_by: None,
+                    target: None,
                 });
                 Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(6)? })
             })
@@ -392,6 +394,7 @@ mod tests {
             mtime_ns,
             md5: Some(Md5Digest::of(bytes)),
             locked_by: None,
+            target: None,
         };
         (path.into(), Some(entry))
     }

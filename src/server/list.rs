@@ -6,17 +6,17 @@ use tokio::sync::mpsc;
 
 use super::Shared;
 use super::session::Responder;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::protocol::{ENTRIES_PER_BATCH, ListFilter, Response};
-use crate::share::{Entry, EntryFilter, Walk};
+use crate::share::{Entry, EntryFilter, EntryKind, Share, Walk, normalize};
 
 pub async fn handle(shared: &Arc<Shared>, path: &str, filter: &ListFilter, out: &mut Responder) -> Result<()> {
     let filter = EntryFilter::new(filter)?;
-    let resolved = shared.share.resolve(path)?;
+    let rel = normalize(path)?;
     let (batches_tx, mut batches_rx) = mpsc::channel::<Result<Vec<Entry>>>(4);
-    let root = shared.share.root().to_path_buf();
+    let share = shared.share.clone();
     tokio::task::spawn_blocking(move || {
-        let result = walk_in_batches(root, &resolved.rel, &filter, |batch| batches_tx.blocking_send(Ok(batch)).is_ok());
+        let result = walk_in_batches(&share, &rel, &filter, |batch| batches_tx.blocking_send(Ok(batch)).is_ok());
         if let Err(e) = result {
             let _ = batches_tx.blocking_send(Err(e));
         }
@@ -34,23 +34,26 @@ pub async fn handle(shared: &Arc<Shared>, path: &str, filter: &ListFilter, out: 
     out.send(Response::Entries { entries: held, more: false }).await
 }
 
-/// Walks `rel` (a folder, or a single entry) and hands over filtered batches; stops when `emit` returns false.
+/// Walks `rel` (a folder, or a single entry: a link is listed, never followed) and hands over filtered batches;
+/// stops when `emit` returns false.
 fn walk_in_batches(
-    root: std::path::PathBuf,
+    share: &Share,
     rel: &str,
     filter: &EntryFilter,
     mut emit: impl FnMut(Vec<Entry>) -> bool,
 ) -> Result<()> {
-    let target = root.join(rel);
-    let metadata = std::fs::metadata(&target).map_err(|e| crate::error::Error::io(&target, e))?;
-    if !metadata.is_dir() {
-        let entry = Entry::from_metadata(rel.to_string(), &std::fs::symlink_metadata(&target).unwrap_or(metadata));
+    let meta = share.meta(rel)?.ok_or_else(|| Error::NotFound { path: rel.to_string() })?;
+    if meta.kind != EntryKind::Dir {
+        let mut entry = Entry::from_meta(rel.to_string(), &meta);
+        if meta.kind == EntryKind::Symlink {
+            entry.target = share.read_link(rel).ok();
+        }
         let batch = if filter.matches(&entry) { vec![entry] } else { Vec::new() };
         emit(batch);
         return Ok(());
     }
     let mut batch = Vec::with_capacity(ENTRIES_PER_BATCH);
-    for entry in Walk::new(root, rel)?.max_depth(filter.max_depth()) {
+    for entry in Walk::new(share, rel)?.max_depth(filter.max_depth()) {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {

@@ -71,6 +71,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Refuse every write: uploads, mkdir, delete, rename.
     pub read_only: bool,
+    /// Accept names that Windows or macOS cannot hold (`CON`, `a:b`, a trailing dot …) from clients.
+    pub allow_unportable_names: bool,
     /// How often the whole share is rescanned for changes the file watcher missed (it also is at startup).
     pub scan_interval: Duration,
     /// The shared secret clients must prove they hold; `None` lets anyone in (only sane on loopback).
@@ -92,6 +94,7 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(300),
             handshake_timeout: Duration::from_secs(10),
             read_only: false,
+            allow_unportable_names: false,
             scan_interval: Duration::from_secs(600),
             token: None,
             insecure_no_auth: false,
@@ -111,9 +114,8 @@ pub struct Server {
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
-        let share = Share::open(&config.root)?;
+        let share = Arc::new(Share::serve(&config.root)?);
         let state_dir = share.state_dir();
-        std::fs::create_dir_all(&state_dir).map_err(|e| Error::io(&state_dir, e))?;
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
         let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;

@@ -21,7 +21,7 @@ use super::hash::hash_file;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::events::is_change;
-use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Walk, is_being_written, is_temp_name, remove_stale_temps};
+use crate::share::{Entry, EntryKind, FileStamp, STATE_DIR, Share, Walk, is_being_written};
 use crate::task::{blocking, parallel_map, sleep_until};
 
 /// How long watcher events are gathered before acting on them: a burst of writes becomes one refresh.
@@ -56,15 +56,15 @@ fn refresh_settling(
     author: Option<&str>,
     known: Option<(FileStamp, Md5Digest)>,
 ) -> Result<(usize, Vec<String>)> {
-    let root = shared.share.root();
-    let abs = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let share = &shared.share;
     let mut found: Vec<Entry> = Vec::new();
-    match std::fs::symlink_metadata(&abs) {
-        Ok(metadata) if metadata.is_dir() => {
+    // Links are never entered nor recorded: what they point at is not part of the share.
+    match share.meta(rel) {
+        Ok(Some(meta)) if meta.kind == EntryKind::Dir => {
             if !rel.is_empty() {
-                found.push(Entry::from_metadata(rel.to_string(), &metadata));
+                found.push(Entry::from_meta(rel.to_string(), &meta));
             }
-            for entry in Walk::new(root.to_path_buf(), rel)? {
+            for entry in Walk::new(share, rel)? {
                 match entry {
                     Ok(entry) if entry.kind != EntryKind::Symlink => found.push(entry),
                     Ok(_) => {}
@@ -72,9 +72,7 @@ fn refresh_settling(
                 }
             }
         }
-        Ok(metadata) if metadata.is_file() && !is_temp_name(name_of(rel)) => {
-            found.push(Entry::from_metadata(rel.to_string(), &metadata));
-        }
+        Ok(Some(meta)) if meta.kind == EntryKind::File => found.push(Entry::from_meta(rel.to_string(), &meta)),
         _ => {}
     }
     let journal = &shared.journal;
@@ -85,10 +83,10 @@ fn refresh_settling(
         if journal.get(ancestor).is_some() {
             break;
         }
-        if let Ok(metadata) = std::fs::symlink_metadata(root.join(ancestor))
-            && metadata.is_dir()
+        if let Ok(Some(meta)) = share.meta(ancestor)
+            && meta.kind == EntryKind::Dir
         {
-            found.push(Entry::from_metadata(ancestor.to_string(), &metadata));
+            found.push(Entry::from_meta(ancestor.to_string(), &meta));
         }
     }
 
@@ -117,7 +115,7 @@ fn refresh_settling(
             },
         }
     }
-    let hashed = parallel_map(&to_hash, |&i| hash_file(shared, &found[i].path, &root.join(&found[i].path)));
+    let hashed = parallel_map(&to_hash, |&i| hash_file(shared, &found[i].path));
     let mut unsettled = growing;
     for (i, result) in to_hash.into_iter().zip(hashed) {
         match result {
@@ -127,7 +125,7 @@ fn refresh_settling(
             Err(Error::Changed { .. }) => {
                 unsettled.insert(found[i].path.clone());
             }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NotFound { .. } | Error::NotAFile { .. } | Error::Symlink { .. } | Error::NotAFolder { .. }) => {
                 unsettled.insert(found[i].path.clone());
             }
             Err(e) => return Err(e),
@@ -137,7 +135,7 @@ fn refresh_settling(
     // scan that read a file just before a write replaced it can never record the old version over the new.
     let _recording = shared.refresh_lock.lock().unwrap_or_else(|p| p.into_inner());
     for entry in &found {
-        if !still_there(&root.join(&entry.path), entry) {
+        if !still_there(share, entry) {
             unsettled.insert(entry.path.clone());
         }
     }
@@ -146,7 +144,7 @@ fn refresh_settling(
         .live_under(rel)
         .into_iter()
         .filter(|path| !present.contains(path.as_str()) && !unsettled.contains(path))
-        .filter(|path| std::fs::symlink_metadata(root.join(path)).is_err())
+        .filter(|path| is_gone(share, path))
         .map(|path| (path, None))
         .collect();
     let mut observed: Vec<(String, Option<Entry>)> =
@@ -157,14 +155,20 @@ fn refresh_settling(
 }
 
 /// Whether the disk still holds what `entry` describes (a folder, or a file of that size and mtime).
-fn still_there(abs: &Path, entry: &Entry) -> bool {
-    match std::fs::symlink_metadata(abs) {
-        Ok(metadata) if entry.kind == EntryKind::Dir => metadata.is_dir(),
-        Ok(metadata) => {
-            let stamp = FileStamp::of(&metadata);
-            metadata.is_file() && stamp.size == entry.size && stamp.mtime_ns == entry.mtime_ns
-        }
-        Err(_) => false,
+fn still_there(share: &Share, entry: &Entry) -> bool {
+    match share.meta(&entry.path) {
+        Ok(Some(meta)) if entry.kind == EntryKind::Dir => meta.kind == EntryKind::Dir,
+        Ok(Some(meta)) => meta.kind == EntryKind::File && meta.size == entry.size && meta.mtime_ns == entry.mtime_ns,
+        _ => false,
+    }
+}
+
+/// Whether nothing the journal records is at `rel` any more: nothing at all, a link, or something reached only
+/// through a link or a file.
+fn is_gone(share: &Share, rel: &str) -> bool {
+    match share.meta(rel) {
+        Ok(meta) => meta.is_none_or(|meta| meta.kind == EntryKind::Symlink),
+        Err(e) => matches!(e, Error::NotFound { .. } | Error::Symlink { .. } | Error::NotAFolder { .. }),
     }
 }
 
@@ -174,17 +178,19 @@ fn save(shared: &Shared) -> Result<()> {
     shared.hashes.flush()
 }
 
-fn name_of(rel: &str) -> &str {
-    rel.rsplit('/').next().unwrap_or(rel)
-}
-
 /// Runs the watcher and the periodic scan until `shutdown`; the first scan starts at once.
 pub async fn run(shared: Arc<Shared>, scan_interval: Duration, shutdown: CancellationToken) {
     let (events_tx, events) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
     let root = shared.share.root().to_path_buf();
-    let watcher = notify::recommended_watcher(move |event| {
-        let _ = events_tx.send(event);
-    })
+    // Links are not followed: a link to a folder outside must not bring its changes in. (Whatever a watch sees,
+    // a refresh looks beneath the share's root handle and never records anything reached through a link.)
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let watcher = notify::RecommendedWatcher::new(
+        move |event| {
+            let _ = events_tx.send(event);
+        },
+        config,
+    )
     .and_then(|mut watcher| watcher.watch(&root, notify::RecursiveMode::Recursive).map(|_| watcher));
     let _watcher = match watcher {
         Ok(watcher) => Some(watcher),
@@ -235,8 +241,8 @@ async fn observe(
             }
             _ = scans.tick() => {
                 // Writes cut off by a crash left hidden temporary files; a full scan is the time to sweep them.
-                let root = root.clone();
-                let swept = blocking(move || Ok(remove_stale_temps(&root, STALE_TEMP_AGE))).await.unwrap_or(0);
+                let share = shared.share.clone();
+                let swept = blocking(move || Ok(share.sweep_temps(STALE_TEMP_AGE))).await.unwrap_or(0);
                 if swept > 0 {
                     tracing::info!("removed {swept} temporary files left by interrupted writes");
                 }
@@ -343,7 +349,7 @@ fn new_folders_of(root: &Path, batch: &[notify::Result<notify::Event>]) -> Vec<S
 fn share_relative(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?.to_str()?.replace('\\', "/");
     let first = rel.split('/').next().unwrap_or("");
-    (first != STATE_DIR && !is_temp_name(name_of(&rel))).then_some(rel)
+    (first != STATE_DIR).then_some(rel)
 }
 
 /// How long after the first look a path is looked at again; each further look waits twice as long.
@@ -400,11 +406,12 @@ mod tests {
             root,
             &[
                 event(&["docs/a.txt", "docs", ".tandem/journal.sqlite"]),
-                event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp"]),
+                // A user's file named like a temporary file is content: tandem's own are in `.tandem/tmp`.
+                event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp", ".tandem/tmp/upload-1"]),
                 event(&["docs2/c", "docs b", "docs b/x/y"]),
             ],
         );
-        assert_eq!(targets, ["docs", "docs b", "docs2/c", "notes.md"]);
+        assert_eq!(targets, ["dir/.x.tandem-Ab12.tmp", "docs", "docs b", "docs2/c", "notes.md"]);
         let rescan = targets_of(root, &[event(&["a"]), Err(notify::Error::generic("queue overflow"))]);
         assert_eq!(rescan, [""]);
     }

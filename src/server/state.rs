@@ -8,7 +8,8 @@ use super::path_locks::PathLocks;
 use super::{History, ServerConfig, Tickets};
 
 pub struct Shared {
-    pub share: Share,
+    /// The served folder, opened as a jail: every filesystem operation goes through it.
+    pub share: std::sync::Arc<Share>,
     pub hashes: HashCache,
     pub journal: Journal,
     pub path_locks: PathLocks,

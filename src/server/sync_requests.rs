@@ -55,15 +55,17 @@ pub async fn lock(
     client: Option<&ClientIdentity>,
     out: &mut Responder,
 ) -> Result<()> {
-    let resolved = shared.share.resolve(path)?;
+    // A lock is on the entry itself, named without passing a link: `link-to-docs/a.txt` names nothing, so no
+    // second spelling of a path escapes its lock.
+    let rel = crate::share::normalize(path)?;
     let Some(client) = client.cloned() else {
         return Err(Error::Unsupported("taking a lock needs a client identity; this client sent none".into()));
     };
     let shared_for_lock = shared.clone();
     let entry = blocking(move || {
-        shared_for_lock.journal.lock(&resolved.rel, &client)?;
-        let metadata = std::fs::symlink_metadata(&resolved.abs).map_err(|e| Error::io(&resolved.abs, e))?;
-        let mut entry = crate::share::Entry::from_metadata(resolved.rel, &metadata);
+        let meta = shared_for_lock.share.meta(&rel)?.ok_or_else(|| Error::NotFound { path: rel.clone() })?;
+        shared_for_lock.journal.lock(&rel, &client)?;
+        let mut entry = crate::share::Entry::from_meta(rel, &meta);
         entry.locked_by = Some(client.host);
         Ok(entry)
     })

@@ -8,7 +8,6 @@
 //! constant-time however many tickets wait; real clients present theirs within milliseconds.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,9 +25,8 @@ pub const MAX_PENDING: usize = 4096;
 /// What a ticket grants.
 #[derive(Debug, Clone)]
 pub struct PendingDownload {
-    /// The file on disk, already through the sandbox.
-    pub abs: PathBuf,
-    /// The entry announced to the client, with its MD5 if the cache knew it.
+    /// The entry announced to the client (its path clean and relative to the share), with its MD5 if the cache
+    /// knew it. The file is opened beneath the share's root when the bytes go out.
     pub entry: Entry,
     /// The version announced; a different version on disk is refused rather than sent.
     pub stamp: FileStamp,
@@ -38,11 +36,11 @@ pub struct PendingDownload {
     pub offset: u64,
 }
 
-/// What a client may send: one file, to be stored at `abs` with this size, mtime and mode.
+/// What a client may send: one file, to be stored at `rel` with this size, mtime and mode.
 #[derive(Debug, Clone)]
 pub struct PendingUpload {
+    /// Clean and relative to the share; resolved beneath its root only when the file is placed.
     pub rel: String,
-    pub abs: PathBuf,
     pub size: u64,
     pub mtime_ns: i64,
     pub mode: u32,
@@ -153,10 +151,17 @@ mod tests {
     use crate::share::{EntryKind, FileStamp};
 
     fn grant(n: usize) -> Grant {
-        let entry =
-            Entry { path: format!("f{n}"), kind: EntryKind::File, size: 1, mtime_ns: 0, md5: None, locked_by: None };
+        let entry = Entry {
+            path: format!("f{n}"),
+            kind: EntryKind::File,
+            size: 1,
+            mtime_ns: 0,
+            md5: None,
+            locked_by: None,
+            target: None,
+        };
         let stamp = FileStamp { size: 1, mtime_ns: 0, inode: n as u64 };
-        Grant::Download(PendingDownload { abs: PathBuf::from("/x"), entry, stamp, peer: "peer".into(), offset: 0 })
+        Grant::Download(PendingDownload { entry, stamp, peer: "peer".into(), offset: 0 })
     }
 
     fn owner() -> Owner {

@@ -88,7 +88,9 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
                     // A session with too many transfers running waits here for one to finish.
                     let _running = futures::executor::block_on(gate.acquire_owned()).ok();
                     let started = Instant::now();
-                    let outcome = sender::send(&link, &job, &inbox);
+                    // Opened beneath the share's root, never through a link.
+                    let file = shared.share.open_file(&job.rel).map(|(file, _)| file);
+                    let outcome = sender::send(&link, &job, file, &inbox);
                     sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&job.session);
                     if let Ok(sent) = &outcome
                         && let Some(md5) = sent.computed_md5
@@ -136,7 +138,7 @@ fn start(
     let job = SendJob {
         session,
         peer: from,
-        path: pending.abs,
+        path: shared.share.shown(&pending.entry.path),
         rel: pending.entry.path,
         stamp: pending.stamp,
         offset: pending.offset,

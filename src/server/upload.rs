@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Shared;
-use super::guard::{check_expect, may_write};
+use super::guard::{check_expect, may_write, writable_name};
 use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingUpload};
 use crate::error::{Error, Result};
@@ -35,15 +35,15 @@ pub fn prepare(
     peer: &str,
     client: Option<&ClientIdentity>,
 ) -> Result<PendingUpload> {
-    let resolved = shared.share.resolve_for_write(&item.path)?;
-    may_write(shared, &resolved.rel, client)?;
-    if resolved.abs.is_dir() {
-        return Err(Error::NotAFile { path: resolved.rel });
+    let rel = writable_name(shared, &item.path)?;
+    may_write(shared, &rel, client)?;
+    // A link here is replaced by the file (the link goes to the trash); a link above it is refused.
+    if shared.share.meta(&rel)?.is_some_and(|meta| meta.kind == EntryKind::Dir) {
+        return Err(Error::NotAFile { path: rel });
     }
-    check_expect(shared, &resolved.rel, &resolved.abs, item.expect)?;
+    check_expect(shared, &rel, item.expect)?;
     Ok(PendingUpload {
-        rel: resolved.rel,
-        abs: resolved.abs,
+        rel,
         size: item.size,
         mtime_ns: item.mtime_ns,
         mode: item.mode,
@@ -62,6 +62,7 @@ pub fn announced(pending: &PendingUpload) -> (Entry, u32) {
         mtime_ns: pending.mtime_ns,
         md5: None,
         locked_by: None,
+        target: None,
     };
-    (entry, pending.mode)
+    (entry, pending.mode & 0o777)
 }

@@ -13,8 +13,12 @@
 
 use std::fs::{File, Permissions};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+
+use super::Share;
 
 use crate::error::{Error, Result};
 
@@ -63,13 +67,54 @@ fn untouched_for(metadata: &std::fs::Metadata) -> Duration {
     }
 }
 
-/// A file being written that replaces `dest` on commit.
+/// A file being written that replaces its destination on commit.
 pub struct AtomicFile {
-    temp: tempfile::NamedTempFile,
-    dest: PathBuf,
+    place: Place,
     /// Bytes written so far, and how many of them have had writeback started.
     written: u64,
     flushed: u64,
+}
+
+/// Where the bytes wait, and how they get to their destination.
+enum Place {
+    /// A hidden temporary file beside the destination: a client's own folder.
+    Beside { temp: tempfile::NamedTempFile, dest: PathBuf },
+    /// A file in a served share's `.tandem/tmp`, renamed to `rel` beneath the share's root handle.
+    Jailed(JailedTemp),
+}
+
+/// A temporary file in a served share; removed on drop unless it was placed.
+struct JailedTemp {
+    file: File,
+    share: Arc<Share>,
+    /// Its name in `.tandem/tmp`; `None` once it has been renamed into place.
+    name: Option<String>,
+    rel: String,
+    shown: PathBuf,
+}
+
+impl Drop for JailedTemp {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            self.share.remove_temp(name);
+        }
+    }
+}
+
+/// A file renamed into place, whose folder still needs an fsync ([`sync_renamed`]).
+pub enum Renamed {
+    Path(PathBuf),
+    /// The folder's open handle, and where it is for messages.
+    Folder {
+        dir: OwnedFd,
+        shown: PathBuf,
+    },
+}
+
+impl From<PathBuf> for Renamed {
+    fn from(dest: PathBuf) -> Self {
+        Renamed::Path(dest)
+    }
 }
 
 /// Start writeback every this many bytes.
@@ -87,21 +132,45 @@ impl AtomicFile {
             .permissions(permissions)
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
-        Ok(AtomicFile { temp, dest: dest.to_path_buf(), written: 0, flushed: 0 })
+        Ok(AtomicFile::with(Place::Beside { temp, dest: dest.to_path_buf() }))
+    }
+
+    /// Starts a file that will become `rel` in the served `share`: it waits in `.tandem/tmp`, readable by the
+    /// server alone, and reaches `rel` by a rename beneath the share's root that follows no link.
+    pub fn create_in(share: &Arc<Share>, rel: &str) -> Result<Self> {
+        let (file, name) = share.temp_file()?;
+        let shown = share.temp_shown(&name);
+        let temp = JailedTemp { file, share: share.clone(), name: Some(name), rel: rel.to_string(), shown };
+        Ok(AtomicFile::with(Place::Jailed(temp)))
+    }
+
+    fn with(place: Place) -> Self {
+        AtomicFile { place, written: 0, flushed: 0 }
+    }
+
+    fn file(&self) -> &File {
+        match &self.place {
+            Place::Beside { temp, .. } => temp.as_file(),
+            Place::Jailed(temp) => &temp.file,
+        }
     }
 
     /// Where the temporary file is, for error messages and tests.
     pub fn temp_path(&self) -> &Path {
-        self.temp.path()
+        match &self.place {
+            Place::Beside { temp, .. } => temp.path(),
+            Place::Jailed(temp) => &temp.shown,
+        }
     }
 
-    /// Gives the file these permission bits (as `ls -l` shows them) when it is committed.
+    /// Gives the file these permission bits when it is committed. Only `rwxrwxrwx` travel: setuid, setgid and
+    /// sticky bits from the other side are dropped.
     pub fn set_mode(&self, mode: u32) -> Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let permissions = Permissions::from_mode(mode & 0o7777);
-            self.temp.as_file().set_permissions(permissions).map_err(|e| Error::io(self.temp.path(), e))?;
+            let permissions = Permissions::from_mode(mode & 0o777);
+            self.file().set_permissions(permissions).map_err(|e| Error::io(self.temp_path(), e))?;
         }
         let _ = mode;
         Ok(())
@@ -120,17 +189,31 @@ impl AtomicFile {
     /// for each small file's writeback here would cost a disk request per file.)
     pub fn stage(&mut self, mtime_ns: Option<i64>) -> Result<()> {
         if let Some(mtime_ns) = mtime_ns {
-            let file = self.temp.as_file();
-            file.set_modified(ns_to_system_time(mtime_ns)).map_err(|e| Error::io(self.temp.path(), e))?;
+            self.file().set_modified(ns_to_system_time(mtime_ns)).map_err(|e| Error::io(self.temp_path(), e))?;
         }
         Ok(())
     }
 
-    /// Renames a staged file over its destination. Only after [`sync_staged`] has made its bytes durable; nobody
-    /// may be told the file is there until [`sync_renamed`] has made the rename durable too.
-    pub fn rename_into_place(self) -> Result<PathBuf> {
-        self.temp.persist(&self.dest).map_err(|e| Error::io(&self.dest, e.error))?;
-        Ok(self.dest)
+    /// Renames a staged file over its destination (in a share, the version it replaces goes to the trash first).
+    /// Only after [`sync_staged`] has made its bytes durable; nobody may be told the file is there until
+    /// [`sync_renamed`] has made the rename durable too.
+    pub fn rename_into_place(self) -> Result<Renamed> {
+        match self.place {
+            Place::Beside { temp, dest } => {
+                temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+                Ok(Renamed::Path(dest))
+            }
+            Place::Jailed(mut temp) => {
+                let name = temp.name.take().unwrap_or_default();
+                match temp.share.place(&name, &temp.rel) {
+                    Ok(dir) => Ok(Renamed::Folder { dir, shown: temp.share.shown(&temp.rel) }),
+                    Err(e) => {
+                        temp.name = Some(name);
+                        Err(e)
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -144,21 +227,32 @@ pub const GROUP_BYTES: u64 = 8 * 1024 * 1024;
 pub fn sync_staged(files: &[&AtomicFile]) -> Result<()> {
     match files {
         [] => Ok(()),
-        [one] => one.temp.as_file().sync_all().map_err(|e| Error::io(one.temp.path(), e)),
-        [first, ..] => sync_filesystem(first.temp.as_file(), first.temp.path()),
+        [one] => one.file().sync_all().map_err(|e| Error::io(one.temp_path(), e)),
+        [first, ..] => sync_filesystem(first.file(), first.temp_path()),
     }
 }
 
 /// Makes renames durable: one fsync of each folder they happened in.
-pub fn sync_renamed(dests: &[PathBuf]) -> Result<()> {
-    let mut folders: Vec<&Path> = dests
-        .iter()
-        .map(|dest| dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-        .collect();
-    folders.sort();
-    folders.dedup();
-    for folder in folders {
+pub fn sync_renamed(renamed: &[Renamed]) -> Result<()> {
+    let mut paths: Vec<&Path> = Vec::new();
+    let mut folders: Vec<(&OwnedFd, &Path)> = Vec::new();
+    for one in renamed {
+        match one {
+            Renamed::Path(dest) => {
+                paths.push(dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+            }
+            Renamed::Folder { dir, shown } => folders.push((dir, shown.parent().unwrap_or(shown))),
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    for folder in paths {
         File::open(folder).and_then(|dir| dir.sync_all()).map_err(|e| Error::io(folder, e))?;
+    }
+    folders.sort_by_key(|(_, shown)| *shown);
+    folders.dedup_by_key(|(_, shown)| *shown);
+    for (dir, shown) in folders {
+        rustix::fs::fsync(dir).map_err(|e| Error::io(shown, e.into()))?;
     }
     Ok(())
 }
@@ -183,17 +277,17 @@ fn sync_filesystem(_file: &File, _path: &Path) -> Result<()> {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.temp.as_file_mut().write(buf)?;
+        let n = (&mut self.file()).write(buf)?;
         self.written += n as u64;
         if self.written - self.flushed >= WRITEBACK_STEP {
-            start_writeback(self.temp.as_file(), self.flushed, self.written - self.flushed);
+            start_writeback(self.file(), self.flushed, self.written - self.flushed);
             self.flushed = self.written;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.temp.as_file_mut().flush()
+        (&mut self.file()).flush()
     }
 }
 

@@ -44,11 +44,45 @@ pub struct Entry {
     /// The host name of the client holding a lock on this path (`tandem lock`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_by: Option<String>,
+    /// For a symbolic link, the text it points at. tandem lists links and never follows them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Entry {
     /// Builds an entry from metadata read without following symlinks.
     pub fn from_metadata(path: String, metadata: &Metadata) -> Self {
+        Entry::from_meta(path, &Meta::from_std(metadata))
+    }
+
+    /// Builds an entry from [`Meta`] read without following symlinks.
+    pub fn from_meta(path: String, meta: &Meta) -> Self {
+        let (size, mtime_ns) = (meta.size, meta.mtime_ns);
+        Entry { path, kind: meta.kind, size, mtime_ns, md5: None, locked_by: None, target: None }
+    }
+
+    /// The last path component.
+    pub fn name(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
+/// What tandem reads of an entry's inode, from `std` metadata or from a `stat` made relative to a folder handle
+/// ([`crate::share::Share`]), always of the entry itself, never of what a symlink points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: EntryKind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub inode: u64,
+    /// The filesystem the entry lives on: a rename cannot cross from one to another.
+    pub device: u64,
+    /// Permission bits as `ls -l` shows them, with setuid, setgid and sticky (`0o7777`); only `0o777` travel.
+    pub mode: u32,
+}
+
+impl Meta {
+    pub fn from_std(metadata: &Metadata) -> Self {
         let file_type = metadata.file_type();
         let kind = if file_type.is_symlink() {
             EntryKind::Symlink
@@ -57,12 +91,41 @@ impl Entry {
         } else {
             EntryKind::File
         };
-        Entry { path, kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), md5: None, locked_by: None }
+        #[cfg(unix)]
+        let (inode, device) =
+            (std::os::unix::fs::MetadataExt::ino(metadata), std::os::unix::fs::MetadataExt::dev(metadata));
+        #[cfg(not(unix))]
+        let (inode, device) = (0, 0);
+        #[cfg(unix)]
+        let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
+        #[cfg(not(unix))]
+        let mode = 0o644;
+        Meta { kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), inode, device, mode }
     }
 
-    /// The last path component.
-    pub fn name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+    /// From a raw `stat`. Anything that is neither a folder nor a symlink (a fifo, a socket, a device) counts as
+    /// a file here; opening it for reading is refused later, since it is not a regular one.
+    #[allow(clippy::unnecessary_cast)] // field types differ between targets
+    pub fn from_stat(stat: &rustix::fs::Stat) -> Self {
+        use rustix::fs::FileType;
+        let kind = match FileType::from_raw_mode(stat.st_mode as _) {
+            FileType::Directory => EntryKind::Dir,
+            FileType::Symlink => EntryKind::Symlink,
+            _ => EntryKind::File,
+        };
+        let mtime_ns = (stat.st_mtime as i64).saturating_mul(1_000_000_000).saturating_add(stat.st_mtime_nsec as i64);
+        Meta {
+            kind,
+            size: (stat.st_size as i64).max(0) as u64,
+            mtime_ns,
+            inode: stat.st_ino as u64,
+            device: stat.st_dev as u64,
+            mode: (stat.st_mode as u32) & 0o7777,
+        }
+    }
+
+    pub fn stamp(&self) -> FileStamp {
+        FileStamp { size: self.size, mtime_ns: self.mtime_ns, inode: self.inode }
     }
 }
 
@@ -116,12 +179,12 @@ fn mtime_ns(metadata: &Metadata) -> i64 {
     metadata.modified().map(system_time_to_ns).unwrap_or(0)
 }
 
-/// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
-/// A file's permission bits as `ls -l` shows them (`0o755`); `None` where the platform has none.
+/// A file's permission bits as `ls -l` shows them (`0o755`), the ones that travel: setuid, setgid and sticky
+/// never leave this machine. `None` where the platform has none.
 pub fn permission_bits(metadata: &Metadata) -> Option<u32> {
     #[cfg(unix)]
     {
-        Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777)
+        Some(std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777)
     }
     #[cfg(not(unix))]
     {
@@ -130,6 +193,7 @@ pub fn permission_bits(metadata: &Metadata) -> Option<u32> {
     }
 }
 
+/// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
 pub fn system_time_to_ns(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),

@@ -70,7 +70,7 @@ mod tests {
     use crate::share::EntryKind;
 
     fn entry(path: &str, mtime_ns: i64) -> Entry {
-        Entry { path: path.into(), kind: EntryKind::File, size: 0, mtime_ns, md5: None, locked_by: None }
+        Entry { path: path.into(), kind: EntryKind::File, size: 0, mtime_ns, md5: None, locked_by: None, target: None }
     }
 
     #[test]

@@ -1,25 +1,29 @@
 //! The served folder: the path sandbox every remote path goes through, the directory walk, entry metadata,
 //! atomic writes and the trash.
 //!
-//! A [`Share`] is a canonical root directory. [`Share::resolve`] is the one place a path from the network becomes
-//! a filesystem path; nothing else in the server joins remote strings onto the root.
+//! A [`Share`] is an open handle of a root folder. A path from the network is first checked as text
+//! ([`normalize`]), then every operation on it is made beneath that handle, one name at a time, following no
+//! symbolic link; nothing in the server joins a remote string onto the root's path and opens the result.
 
 mod atomic;
 mod entry;
 pub mod events;
 mod filter;
+mod jail;
 mod sandbox;
 mod trash;
 mod walk;
 
 pub use atomic::{
-    AtomicFile, GROUP_BYTES, GROUP_FILES, WRITEBACK_STEP, is_temp_name, remove_stale_temps, start_writeback,
+    AtomicFile, GROUP_BYTES, GROUP_FILES, Renamed, WRITEBACK_STEP, is_temp_name, remove_stale_temps, start_writeback,
     sync_renamed, sync_staged,
 };
 pub use entry::{
-    Entry, EntryKind, FileStamp, STATE_DIR, is_being_written, is_being_written_at, permission_bits, system_time_to_ns,
+    Entry, EntryKind, FileStamp, Meta, STATE_DIR, is_being_written, is_being_written_at, permission_bits,
+    system_time_to_ns,
 };
 pub use filter::{EntryFilter, compile_pattern};
-pub use sandbox::{Resolved, Share, normalize};
+pub use jail::Share;
+pub use sandbox::{check_portable, normalize};
 pub use trash::move_to_trash;
 pub use walk::Walk;

@@ -1,29 +1,43 @@
-//! Recursive, sorted, pre-order directory walk that never follows symlinks, never enters `.tandem`, and skips
-//! the temporary files of writes in progress.
+//! Recursive, sorted, pre-order directory walk beneath a [`Share`]'s root handle. It opens each folder relative to
+//! its parent's handle without following links, so a folder swapped for a link while the walk runs is never
+//! entered; links are listed with their targets. It never enters `.tandem`, and a walk of a local folder
+//! ([`Walk::local`]) also leaves out the temporary files of the client's own writes in progress.
 //!
 //! It reads one folder at a time, so memory grows with the depth and the widest folder, not with the tree.
 
-use std::fs;
-use std::path::PathBuf;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
-use super::{Entry, EntryKind, STATE_DIR};
+use super::jail::{list_names, read_link_at, stat_at};
+use super::{Entry, EntryKind, STATE_DIR, Share};
 use crate::error::{Error, Result};
 
 /// An iterator over every entry below a folder. Folders that cannot be read yield an error item and are skipped.
 pub struct Walk {
-    /// Folders being read, innermost last: the sorted entries not yet yielded.
-    stack: Vec<std::vec::IntoIter<Entry>>,
-    /// Absolute location of the share root the relative paths are based on.
-    root: PathBuf,
+    /// Folders being read, innermost last: each folder's handle and its sorted entries not yet yielded.
+    stack: Vec<(OwnedFd, std::vec::IntoIter<Entry>)>,
     /// Folders this many levels down are listed but not entered.
     max_depth: Option<u32>,
+    /// Leave out names of [`super::AtomicFile`]'s temporary files (a client's own folder).
+    hide_temp_files: bool,
+    /// The root's location, for messages.
+    root: PathBuf,
 }
 
 impl Walk {
-    /// Walks the folder at `root/rel`; `rel` is a clean relative path (`""` for the root).
-    pub fn new(root: PathBuf, rel: &str) -> Result<Self> {
-        let entries = read_sorted(&root, rel)?;
-        Ok(Walk { stack: vec![entries.into_iter()], root, max_depth: None })
+    /// Walks the folder `rel` of `share` (a clean relative path, `""` for the root).
+    pub fn new(share: &Share, rel: &str) -> Result<Self> {
+        let dir = share.open_dir(rel)?;
+        let root = share.root().to_path_buf();
+        let entries = read_sorted(&dir, rel, &root)?;
+        Ok(Walk { stack: vec![(dir, entries.into_iter())], max_depth: None, hide_temp_files: false, root })
+    }
+
+    /// Walks the folder `rel` of a client's local folder `root`, without the client's temporary files.
+    pub fn local(root: &Path, rel: &str) -> Result<Self> {
+        let mut walk = Walk::new(&Share::open(root)?, rel)?;
+        walk.hide_temp_files = true;
+        Ok(walk)
     }
 
     /// Limits the walk to `depth` levels (`Some(1)`: the folder's own entries); `None` walks everything.
@@ -38,15 +52,24 @@ impl Iterator for Walk {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let top = self.stack.last_mut()?;
-            let Some(entry) = top.next() else {
+            let depth = self.stack.len();
+            let (dir, entries) = self.stack.last_mut()?;
+            let Some(entry) = entries.next() else {
                 self.stack.pop();
                 continue;
             };
-            let may_descend = self.max_depth.is_none_or(|depth| self.stack.len() < depth as usize);
+            if self.hide_temp_files && super::is_temp_name(entry.name()) {
+                continue;
+            }
+            let may_descend = self.max_depth.is_none_or(|max| depth < max as usize);
             if entry.kind == EntryKind::Dir && may_descend {
-                match read_sorted(&self.root, &entry.path) {
-                    Ok(children) => self.stack.push(children.into_iter()),
+                let opened = super::jail::descend(dir.as_fd(), &self.root, entry.name(), false).map_err(|e| match e {
+                    // Swapped for a link since it was listed.
+                    Error::Symlink { .. } => Error::Symlink { path: entry.path.clone(), link: entry.path.clone() },
+                    other => other,
+                });
+                match opened.and_then(|child| Ok((read_sorted(&child, &entry.path, &self.root)?, child))) {
+                    Ok((children, child)) => self.stack.push((child, children.into_iter())),
                     Err(err) => return Some(Err(err)),
                 }
             }
@@ -55,28 +78,24 @@ impl Iterator for Walk {
     }
 }
 
-/// Reads one folder's entries, sorted by name, without `.tandem` and without names that are not UTF-8.
-fn read_sorted(root: &std::path::Path, rel: &str) -> Result<Vec<Entry>> {
-    let dir = root.join(rel);
+/// Reads the entries of the open folder `dir` (at `rel`), sorted by name, without `.tandem`.
+fn read_sorted(dir: &OwnedFd, rel: &str, root: &Path) -> Result<Vec<Entry>> {
+    let failed = |e| Error::io(root.join(rel), e);
     let mut entries = Vec::new();
-    for item in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let item = item.map_err(|e| Error::io(&dir, e))?;
-        let name = item.file_name();
-        let Some(name) = name.to_str() else {
-            tracing::warn!(path = %item.path().display(), "skipping a name that is not valid UTF-8");
+    for name in list_names(dir.as_fd()).map_err(failed)? {
+        if name == STATE_DIR {
+            continue;
+        }
+        let path = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+        // Gone between the listing and the look: it is simply no longer there.
+        let Some(meta) = stat_at(dir.as_fd(), &name).map_err(|e| Error::io(root.join(&path), e))? else {
             continue;
         };
-        // tandem's own state, and files it is still writing, are not content.
-        if name == STATE_DIR || super::is_temp_name(name) {
-            continue;
+        let mut entry = Entry::from_meta(path, &meta);
+        if meta.kind == EntryKind::Symlink {
+            entry.target = read_link_at(dir.as_fd(), &name).ok();
         }
-        let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
-        match item.metadata() {
-            Ok(metadata) => entries.push(Entry::from_metadata(path, &metadata)),
-            // Deleted between read_dir and stat: it is simply no longer there.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(item.path(), e)),
-        }
+        entries.push(entry);
     }
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
@@ -85,6 +104,7 @@ fn read_sorted(root: &std::path::Path, rel: &str) -> Result<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn walks_sorted_pre_order_skipping_state() {
@@ -96,7 +116,7 @@ mod tests {
         }
         #[cfg(unix)]
         std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
-        let walk = Walk::new(dir.path().to_path_buf(), "").unwrap();
+        let walk = Walk::local(dir.path(), "").unwrap();
         let listed: Vec<(String, EntryKind)> = walk.map(|e| e.unwrap()).map(|e| (e.path, e.kind)).collect();
         let expected = [
             ("a.txt", EntryKind::File),
@@ -109,12 +129,14 @@ mod tests {
         ];
         let expected: Vec<(String, EntryKind)> = expected.iter().map(|(p, k)| (p.to_string(), *k)).collect();
         assert_eq!(listed, expected);
+        let link = Walk::local(dir.path(), "").unwrap().map(|e| e.unwrap()).find(|e| e.path == "link").unwrap();
+        assert_eq!(link.target.as_deref(), Some("/etc"));
 
         let top: Vec<String> =
-            Walk::new(dir.path().to_path_buf(), "").unwrap().max_depth(Some(1)).map(|e| e.unwrap().path).collect();
+            Walk::local(dir.path(), "").unwrap().max_depth(Some(1)).map(|e| e.unwrap().path).collect();
         assert_eq!(top, ["a.txt", "b", "c", "link"]);
         let two: Vec<String> =
-            Walk::new(dir.path().to_path_buf(), "b").unwrap().max_depth(Some(2)).map(|e| e.unwrap().path).collect();
+            Walk::local(dir.path(), "b").unwrap().max_depth(Some(2)).map(|e| e.unwrap().path).collect();
         assert_eq!(two, ["b/a", "b/a/deep.txt", "b/z.txt"]);
     }
 }

@@ -26,7 +26,7 @@ pub struct LocalEntry {
 /// Every file and folder below `root`, with MD5s from the base or the hash cache where they are known. Blocking.
 pub fn scan(root: &Path, base: &HashMap<String, Version>, hashes: &HashCache) -> Result<HashMap<String, LocalEntry>> {
     let mut found = HashMap::new();
-    for entry in Walk::new(root.to_path_buf(), "")? {
+    for entry in Walk::local(root, "")? {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {

@@ -44,15 +44,17 @@ pub fn send_file(
     known_md5: Option<Md5Digest>,
     progress: &Progress,
 ) -> Result<Sent> {
-    send_file_from(stream, path, rel, peer, (expected, 0), known_md5, progress)
+    let opened = File::open(path).map_err(|e| Error::io(path, e));
+    send_file_from(stream, (opened, path), rel, peer, (expected, 0), known_md5, progress)
 }
 
-/// [`send_file`] from byte `offset` on, for a resumed download. The trailer's MD5 is still the whole file's: if
-/// the hash cache does not know it, a second thread hashes the file from disk while the rest goes out with
+/// [`send_file`] of a file already opened (or why it could not be: the trailer says so), from byte `offset` on,
+/// for a resumed download; `path` only names it in messages. The trailer's MD5 is still the whole file's: if the
+/// hash cache does not know it, a second thread hashes the file from disk while the rest goes out with
 /// `sendfile`, so the prefix costs no delay before the first byte.
 pub fn send_file_from(
     stream: &mut (impl Write + AsRawFd),
-    path: &Path,
+    (opened, path): (Result<File>, &Path),
     rel: &str,
     peer: &str,
     (expected, offset): (FileStamp, u64),
@@ -60,15 +62,13 @@ pub fn send_file_from(
     progress: &Progress,
 ) -> Result<Sent> {
     let net = |e| Error::net(peer, e);
-    let mut file = match File::open(path) {
+    let mut file = match opened {
         Ok(file) => file,
-        Err(e) => return finish(stream, peer, 0, None, Err(Error::io(path, e).to_body())),
+        Err(e) => return finish(stream, peer, 0, None, Err(e.to_body())),
     };
-    let unchanged = |file: &File| {
-        let now = file.metadata().map(|m| FileStamp::of(&m)).ok();
-        let on_disk = std::fs::metadata(path).map(|m| FileStamp::of(&m)).ok();
-        now == Some(expected) && on_disk == Some(expected)
-    };
+    // Checked on the open file itself: an in-place write changes its stamp, a rename over its path cannot
+    // change the bytes this handle reads.
+    let unchanged = |file: &File| file.metadata().map(|m| FileStamp::of(&m)).ok() == Some(expected);
     if !unchanged(&file) {
         return finish(stream, peer, 0, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
@@ -253,15 +253,16 @@ pub enum FileFailed {
     StreamBroken(Error),
 }
 
-/// Receives one file of a stream into a temporary file beside `dest` (whose folder must exist), refusing more
-/// than `size` bytes. If the temporary file cannot be made, the file's bytes are skipped so the next can follow.
+/// Receives one file of a stream into `file`, a temporary file that will replace its destination, refusing more
+/// than `size` bytes. If the temporary file could not be made, the file's bytes are skipped so the next can
+/// follow.
 pub fn receive_to_temp(
     stream: &mut impl Read,
     peer: &str,
-    dest: &Path,
+    file: Result<AtomicFile>,
     size: u64,
 ) -> std::result::Result<(AtomicFile, Received), FileFailed> {
-    let mut file = match AtomicFile::create(dest) {
+    let mut file = match file {
         Ok(file) => file,
         Err(e) => {
             skip_file(stream, peer, size).map_err(FileFailed::StreamBroken)?;

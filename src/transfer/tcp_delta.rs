@@ -3,6 +3,7 @@
 //! ([`super::delta`]) or the whole file, whichever is smaller. The receiver rebuilds the file from its own bytes
 //! and the delta, and checks the result's MD5 against the trailer exactly as for a whole file.
 
+use std::fs::File;
 use std::io::{Read, Write};
 
 use bytes::Bytes;
@@ -15,17 +16,21 @@ use super::Progress;
 use super::delta;
 use super::sink::with_verified_sink;
 use super::tcp::{self, Received, Sent};
-use crate::digest::{Md5Digest, md5_file};
+use crate::digest::{Md5Digest, md5_open};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkBody, BulkTrailer, ErrorBody, ErrorCode};
 use crate::share::FileStamp;
 
-/// Sends the file at `path`, which must still be the version `expected` describes: as a delta against
-/// `signature` when there is one and the delta is worth it, whole otherwise, or (with `delta_only`) not at all.
-/// Returns what was sent and whether it was a delta.
+/// Opens the file to send, each time it is read: by path for a client's own file, beneath the share's root
+/// handle on a server.
+pub type Open<'a> = &'a (dyn Fn() -> Result<File> + Sync);
+
+/// Sends the file that `open` opens (shown as `path`), which must still be the version `expected` describes: as
+/// a delta against `signature` when there is one and the delta is worth it, whole otherwise, or (with
+/// `delta_only`) not at all. Returns what was sent and whether it was a delta.
 pub fn send(
     stream: &mut (impl Write + AsRawFd),
-    (path, rel): (&Path, &str),
+    (open, path, rel): (Open<'_>, &Path, &str),
     peer: &str,
     (expected, known_md5): (FileStamp, Option<Md5Digest>),
     (signature, delta_only): (Option<&Signature>, bool),
@@ -34,7 +39,7 @@ pub fn send(
     if let Some(signature) = signature
         && delta::worth_a_delta(expected.size)
         // A file that cannot be read, or changed, goes the whole way, where the error is reported as usual.
-        && let Some((md5, diffed)) = diff_unchanged(path, expected, known_md5, signature)
+        && let Some((md5, diffed)) = diff_unchanged((open, path), expected, known_md5, signature)
     {
         match diffed {
             Ok(Some(bytes)) => {
@@ -56,7 +61,7 @@ pub fn send(
         return Ok((Sent { bytes: 0, computed_md5: None, trailer: BulkTrailer::Failed(declined) }, false));
     }
     tcp::write_message(stream, peer, &BulkBody::Whole)?;
-    let sent = tcp::send_file(stream, path, rel, peer, expected, known_md5, progress)?;
+    let sent = tcp::send_file_from(stream, (open(), path), rel, peer, (expected, 0), known_md5, progress)?;
     Ok((sent, false))
 }
 
@@ -67,36 +72,41 @@ type Diffed = std::result::Result<Option<Vec<u8>>, delta::DeltaError>;
 /// it from disk if its MD5 is not known: both read every byte, so side by side they take the time of one. `None`
 /// if the file cannot be read or changed meanwhile.
 fn diff_unchanged(
-    path: &Path,
+    (open, path): (Open<'_>, &Path),
     expected: FileStamp,
     known_md5: Option<Md5Digest>,
     signature: &Signature,
 ) -> Option<(Md5Digest, Diffed)> {
+    let stamp = |file: &File| file.metadata().ok().map(|m| FileStamp::of(&m));
     std::thread::scope(|scope| {
-        let hasher = known_md5.is_none().then(|| scope.spawn(|| md5_file(path)));
+        // The hasher reads the expected version only if its own handle shows that version before and after.
+        let hasher = known_md5.is_none().then(|| {
+            scope.spawn(|| {
+                let mut file = open().ok().filter(|file| stamp(file) == Some(expected))?;
+                let md5 = md5_open(&mut file, path).ok()?;
+                (stamp(&file) == Some(expected)).then_some(md5)
+            })
+        });
         let cap = delta::delta_cap(expected.size);
-        let diffed = read_unchanged(path, expected).ok().flatten().map(|data| delta::diff(signature, &data, cap));
+        let diffed = open().ok().and_then(|file| read_unchanged(file, expected).ok().flatten());
+        let diffed = diffed.map(|data| delta::diff(signature, &data, cap));
         let md5 = match hasher {
-            Some(hasher) => hasher.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).ok(),
+            Some(hasher) => hasher.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
             None => known_md5,
         };
-        // The hasher read the same version only if the file is still the one expected.
-        let unchanged = std::fs::metadata(path).is_ok_and(|m| FileStamp::of(&m) == expected);
-        Some((md5?, diffed?)).filter(|_| unchanged)
+        Some((md5?, diffed?))
     })
 }
 
-/// Reads the whole file if it is still `expected`; `None` if it changed.
-fn read_unchanged(path: &Path, expected: FileStamp) -> std::io::Result<Option<Vec<u8>>> {
-    let mut file = std::fs::File::open(path)?;
-    let stamp = |file: &std::fs::File| file.metadata().map(|m| FileStamp::of(&m));
+/// Reads the whole open file if it is still `expected`; `None` if it changed.
+fn read_unchanged(mut file: File, expected: FileStamp) -> std::io::Result<Option<Vec<u8>>> {
+    let stamp = |file: &File| file.metadata().map(|m| FileStamp::of(&m));
     if stamp(&file)? != expected {
         return Ok(None);
     }
     let mut data = Vec::with_capacity(expected.size as usize);
     file.read_to_end(&mut data)?;
-    let on_disk = std::fs::metadata(path).map(|m| FileStamp::of(&m))?;
-    Ok((stamp(&file)? == expected && on_disk == expected && data.len() as u64 == expected.size).then_some(data))
+    Ok((stamp(&file)? == expected && data.len() as u64 == expected.size).then_some(data))
 }
 
 /// Receives one file sent by [`send`] into `out`, rebuilding a delta from `base`, and refusing a file of more

@@ -14,7 +14,15 @@ use crate::share::{Entry, EntryKind};
 use crate::sync::{SyncEvent, SyncSummary};
 
 fn entry(path: &str, kind: EntryKind, mtime_secs: i64) -> Entry {
-    Entry { path: path.into(), kind, size: 10, mtime_ns: mtime_secs * 1_000_000_000, md5: None, locked_by: None }
+    Entry {
+        path: path.into(),
+        kind,
+        size: 10,
+        mtime_ns: mtime_secs * 1_000_000_000,
+        md5: None,
+        locked_by: None,
+        target: None,
+    }
 }
 
 fn file(path: &str) -> Entry {

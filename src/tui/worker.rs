@@ -306,7 +306,7 @@ impl Worker {
             Side::Local => {
                 let root = self.local_root.clone();
                 let dir = dir.to_string();
-                blocking(move || Walk::new(root, &dir)?.max_depth(Some(1)).collect::<Result<Vec<Entry>>>()).await?
+                blocking(move || Walk::local(&root, &dir)?.max_depth(Some(1)).collect::<Result<Vec<Entry>>>()).await?
             }
         };
         // Sorting 100,000 names takes a moment: do it here, never on the UI thread.
@@ -449,7 +449,7 @@ impl Worker {
             conn.mkdir(&join(&remote_dir, &name)).await?;
             let root = self.local_root.clone();
             let below = path.clone();
-            let entries = blocking(move || Walk::new(root, &below)?.collect::<Result<Vec<Entry>>>()).await?;
+            let entries = blocking(move || Walk::local(&root, &below)?.collect::<Result<Vec<Entry>>>()).await?;
             for entry in entries {
                 let target = join(&remote_dir, &entry.path[base..]);
                 match entry.kind {

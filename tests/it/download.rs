@@ -150,6 +150,7 @@ async fn lying_server(lie: Lie) -> String {
                         mtime_ns: 0,
                         md5: None,
                         locked_by: None,
+                        target: None,
                     };
                     let body = Response::Ticket { ticket: Ticket(1), entry, mode: None, offset: 0 };
                     writer.send(&ServerFrame::Response { id, body }).await.unwrap();

@@ -36,6 +36,7 @@ pub const FAIL_IO: u8 = 3;
 pub struct SendJob {
     pub session: u64,
     pub peer: SocketAddr,
+    /// Where the file is, for messages (the caller opens it).
     pub path: PathBuf,
     /// The path as the client named it, for messages.
     pub rel: String,
@@ -54,9 +55,10 @@ pub struct Sent {
     pub computed_md5: Option<Md5Digest>,
 }
 
-/// Runs the session to its end: every packet acknowledged and `Done` confirmed, or an error.
-pub fn send(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
-    let result = run(link, job, acks);
+/// Runs the session to its end: every packet acknowledged and `Done` confirmed, or an error. `file` is the file
+/// `job` names, opened by the caller (or why it could not be, which the receiver is told).
+pub fn send(link: &Link, job: &SendJob, file: Result<File>, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
+    let result = file.and_then(|file| run(link, job, file, acks));
     if let Err(e) = &result {
         let code = if matches!(e, Error::Changed { .. }) { FAIL_CHANGED } else { FAIL_IO };
         let message = e.to_string();
@@ -67,11 +69,11 @@ pub fn send(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent
     result
 }
 
-fn run(link: &Link, job: &SendJob, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
+fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
     let net = |e| Error::net(job.peer, e);
     let epoch = Instant::now();
     let now_us = || epoch.elapsed().as_micros() as u64;
-    let mut source = Source::open(job)?;
+    let mut source = Source::open(job, file)?;
     let total = u32::try_from(packet_count(job.remaining(), job.payload))
         .map_err(|_| Error::io(&job.path, std::io::Error::other("too large for one UDP transfer")))?;
     let mut window = SendWindow::new(total, job.peer_window, now_us());
@@ -195,8 +197,7 @@ struct Source<'a> {
 const PACKETS_PER_READ: u32 = 749;
 
 impl<'a> Source<'a> {
-    fn open(job: &'a SendJob) -> Result<Self> {
-        let file = File::open(&job.path).map_err(|e| Error::io(&job.path, e))?;
+    fn open(job: &'a SendJob, file: File) -> Result<Self> {
         let now = file.metadata().map(|m| FileStamp::of(&m)).map_err(|e| Error::io(&job.path, e))?;
         if now != job.stamp {
             return Err(Error::Changed { path: job.rel.clone() });
@@ -268,9 +269,10 @@ impl<'a> Source<'a> {
             };
             md5 = Some(hashed.map_err(|e| Error::io(&self.job.path, e))?);
         }
-        let now = std::fs::metadata(&self.job.path).map(|m| FileStamp::of(&m)).ok();
+        // Checked on the open file: an in-place write changes its stamp; a rename over the path cannot change
+        // what this handle read.
         let open = self.file.metadata().map(|m| FileStamp::of(&m)).ok();
-        if now != Some(self.job.stamp) || open != Some(self.job.stamp) {
+        if open != Some(self.job.stamp) {
             return Err(Error::Changed { path: self.job.rel.clone() });
         }
         Ok(md5)

@@ -17,7 +17,15 @@ use crate::tui::pane::Side;
 use crate::tui::worker::{ConnectionState, Event};
 
 fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
-    Entry { path: path.into(), kind, size, mtime_ns: 1_700_000_000_000_000_000, md5: None, locked_by: None }
+    Entry {
+        path: path.into(),
+        kind,
+        size,
+        mtime_ns: 1_700_000_000_000_000_000,
+        md5: None,
+        locked_by: None,
+        target: None,
+    }
 }
 
 /// The demo's first screen: every hash status.
