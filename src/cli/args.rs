@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// Refuse every write (upload, mkdir, delete, rename)
     #[arg(long)]
     pub read_only: bool,
+    /// Accept names that Windows or macOS cannot hold (`CON`, `nul.txt`, `a:b`, a trailing dot or space, control
+    /// characters); by default they are refused, so the share stays usable from every client
+    #[arg(long)]
+    pub allow_unportable_names: bool,
     /// Serve on a non-loopback address without a token (anyone who can reach it can read and change the folder)
     #[arg(long)]
     pub insecure_no_auth: bool,

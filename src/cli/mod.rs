@@ -198,6 +198,7 @@ async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
     config.max_requests_in_flight = args.max_requests_in_flight.max(1);
     config.requests_per_second = args.requests_per_second.max(1);
     config.read_only = args.read_only;
+    config.allow_unportable_names = args.allow_unportable_names;
     let open_to_anyone = token.is_none();
     config.token = token;
     config.insecure_no_auth = args.insecure_no_auth;

@@ -11,7 +11,7 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -249,13 +249,15 @@ impl Share {
     pub fn sweep_temps(&self, age: Duration) -> usize {
         let Ok(state) = self.state() else { return 0 };
         let Ok(names) = list_names(state.tmp.as_fd()) else { return 0 };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+        let now = super::system_time_to_ns(SystemTime::now());
+        let age = i64::try_from(age.as_nanos()).unwrap_or(i64::MAX);
         let mut removed = 0;
         for name in names {
             let Ok(stat) = rustix::fs::statat(&state.tmp, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) else { continue };
-            #[allow(clippy::unnecessary_cast)] // the field's type differs between targets
-            let changed = stat.st_ctime as i64;
-            if now.saturating_sub(changed) > age.as_secs() as i64
+            #[allow(clippy::unnecessary_cast)] // the fields' types differ between targets
+            let changed =
+                (stat.st_ctime as i64).saturating_mul(1_000_000_000).saturating_add(stat.st_ctime_nsec as i64);
+            if now.saturating_sub(changed) >= age
                 && rustix::fs::unlinkat(&state.tmp, name.as_str(), AtFlags::empty()).is_ok()
             {
                 removed += 1;

@@ -14,6 +14,7 @@ mod faults;
 mod fuzz_inputs;
 mod garbage;
 mod hostile_paths;
+mod jail;
 mod limits;
 mod load;
 mod load_share;
