@@ -18,13 +18,35 @@ use crate::common::*;
 /// A folder outside the share whose files must never be touched. Their access times are set to 2001, so any
 /// read moves them (relatime updates an access time older than a day).
 pub struct Canary {
-    pub dir: tempfile::TempDir,
+    pub dir: CanaryDir,
     before: Vec<(PathBuf, String, i64)>,
+}
+
+/// Where a canary lives: a temporary folder of its own, or a folder in one the test owns.
+pub struct CanaryDir {
+    path: PathBuf,
+    _owned: Option<tempfile::TempDir>,
+}
+
+impl CanaryDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 impl Canary {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let owned = tempfile::tempdir().unwrap();
+        Canary::at(CanaryDir { path: owned.path().to_path_buf(), _owned: Some(owned) })
+    }
+
+    /// A canary in the folder `path`, made here.
+    pub fn in_folder(path: &Path) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        Canary::at(CanaryDir { path: path.to_path_buf(), _owned: None })
+    }
+
+    fn at(dir: CanaryDir) -> Self {
         write_file(dir.path(), "secret.bin", &pseudo_random(300_001, 77), 1_600_000_000);
         write_file(dir.path(), "private.txt", b"outside original", 1_600_000_000);
         write_file(dir.path(), "sub/deep.txt", b"deep outside", 1_600_000_000);

@@ -15,6 +15,7 @@ mod fuzz_inputs;
 mod garbage;
 mod hostile_paths;
 mod jail;
+mod jail_property;
 mod limits;
 mod load;
 mod load_share;
