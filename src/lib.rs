@@ -8,7 +8,8 @@
 //!
 //! - [`protocol`]: sans-IO wire format: message types, length-prefixed frames, the MessagePack codec.
 //! - [`wire`]: thin async adapters that read and write frames on a socket.
-//! - [`share`]: the served folder: path sandbox, directory walk, entry metadata, filters, atomic writes.
+//! - [`share`]: the served folder as a jail (every operation beneath its root's handle, no link followed), the
+//!   path check, directory walk, entry metadata, filters, atomic writes.
 //! - [`digest`]: every use of MD5, and the server's hash cache.
 //! - [`server`]: `tandem serve`: listener, sessions, one file per request kind, bulk transfers, history log.
 //! - [`client`]: the control connection, the download drivers (resumable, delta, through the cache).
