@@ -16,7 +16,9 @@ use super::upload::{UploadReport, local_file};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchItem, BulkTrailer, Expect, Request, Ticket, UploadItem};
-use crate::share::{AtomicFile, Entry, FileStamp, GROUP_BYTES, GROUP_FILES, Renamed, sync_renamed, sync_staged};
+use crate::share::{
+    AtomicFile, Destination, Entry, FileStamp, GROUP_BYTES, GROUP_FILES, Renamed, sync_renamed, sync_staged,
+};
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed};
 
@@ -31,7 +33,7 @@ pub struct UploadJob {
 /// after the bytes are verified and before they replace anything.
 pub struct DownloadJob {
     pub remote: String,
-    pub dest: PathBuf,
+    pub dest: Destination,
     pub before_commit: BeforeCommit,
 }
 
@@ -251,7 +253,7 @@ fn stage(
     (entry, mode): (Entry, Option<u32>),
     started: Instant,
 ) -> std::result::Result<Staged, FileFailed> {
-    let (mut file, received) = tcp::receive_to_temp(stream, peer, AtomicFile::create(&job.dest), entry.size)?;
+    let (mut file, received) = tcp::receive_to_temp(stream, peer, job.dest.create_file(), entry.size)?;
     let checked = match received.trailer {
         BulkTrailer::Failed(body) => Err(Error::Remote(body)),
         BulkTrailer::Done { size, .. } if size != received.bytes => {
@@ -260,7 +262,7 @@ fn stage(
         BulkTrailer::Done { md5, .. } => verify(&mut file, (&entry, mode), received.md5, md5),
     };
     checked.map_err(FileFailed::Alone)?;
-    let report = report(entry, job.dest, received.bytes, received.md5, "tcp", started, None);
+    let report = report(entry, job.dest.shown(), received.bytes, received.md5, "tcp", started, None);
     Ok(Staged { file, before_commit: job.before_commit, report })
 }
 
@@ -269,18 +271,17 @@ fn stage(
 fn commit_group(group: Vec<Result<Staged>>) -> Vec<Result<DownloadReport>> {
     let staged: Vec<&AtomicFile> = group.iter().filter_map(|s| s.as_ref().ok().map(|s| &s.file)).collect();
     let synced = sync_staged(&staged).map_err(|e| e.to_body());
+    let mut renamed: Vec<Renamed> = Vec::new();
     let placed: Vec<Result<DownloadReport>> = group
         .into_iter()
         .map(|staged| {
             let Staged { file, before_commit, report } = staged?;
             synced.clone().map_err(Error::Remote)?;
             before_commit()?;
-            file.rename_into_place()?;
+            renamed.push(file.rename_into_place()?);
             Ok(report)
         })
         .collect();
-    let renamed: Vec<Renamed> =
-        placed.iter().filter_map(|p| p.as_ref().ok().map(|r| Renamed::from(r.dest.clone()))).collect();
     let durable = sync_renamed(&renamed).map_err(|e| e.to_body());
     placed
         .into_iter()

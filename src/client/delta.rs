@@ -13,15 +13,15 @@ use super::upload::{UploadReport, local_file, read_verdict, upload_expecting};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, ErrorCode, Expect, Request, UploadItem};
-use crate::share::{AtomicFile, Entry, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, Destination, Entry, sync_renamed, sync_staged};
 use crate::transfer::{Progress, delta, tcp, tcp_delta};
 
-/// Downloads `remote` over TCP to exactly `dest`, whose folder must exist; if `dest` already holds a file worth a
-/// delta, only the parts that differ travel.
+/// Downloads `remote` over TCP to exactly `dest` (a path whose folder must exist, or a place in sync's folder); if
+/// `dest` already holds a file worth a delta, only the parts that differ travel.
 pub async fn download_delta_to(
     conn: &Connection,
     remote: &str,
-    dest: &Path,
+    dest: &Destination,
     before_commit: BeforeCommit,
     progress: &Progress,
 ) -> Result<DownloadReport> {
@@ -52,7 +52,7 @@ pub async fn download_delta_to(
 pub async fn download_delta_only(
     conn: &Connection,
     remote: &str,
-    dest: &Path,
+    dest: &Destination,
     progress: &Progress,
 ) -> Result<Option<DownloadReport>> {
     let started = Instant::now();
@@ -77,7 +77,7 @@ pub async fn download_delta_only(
 async fn exchange(
     conn: &Connection,
     remote: &str,
-    (dest, base): (&Path, Vec<u8>),
+    (dest, base): (&Destination, Vec<u8>),
     delta_only: bool,
     progress: &Progress,
 ) -> Result<(Entry, Option<Rebuilt>)> {
@@ -86,12 +86,12 @@ async fn exchange(
     progress.set_total(entry.size);
     let (mut stream, already_read) = conn.open_bulk(ticket).await?;
     let peer = conn.addr().to_string();
-    let (dest_owned, announced, progress_for_task) = (dest.to_path_buf(), entry.clone(), progress.clone());
+    let (dest_owned, announced, progress_for_task) = (dest.clone(), entry.clone(), progress.clone());
     let rebuilt = tokio::task::spawn_blocking(move || -> Result<Option<Rebuilt>> {
         let signature = if delta::worth_a_delta(announced.size) { delta::signature(&base) } else { Vec::new() };
         tcp::write_blob(&mut stream, &peer, &signature)?;
         let mut stream = Read::chain(std::io::Cursor::new(already_read), stream);
-        let mut file = AtomicFile::create(&dest_owned)?;
+        let mut file = dest_owned.create_file()?;
         let temp_path = file.temp_path().to_path_buf();
         let sink = (&mut file, temp_path.as_path());
         let received = tcp_delta::receive(&mut stream, sink, &peer, (announced.size, &base), &progress_for_task)?;
@@ -112,7 +112,7 @@ async fn exchange(
         }))
     })
     .await
-    .map_err(|e| task_failed(dest, e))??;
+    .map_err(|e| task_failed(&dest.shown(), e))??;
     Ok((entry, rebuilt))
 }
 
@@ -120,13 +120,13 @@ async fn exchange(
 /// signature the other.
 fn delta_report(
     entry: Entry,
-    dest: &Path,
+    dest: &Destination,
     (bytes, signature_bytes, was_delta): (u64, u64, bool),
     md5: Md5Digest,
     started: Instant,
 ) -> DownloadReport {
     let size = entry.size;
-    let mut done = report(entry, dest.to_path_buf(), bytes, md5, "tcp", started, None);
+    let mut done = report(entry, dest.shown(), bytes, md5, "tcp", started, None);
     (done.size, done.bytes_sent, done.delta) = (size, signature_bytes, was_delta);
     done
 }
@@ -151,21 +151,23 @@ fn rebuilt_wrong(error: &Error) -> bool {
     }
 }
 
-/// The destination's current bytes, if it is a regular file worth a delta.
-async fn read_base(dest: &Path) -> Result<Option<Vec<u8>>> {
-    let dest_owned = dest.to_path_buf();
-    tokio::task::spawn_blocking(move || match std::fs::symlink_metadata(&dest_owned) {
-        Ok(metadata) if metadata.is_file() && delta::worth_a_delta(metadata.len()) => {
-            std::fs::read(&dest_owned).map(Some).map_err(|e| Error::io(&dest_owned, e))
+/// The destination's current bytes, if it is a regular file worth a delta (never read through a link).
+async fn read_base(dest: &Destination) -> Result<Option<Vec<u8>>> {
+    let dest_owned = dest.clone();
+    tokio::task::spawn_blocking(move || match dest_owned.open_current()? {
+        Some((mut file, meta)) if delta::worth_a_delta(meta.size) => {
+            let mut bytes = Vec::with_capacity(meta.size as usize);
+            file.read_to_end(&mut bytes).map_err(|e| Error::io(dest_owned.shown(), e))?;
+            Ok(Some(bytes))
         }
         _ => Ok(None),
     })
     .await
-    .map_err(|e| task_failed(dest, e))?
+    .map_err(|e| task_failed(&dest.shown(), e))?
 }
 
 /// Makes a verified file durable, runs the caller's last check, and renames it into place.
-async fn commit(file: AtomicFile, before_commit: BeforeCommit, dest: &Path) -> Result<()> {
+async fn commit(file: AtomicFile, before_commit: BeforeCommit, dest: &Destination) -> Result<()> {
     tokio::task::spawn_blocking(move || {
         sync_staged(&[&file])?;
         before_commit()?;
@@ -173,7 +175,7 @@ async fn commit(file: AtomicFile, before_commit: BeforeCommit, dest: &Path) -> R
         sync_renamed(&[dest])
     })
     .await
-    .map_err(|e| task_failed(dest, e))?
+    .map_err(|e| task_failed(&dest.shown(), e))?
 }
 
 /// Uploads `local` to `remote`, refused unless `remote` still holds what `expect` says; if the server holds an

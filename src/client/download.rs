@@ -16,7 +16,7 @@ use super::partial::Partial;
 use crate::digest::{Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
-use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
+use crate::share::{AtomicFile, Destination, Entry, normalize, sync_renamed, sync_staged};
 use crate::transfer::delta::worth_a_delta;
 use crate::transfer::sink::Prefix;
 use crate::transfer::udp::link::{Link, loss_from_env};
@@ -80,6 +80,7 @@ pub async fn download_tcp(
     progress: &Progress,
 ) -> Result<DownloadReport> {
     if let Some(older) = older_version(remote, dest_dir) {
+        let older = Destination::Path(older);
         return super::delta::download_delta_to(conn, remote, &older, Box::new(|| Ok(())), progress).await;
     }
     resumable(conn, remote, dest_dir, progress, Via::Tcp).await
@@ -98,12 +99,12 @@ fn older_version(remote: &str, dest_dir: &Path) -> Option<PathBuf> {
 /// that the local file is still the version it planned to replace, and to keep that version in the trash.
 pub type BeforeCommit = Box<dyn FnOnce() -> Result<()> + Send>;
 
-/// Downloads `remote` over TCP to exactly the path `dest`, whose folder must exist. It does not resume: sync
-/// keeps its own state.
+/// Downloads `remote` over TCP to exactly `dest` (a path whose folder must exist, or a place in sync's folder).
+/// It does not resume: sync keeps its own state.
 pub async fn download_tcp_to(
     conn: &Connection,
     remote: &str,
-    dest: &Path,
+    dest: &Destination,
     before_commit: BeforeCommit,
     progress: &Progress,
 ) -> Result<DownloadReport> {
@@ -113,7 +114,7 @@ pub async fn download_tcp_to(
     let offer = Offer { ticket, entry, mode };
     let receive = receiver(conn, &offer, (0, Prefix::Hashed(Md5Stream::new())), progress, &Via::Tcp).await?;
     let ((bytes, _), md5) = write_verified(dest, (offer.entry.clone(), mode), before_commit, receive).await?;
-    Ok(report(offer.entry, dest.to_path_buf(), bytes, md5, "tcp", started, None))
+    Ok(report(offer.entry, dest.shown(), bytes, md5, "tcp", started, None))
 }
 
 /// Downloads `remote` into the folder `dest_dir` over tandem's reliable UDP protocol, resuming an interrupted
@@ -127,7 +128,8 @@ pub async fn download_udp(
 ) -> Result<DownloadReport> {
     // UDP carries whole files; the changes to an older version are small, so they come as a delta over TCP.
     if let Some(older) = older_version(remote, dest_dir)
-        && let Some(mut report) = super::delta::download_delta_only(conn, remote, &older, progress).await?
+        && let Some(mut report) =
+            super::delta::download_delta_only(conn, remote, &Destination::Path(older), progress).await?
     {
         let moved = report.bytes_received + report.bytes_sent;
         report.notes.push(format!("{remote}: only the changes to the older copy travelled ({moved} bytes), over TCP"));
@@ -256,7 +258,8 @@ async fn attempt(
         if let Some(stale) = found {
             stale.discard();
         }
-        let ((bytes, stats), md5) = write_verified(&dest, (entry.clone(), mode), Box::new(|| Ok(())), receive).await?;
+        let to = Destination::Path(dest.clone());
+        let ((bytes, stats), md5) = write_verified(&to, (entry.clone(), mode), Box::new(|| Ok(())), receive).await?;
         return Ok(Attempt::Done(report(entry, dest, bytes, md5, via.name(), started, stats)));
     }
     let partial = match found {
@@ -352,24 +355,24 @@ struct Offer {
 /// What a receiver hands back: bytes written, their MD5, the server's MD5, and UDP counts.
 type Receipt = (u64, Md5Digest, Md5Digest, Option<UdpStats>);
 
-/// Runs `receive` into a temporary file beside `dest` on a blocking thread, checks the MD5s, then commits with
-/// the server's mtime and permission bits.
+/// Runs `receive` into a temporary file for `dest` on a blocking thread, checks the MD5s, then commits with the
+/// server's mtime and permission bits.
 async fn write_verified(
-    dest: &Path,
+    dest: &Destination,
     (announced, mode): (Entry, Option<u32>),
     before_commit: BeforeCommit,
     receive: Receive,
 ) -> Result<((u64, Option<UdpStats>), Md5Digest)> {
-    let dest_for_write = dest.to_path_buf();
+    let dest_for_write = dest.clone();
     tokio::task::spawn_blocking(move || {
-        let mut file = AtomicFile::create(&dest_for_write)?;
+        let mut file = dest_for_write.create_file()?;
         let temp_path = file.temp_path().to_path_buf();
         let (bytes, received_md5, server_md5, stats) = receive(&mut file, &temp_path)?;
         commit_verified(file, (&announced, mode), before_commit, received_md5, server_md5)?;
         Ok(((bytes, stats), received_md5))
     })
     .await
-    .map_err(|e| Error::io(dest, std::io::Error::other(format!("download task failed: {e}"))))?
+    .map_err(|e| Error::io(dest.shown(), std::io::Error::other(format!("download task failed: {e}"))))?
 }
 
 /// Runs `receive` into a partial download from `offset` on, on a blocking thread, checks the whole file's MD5,

@@ -117,6 +117,57 @@ impl From<PathBuf> for Renamed {
     }
 }
 
+/// Where a download lands: a path a person named, or a clean relative path inside a folder opened as a jail
+/// (a sync client's own folder), reached without following any link, its old version kept in that folder's
+/// trash.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    Path(PathBuf),
+    InFolder { folder: Arc<Share>, rel: String },
+}
+
+impl Destination {
+    /// A temporary file that will replace the destination on commit.
+    pub fn create_file(&self) -> Result<AtomicFile> {
+        match self {
+            Destination::Path(dest) => AtomicFile::create(dest),
+            Destination::InFolder { folder, rel } => AtomicFile::create_in(folder, rel),
+        }
+    }
+
+    /// Where it is, for reports and messages.
+    pub fn shown(&self) -> PathBuf {
+        match self {
+            Destination::Path(dest) => dest.clone(),
+            Destination::InFolder { folder, rel } => folder.shown(rel),
+        }
+    }
+
+    /// The regular file there now, opened for reading, if there is one (a link is never followed).
+    pub fn open_current(&self) -> Result<Option<(File, super::Meta)>> {
+        let opened = match self {
+            Destination::Path(dest) => match std::fs::symlink_metadata(dest) {
+                Ok(metadata) if metadata.is_file() => File::open(dest)
+                    .map(|file| (file, super::Meta::from_std(&metadata)))
+                    .map_err(|e| Error::io(dest, e)),
+                _ => return Ok(None),
+            },
+            Destination::InFolder { folder, rel } => folder.open_file(rel),
+        };
+        match opened {
+            Ok(opened) => Ok(Some(opened)),
+            Err(Error::NotFound { .. } | Error::NotAFile { .. } | Error::Symlink { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl From<PathBuf> for Destination {
+    fn from(dest: PathBuf) -> Self {
+        Destination::Path(dest)
+    }
+}
+
 /// Start writeback every this many bytes.
 pub const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 

@@ -11,12 +11,11 @@ pub mod events;
 mod filter;
 mod jail;
 mod sandbox;
-mod trash;
 mod walk;
 
 pub use atomic::{
-    AtomicFile, GROUP_BYTES, GROUP_FILES, Renamed, WRITEBACK_STEP, is_temp_name, remove_stale_temps, start_writeback,
-    sync_renamed, sync_staged,
+    AtomicFile, Destination, GROUP_BYTES, GROUP_FILES, Renamed, WRITEBACK_STEP, is_temp_name, remove_stale_temps,
+    start_writeback, sync_renamed, sync_staged,
 };
 pub use entry::{
     Entry, EntryKind, FileStamp, Meta, STATE_DIR, is_being_written, is_being_written_at, permission_bits,
@@ -25,5 +24,4 @@ pub use entry::{
 pub use filter::{EntryFilter, compile_pattern};
 pub use jail::Share;
 pub use sandbox::{check_portable, normalize};
-pub use trash::move_to_trash;
 pub use walk::Walk;

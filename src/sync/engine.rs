@@ -25,7 +25,7 @@ use crate::client::Connection;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
-use crate::share::{EntryKind, STATE_DIR, move_to_trash, normalize, system_time_to_ns};
+use crate::share::{EntryKind, STATE_DIR, Share, normalize, system_time_to_ns};
 use crate::task::blocking;
 
 /// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
@@ -71,6 +71,9 @@ impl SyncSummary {
 
 pub struct Engine {
     root: PathBuf,
+    /// The same folder opened as a jail: every change sync makes in it is made beneath this handle, following no
+    /// link, whatever path the server names.
+    folder: Arc<Share>,
     conn: Connection,
     host: String,
     state: SyncState,
@@ -102,6 +105,7 @@ impl Engine {
     /// Opens the folder's sync state for the server `conn` talks to. Refuses a missing root.
     pub fn open(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
         let root = checked_root(root)?;
+        let folder = Arc::new(Share::serve(&root)?);
         let state_dir = root.join(STATE_DIR);
         let mut state = SyncState::open(&state_dir.join("sync.sqlite"))?;
         // State belongs to the server's journal: the same share reached by another address keeps it; a wiped
@@ -112,6 +116,7 @@ impl Engine {
         let log = ActionLog::open(&state_dir.join("sync.log"))?;
         Ok(Engine {
             root,
+            folder,
             conn,
             host: host.to_string(),
             state,
@@ -355,10 +360,10 @@ impl Engine {
                 Planned { action, local_stamp, remote_expect, size, delta }
             })
             .collect();
-        let (conn, root) = (self.conn.clone(), self.root.clone());
+        let (conn, folder) = (self.conn.clone(), self.folder.clone());
         let batches = batched(planned).into_iter().map(|batch| {
-            let (conn, root) = (conn.clone(), root.clone());
-            async move { futures::stream::iter(transfer_batch(&conn, &root, batch).await) }
+            let (conn, folder) = (conn.clone(), folder.clone());
+            async move { futures::stream::iter(transfer_batch(&conn, &folder, batch).await) }
         });
         let mut running = futures::stream::iter(batches).buffer_unordered(PARALLEL_BATCHES).flatten();
         while let Some((action, result)) = running.next().await {
@@ -399,12 +404,9 @@ impl Engine {
         let dir = Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None };
         match action {
             Action::RenameLocal { from, to } => {
-                let (source, target) = (self.root.join(from), self.root.join(to));
-                check_local(&source, local.get(from).and_then(|e| e.stamp), from)?;
-                if std::fs::symlink_metadata(&target).is_ok() {
-                    return Err(Error::Exists { path: to.clone() });
-                }
-                std::fs::rename(&source, &target).map_err(|e| Error::io(&source, e))?;
+                check_local(&self.folder, from, local.get(from).and_then(|e| e.stamp))?;
+                // Never replaces what is at `to`.
+                self.folder.rename(from, to)?;
                 summary.conflicts += 1;
             }
             Action::RenameRemote { from, to } => {
@@ -412,8 +414,7 @@ impl Engine {
                 summary.conflicts += 1;
             }
             Action::MkdirLocal { path } => {
-                let abs = self.root.join(path);
-                std::fs::create_dir_all(&abs).map_err(|e| Error::io(&abs, e))?;
+                self.folder.create_dirs(path)?;
                 update.base.push((path.clone(), Some(dir)));
             }
             Action::MkdirRemote { path } => {
@@ -421,14 +422,13 @@ impl Engine {
                 update.base.push((path.clone(), Some(dir)));
             }
             Action::DeleteLocal { path, kind } => {
-                let abs = self.root.join(path);
                 if *kind == Kind::File {
-                    check_local(&abs, local.get(path).and_then(|e| e.stamp), path)?;
+                    check_local(&self.folder, path, local.get(path).and_then(|e| e.stamp))?;
                 }
                 // An emptied folder simply goes; anything else is kept in the trash.
-                let removed = *kind == Kind::Dir && std::fs::remove_dir(&abs).is_ok();
-                if !removed && std::fs::symlink_metadata(&abs).is_ok() {
-                    move_to_trash(&self.root, path, &abs)?;
+                let removed = *kind == Kind::Dir && self.folder.remove_empty_dir(path)?;
+                if !removed && self.folder.meta(path)?.is_some() {
+                    self.folder.trash(path)?;
                 }
                 update.base.push((path.clone(), None));
                 summary.deleted += 1;

@@ -3,7 +3,7 @@
 //! ([`crate::client::download_delta_to`], [`crate::client::upload_delta`]). Every download checks, after its bytes
 //! are verified and before they replace anything, that the local file is still the version the pass scanned.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::engine::action_path;
 use super::plan::{Action, Kind, Version};
@@ -13,7 +13,7 @@ use crate::client::{
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::Expect;
-use crate::share::{FileStamp, move_to_trash};
+use crate::share::{Destination, FileStamp, Share};
 use crate::transfer::{Progress, delta};
 
 /// Transfers go in batches, each one request and one bulk connection ([`crate::client::upload_batch`]), so a
@@ -76,12 +76,13 @@ pub(super) fn batched(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
 /// bytes moved.
 pub(super) async fn transfer_batch(
     conn: &Connection,
-    root: &Path,
+    folder: &Arc<Share>,
     mut batch: Vec<Planned>,
 ) -> Vec<(Action, Result<(Version, Moved)>)> {
+    let root = folder.root();
     if batch.len() == 1 && batch[0].delta {
         let planned = batch.remove(0);
-        let result = transfer_delta(conn, root, &planned).await;
+        let result = transfer_delta(conn, folder, &planned).await;
         return vec![(planned.action, result)];
     }
     if batch.first().is_some_and(|p| matches!(p.action, Action::Upload { .. })) {
@@ -103,13 +104,9 @@ pub(super) async fn transfer_batch(
     let mut jobs = Vec::new();
     let mut actions = Vec::new();
     for Planned { action, local_stamp, .. } in batch {
-        match prepare_download(root, action_path(&action), local_stamp) {
-            Ok((dest, before_commit)) => {
-                jobs.push(DownloadJob { remote: action_path(&action).to_string(), dest, before_commit });
-                actions.push(action);
-            }
-            Err(e) => results.push((action, Err(e))),
-        }
+        let (dest, before_commit) = prepare_download(folder, action_path(&action), local_stamp);
+        jobs.push(DownloadJob { remote: action_path(&action).to_string(), dest, before_commit });
+        actions.push(action);
     }
     let reports = download_batch(conn, jobs).await;
     results.extend(actions.into_iter().zip(reports).map(|(action, report)| {
@@ -119,34 +116,26 @@ pub(super) async fn transfer_batch(
 }
 
 /// One file over the receiving side's older version: only the changed parts travel.
-async fn transfer_delta(conn: &Connection, root: &Path, planned: &Planned) -> Result<(Version, Moved)> {
+async fn transfer_delta(conn: &Connection, folder: &Arc<Share>, planned: &Planned) -> Result<(Version, Moved)> {
     let path = action_path(&planned.action);
     let progress = Progress::default();
     if let Action::Upload { .. } = planned.action {
-        let r = upload_delta(conn, &root.join(path), path, planned.remote_expect, &progress).await?;
+        let r = upload_delta(conn, &folder.root().join(path), path, planned.remote_expect, &progress).await?;
         return Ok((file(r.size, r.mtime_ns, r.md5), Moved { sent: r.bytes_sent, received: r.bytes_received }));
     }
-    let (dest, before_commit) = prepare_download(root, path, planned.local_stamp)?;
+    let (dest, before_commit) = prepare_download(folder, path, planned.local_stamp);
     let r = download_delta_to(conn, path, &dest, before_commit, &progress).await?;
     Ok((file(r.size, r.mtime_ns, r.md5), Moved { sent: r.bytes_sent, received: r.bytes_received }))
 }
 
-/// Makes sure a download's folder exists, and gives the check that runs after its bytes are verified: the
-/// local file must still be the scanned version, which then moves to the trash.
-fn prepare_download(root: &Path, rel: &str, local_stamp: Option<FileStamp>) -> Result<(PathBuf, BeforeCommit)> {
-    let dest = root.join(rel);
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let (root, dest_for_check, rel) = (root.to_path_buf(), dest.clone(), rel.to_string());
-    let before_commit: BeforeCommit = Box::new(move || {
-        check_local(&dest_for_check, local_stamp, &rel)?;
-        if local_stamp.is_some() {
-            move_to_trash(&root, &rel, &dest_for_check)?;
-        }
-        Ok(())
-    });
-    Ok((dest, before_commit))
+/// Where a download goes in the sync folder (its folders are made, and the version it replaces goes to the
+/// trash, when it is placed, beneath the folder's handle), and the check that runs after its bytes are verified:
+/// the local file must still be the scanned version.
+fn prepare_download(folder: &Arc<Share>, rel: &str, local_stamp: Option<FileStamp>) -> (Destination, BeforeCommit) {
+    let dest = Destination::InFolder { folder: folder.clone(), rel: rel.to_string() };
+    let (folder, rel) = (folder.clone(), rel.to_string());
+    let before_commit: BeforeCommit = Box::new(move || check_local(&folder, &rel, local_stamp));
+    (dest, before_commit)
 }
 
 fn file(size: u64, mtime_ns: i64, md5: Md5Digest) -> Version {
@@ -161,13 +150,9 @@ fn received(bytes: u64) -> Moved {
     Moved { sent: 0, received: bytes }
 }
 
-/// Refuses if the local file at `abs` is no longer what the scan saw (`None`: nothing was there).
-pub(super) fn check_local(abs: &Path, scanned: Option<FileStamp>, rel: &str) -> Result<()> {
-    let now = match std::fs::symlink_metadata(abs) {
-        Ok(metadata) => Some(FileStamp::of(&metadata)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(Error::io(abs, e)),
-    };
+/// Refuses if the local file at `rel` is no longer what the scan saw (`None`: nothing was there).
+pub(super) fn check_local(folder: &Share, rel: &str, scanned: Option<FileStamp>) -> Result<()> {
+    let now = folder.meta(rel)?.map(|meta| meta.stamp());
     if now != scanned {
         return Err(Error::Stale { path: rel.to_string(), found: "it changed on this side during the sync".into() });
     }

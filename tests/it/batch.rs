@@ -87,13 +87,13 @@ async fn a_download_batch_delivers_every_good_file_and_fails_only_the_bad_ones()
 
     let job = |rel: &str, dest: &Path| DownloadJob {
         remote: rel.to_string(),
-        dest: dest.to_path_buf(),
+        dest: dest.to_path_buf().into(),
         before_commit: Box::new(|| Ok(())),
     };
     let mut jobs: Vec<DownloadJob> = files.iter().map(|(rel, _)| job(rel, &local.path().join(rel))).collect();
     let refusing = DownloadJob {
         remote: files[2].0.clone(),
-        dest: local.path().join("refused here.bin"),
+        dest: local.path().join("refused here.bin").into(),
         before_commit: Box::new(|| {
             Err(Error::Stale { path: "refused here.bin".into(), found: "it changed on this side".into() })
         }),
