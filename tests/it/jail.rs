@@ -346,3 +346,27 @@ async fn names_other_systems_cannot_hold_are_refused_unless_allowed() {
     assert!(matches!(send_on_ticket(&conn, ticket, b"data").await, BulkTrailer::Done { .. }));
     assert_eq!(std::fs::read(lenient.path("docs/x:y?")).unwrap(), b"data");
 }
+
+/// The client side: a link in a sync client's own folder is not a door either. The server names `docs/a.txt`;
+/// the client's `docs` is a link out, so sync refuses that path by name and syncs the rest.
+#[test]
+fn sync_never_writes_through_a_link_in_the_clients_folder() {
+    let canary = Canary::new();
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    write_file(server.root.path(), "docs/a.txt", b"from the server", 1_600_000_000);
+    write_file(server.root.path(), "other.txt", b"fine", 1_600_000_000);
+    let (home, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    symlink(canary.dir.path(), folder.path().join("docs")).unwrap();
+    let dir = folder.path().to_str().unwrap();
+    // The server journals its files in the background; sync until the rest has arrived.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut said = String::new();
+    while !folder.path().join("other.txt").exists() || !said.contains("docs") {
+        assert!(Instant::now() < deadline, "sync never finished: {said}");
+        said += &stderr(&cli_as(&server.addr, home.path(), &["sync", dir, "--once"]));
+    }
+    assert!(said.contains("\"docs\" is a symbolic link, and tandem never follows one"), "{said}");
+    assert_eq!(std::fs::read(folder.path().join("other.txt")).unwrap(), b"fine");
+    assert!(std::fs::symlink_metadata(folder.path().join("docs")).unwrap().is_symlink(), "the link is left alone");
+    canary.assert_untouched();
+}
