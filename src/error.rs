@@ -99,6 +99,10 @@ pub enum Error {
     #[error("{path}: the server is read-only")]
     ReadOnly { path: String },
 
+    /// A new name that differs from one already in its folder only by case: one file on Windows and macOS.
+    #[error("{path}: {existing:?} is already in that folder, and Windows and macOS cannot tell the two names apart")]
+    CaseTwin { path: String, existing: String },
+
     /// A write whose target already exists.
     #[error("{path}: already exists")]
     Exists { path: String },
@@ -141,7 +145,7 @@ impl Error {
             Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
             Error::Unsupported(_) => ErrorCode::BadRequest,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
-            Error::Exists { .. } => ErrorCode::Exists,
+            Error::Exists { .. } | Error::CaseTwin { .. } => ErrorCode::Exists,
             Error::Stale { .. } => ErrorCode::Stale,
             Error::Locked { .. } => ErrorCode::Locked,
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,

@@ -115,7 +115,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub read_only: bool,
     /// Accept names that Windows or macOS cannot hold (`CON`, `nul.txt`, `a:b`, a trailing dot or space, control
-    /// characters); by default they are refused, so the share stays usable from every client
+    /// characters, names in one folder that differ only by case); by default they are refused, so the share stays
+    /// usable from every client
     #[arg(long)]
     pub allow_unportable_names: bool,
     /// Serve on a non-loopback address without a token (anyone who can reach it can read and change the folder)

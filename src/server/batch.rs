@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::guard::CaseTwins;
 use super::session::{Caller, Responder};
 use super::tickets::Grant;
 use super::{Shared, download, upload};
@@ -38,9 +39,11 @@ pub async fn upload(shared: &Arc<Shared>, files: &[UploadItem], caller: &Caller,
     let (shared_for_checks, files) = (shared.clone(), files.to_vec());
     let (peer, client) = (caller.peer.clone(), caller.client.clone());
     let prepared = blocking(move || {
+        // One listing per folder for the whole batch.
+        let mut twins = CaseTwins::default();
         Ok(files
             .iter()
-            .map(|item| upload::prepare(&shared_for_checks, item, &peer, client.as_deref()))
+            .map(|item| upload::prepare(&shared_for_checks, item, (&peer, client.as_deref()), &mut twins))
             .collect::<Vec<_>>())
     })
     .await?;

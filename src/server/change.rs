@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::Shared;
-use super::guard::{check_expect, may_write, writable_name};
+use super::guard::{CaseTwins, check_expect, may_write, writable_name};
 use super::observe::refresh;
 use super::session::Responder;
 use crate::error::{Error, Result};
@@ -23,6 +23,12 @@ pub async fn mkdir(shared: &Arc<Shared>, path: &str, client: Client<'_>, out: &m
         let _held = shared.path_locks.hold(&[&rel]);
         if shared.share.meta(&rel)?.is_some_and(|meta| meta.kind != EntryKind::Dir) {
             return Err(Error::Exists { path: rel });
+        }
+        let mut twins = CaseTwins::default();
+        let mut folder = String::new();
+        for part in rel.split('/') {
+            folder = if folder.is_empty() { part.to_string() } else { format!("{folder}/{part}") };
+            twins.check(&shared, &folder, None)?;
         }
         let meta = shared.share.create_dirs(&rel)?;
         refresh(&shared, &rel, author.as_deref())?;
@@ -74,6 +80,10 @@ pub async fn rename(shared: &Arc<Shared>, from: &str, to: &str, client: Client<'
     let (shared, author) = (shared.clone(), client.map(|c| c.host.clone()));
     let entry = blocking(move || {
         let _held = shared.path_locks.hold(&[&source, &target]);
+        // `a.txt` to `A.txt` changes only the case of one name, which every system can do.
+        let same_folder = source.rsplit_once('/').map(|(f, _)| f) == target.rsplit_once('/').map(|(f, _)| f);
+        let source_name = source.rsplit('/').next().filter(|_| same_folder);
+        CaseTwins::default().check(&shared, &target, source_name)?;
         // Moves the entry itself, a link included; never replaces what is at the target.
         shared.share.rename(&source, &target)?;
         refresh(&shared, &source, author.as_deref())?;

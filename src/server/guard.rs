@@ -2,6 +2,8 @@
 //! lock held by another client refuses it, and a write that says what it expects to find (a sync client's view of
 //! the path) is refused if the path has moved on, so a change the client has not seen yet is never overwritten.
 
+use std::collections::HashMap;
+
 use super::Shared;
 use super::hash::hash_file;
 use crate::error::{Error, Result};
@@ -19,6 +21,47 @@ pub fn writable_name(shared: &Shared, path: &str) -> Result<String> {
         check_portable(&rel)?;
     }
     Ok(rel)
+}
+
+/// Refuses a new name that differs only by case from one already in its folder (`README.md` beside `Readme.md`),
+/// which Windows and macOS would take for one file. Each folder is read once per `CaseTwins`, so a batch of
+/// many new files in one folder costs one listing, not one per file.
+#[derive(Default)]
+pub struct CaseTwins {
+    /// Per folder: each name in it, by its lowercase form.
+    folders: HashMap<String, HashMap<String, String>>,
+}
+
+impl CaseTwins {
+    /// Checks `rel` (and remembers it as taken); `renamed_from` is a name in the same folder that is about to go,
+    /// so a rename that only changes case is allowed.
+    pub fn check(&mut self, shared: &Shared, rel: &str, renamed_from: Option<&str>) -> Result<()> {
+        if shared.config.allow_unportable_names {
+            return Ok(());
+        }
+        let (folder, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let names = match self.folders.entry(folder.to_string()) {
+            std::collections::hash_map::Entry::Occupied(names) => names.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let listed = match shared.share.names(folder) {
+                    Ok(listed) => listed,
+                    // A folder still to be made holds nothing yet.
+                    Err(Error::NotFound { .. }) => Vec::new(),
+                    Err(e) => return Err(e),
+                };
+                slot.insert(listed.into_iter().map(|n| (n.to_lowercase(), n)).collect())
+            }
+        };
+        match names.get(&name.to_lowercase()) {
+            Some(existing) if existing != name && Some(existing.as_str()) != renamed_from => {
+                Err(Error::CaseTwin { path: rel.to_string(), existing: existing.clone() })
+            }
+            _ => {
+                names.insert(name.to_lowercase(), name.to_string());
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Refuses a write to `rel` on a read-only share or under someone else's lock.

@@ -71,7 +71,7 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Refuse every write: uploads, mkdir, delete, rename.
     pub read_only: bool,
-    /// Accept names that Windows or macOS cannot hold (`CON`, `a:b`, a trailing dot …) from clients.
+    /// Accept names that Windows or macOS cannot hold (`CON`, `a:b`, a trailing dot, case twins …) from clients.
     pub allow_unportable_names: bool,
     /// How often the whole share is rescanned for changes the file watcher missed (it also is at startup).
     pub scan_interval: Duration,

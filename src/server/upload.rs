@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::Shared;
-use super::guard::{check_expect, may_write, writable_name};
+use super::guard::{CaseTwins, check_expect, may_write, writable_name};
 use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingUpload};
 use crate::error::{Error, Result};
@@ -20,7 +20,9 @@ pub async fn handle(
     out: &mut Responder,
 ) -> Result<()> {
     let (shared_for_check, peer, client) = (shared.clone(), caller.peer.clone(), caller.client.clone());
-    let pending = blocking(move || prepare(&shared_for_check, &item, &peer, client.as_deref())).await?;
+    let pending =
+        blocking(move || prepare(&shared_for_check, &item, (&peer, client.as_deref()), &mut CaseTwins::default()))
+            .await?;
     let (entry, mode) = announced(&pending);
     let grant = if delta { Grant::UploadDelta(pending) } else { Grant::Upload(pending) };
     let ticket = shared.tickets.issue(grant, &caller.owner);
@@ -28,15 +30,17 @@ pub async fn handle(
 }
 
 /// Checks that the client may write `item.path` and that it still holds what the client expects. Checked now so
-/// a refused upload moves no bytes, and again before the rename (another write may come first).
+/// a refused upload moves no bytes, and again before the rename (another write may come first). `twins` knows
+/// the folders of the files prepared with it so far.
 pub fn prepare(
     shared: &Shared,
     item: &UploadItem,
-    peer: &str,
-    client: Option<&ClientIdentity>,
+    (peer, client): (&str, Option<&ClientIdentity>),
+    twins: &mut CaseTwins,
 ) -> Result<PendingUpload> {
     let rel = writable_name(shared, &item.path)?;
     may_write(shared, &rel, client)?;
+    twins.check(shared, &rel, None)?;
     // A link here is replaced by the file (the link goes to the trash); a link above it is refused.
     if shared.share.meta(&rel)?.is_some_and(|meta| meta.kind == EntryKind::Dir) {
         return Err(Error::NotAFile { path: rel });

@@ -138,6 +138,12 @@ impl Share {
         Ok(Meta::from_stat(&stat))
     }
 
+    /// The names in the folder `rel`, unsorted.
+    pub fn names(&self, rel: &str) -> Result<Vec<String>> {
+        let dir = self.open_dir(rel)?;
+        list_names(dir.as_fd()).map_err(|e| Error::io(self.shown(rel), e))
+    }
+
     /// Whether the folder `rel` holds nothing.
     pub fn is_empty_dir(&self, rel: &str) -> Result<bool> {
         let dir = self.open_dir(rel)?;

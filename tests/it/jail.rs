@@ -339,9 +339,43 @@ async fn names_other_systems_cannot_hold_are_refused_unless_allowed() {
         assert!(conn.rename("ok.txt", name).await.unwrap_err().to_string().starts_with("invalid path "));
     }
     assert_eq!(names_in(strict.root.path()), [".tandem", "ok.txt"]);
+    // Names that differ only by case are one file on Windows and macOS.
+    let twin = conn.upload_ticket("OK.TXT", (1, 0, 0o644), None).await.unwrap_err().to_string();
+    assert_eq!(
+        twin,
+        "OK.TXT: \"ok.txt\" is already in that folder, and Windows and macOS cannot tell the two names apart"
+    );
+    conn.mkdir("docs/inner").await.unwrap();
+    let twin = conn.mkdir("Docs/other").await.unwrap_err().to_string();
+    assert!(twin.starts_with("Docs: \"docs\" is already in that folder"), "{twin}");
+    let items = |names: &[&str]| tandem::protocol::Request::UploadBatch {
+        files: names
+            .iter()
+            .map(|n| tandem::protocol::UploadItem {
+                path: n.to_string(),
+                size: 1,
+                mtime_ns: 0,
+                mode: 0o644,
+                expect: None,
+            })
+            .collect(),
+    };
+    let (_, answers) = conn.batch_ticket(items(&["docs/new.txt", "docs/NEW.txt"])).await.unwrap();
+    assert!(matches!(answers[0], tandem::protocol::BatchItem::Ready { .. }), "{answers:?}");
+    match &answers[1] {
+        tandem::protocol::BatchItem::Refused(body) => {
+            assert!(body.message.contains("\"new.txt\" is already"), "{body:?}")
+        }
+        other => panic!("a twin within one batch must be refused: {other:?}"),
+    }
+    // Changing only the case of a name is a rename every system can do.
+    conn.rename("ok.txt", "OK.txt").await.unwrap();
+    assert_eq!(names_in(strict.root.path()), [".tandem", "OK.txt", "docs"]);
     let lenient = ServeProcess::start_with(tempfile::tempdir().unwrap(), &["--allow-unportable-names"]);
     let conn = Connection::connect(&lenient.addr).await.unwrap();
     conn.mkdir("AUX").await.unwrap();
+    conn.mkdir("docs").await.unwrap();
+    conn.mkdir("DOCS").await.unwrap();
     let (ticket, _) = conn.upload_ticket("docs/x:y?", (4, 0, 0o644), None).await.unwrap();
     assert!(matches!(send_on_ticket(&conn, ticket, b"data").await, BulkTrailer::Done { .. }));
     assert_eq!(std::fs::read(lenient.path("docs/x:y?")).unwrap(), b"data");
