@@ -1,12 +1,13 @@
-//! Fuzzes the path sandbox, the one place a path from the network becomes a filesystem path: `normalize` on the
-//! text alone, then `Share::resolve` and `Share::resolve_for_write` against a real share in a temporary folder
-//! that holds files, folders, tandem's `.tandem` state folder and symlinks of every kind (inside, to the parent,
-//! to `/etc`, a chain of links, into `.tandem`, a loop, a dangling one). Whatever is accepted must stay inside
-//! the root and out of `.tandem`. Run it with `-dict=dict/path.dict` so the fuzzer knows the fixture's names.
+//! Fuzzes the path sandbox: `normalize` on the text alone, then the share's jail (`Share::meta`,
+//! `Share::open_file`, `Share::open_dir`) against a real share in a temporary folder that holds files, folders,
+//! tandem's `.tandem` state folder and symlinks of every kind (inside, to the parent, to `/etc`, a chain of links,
+//! into `.tandem`, a loop, a dangling one). Whatever the jail opens must be the entry at the clean path, reached
+//! through real folders only: no link followed, nothing in `.tandem`. Run it with `-dict=dict/path.dict` so the
+//! fuzzer knows the fixture's names.
 #![no_main]
 
-use std::os::unix::fs::symlink;
-use std::path::{Component, Path};
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
@@ -50,10 +51,15 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// `path`, which must be below the root, has no component naming tandem's state folder.
-fn assert_private_folder_untouched(root: &Path, path: &Path, input: &str) {
-    let inside = path.strip_prefix(root).unwrap_or_else(|_| panic!("{input:?} resolved outside: {}", path.display()));
-    assert!(inside.components().all(|c| c.as_os_str() != STATE_DIR), "{input:?} reached {}", path.display());
+/// `rel`'s folders, below the root, are all real folders (no link), and none is tandem's state folder.
+fn assert_reached_without_links(root: &Path, rel: &str, input: &str) {
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for depth in 1..parts.len() {
+        let dir = root.join(parts[..depth].join("/"));
+        let meta = std::fs::symlink_metadata(&dir).unwrap_or_else(|e| panic!("{input:?}: {}: {e}", dir.display()));
+        assert!(meta.is_dir(), "{input:?} passed through {}", dir.display());
+    }
+    assert!(Path::new(rel).components().all(|c| c.as_os_str() != STATE_DIR), "{input:?} reached .tandem");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -72,27 +78,20 @@ fuzz_target!(|data: &[u8]| {
         assert!(e.to_string().starts_with(&format!("invalid path {input:?}: ")), "{e}");
     }
 
-    if let Ok(resolved) = fixture.share.resolve(input) {
-        assert_eq!(Some(&resolved.rel), normalized.as_ref().ok());
-        assert!(resolved.abs.exists());
-        let real = resolved.abs.canonicalize().expect("a resolved path exists");
-        assert_eq!(real, resolved.abs, "resolve hands out real locations");
-        assert_private_folder_untouched(root, &resolved.abs, input);
+    let Ok(rel) = normalized else { return };
+    let inode = |path: &Path| std::fs::symlink_metadata(path).map(|m| m.ino()).ok();
+    if let Ok(Some(meta)) = fixture.share.meta(&rel) {
+        assert_reached_without_links(root, &rel, input);
+        assert_eq!(inode(&root.join(&rel)), Some(meta.inode), "{input:?} looked at something else");
     }
-
-    if let Ok(resolved) = fixture.share.resolve_for_write(input) {
-        assert_eq!(Some(&resolved.rel), normalized.as_ref().ok());
-        assert!(!resolved.rel.is_empty(), "a write may not name the root");
-        assert_private_folder_untouched(root, &resolved.abs, input);
-        // Every existing folder a write would pass through really is inside the share and out of `.tandem`;
-        // the last component may be a symlink, which a write replaces and a delete moves, never follows.
-        let mut ancestor = resolved.abs.parent();
-        while let Some(dir) = ancestor.filter(|dir| dir.starts_with(root)) {
-            if let Ok(real) = dir.canonicalize() {
-                assert_private_folder_untouched(root, &real, input);
-            }
-            ancestor = dir.parent();
-        }
-        assert!(resolved.abs.components().all(|c| !matches!(c, Component::ParentDir | Component::CurDir)));
+    if let Ok((_, meta)) = fixture.share.open_file(&rel) {
+        assert_reached_without_links(root, &rel, input);
+        assert!(std::fs::symlink_metadata(root.join(&rel)).is_ok_and(|m| m.is_file()), "{input:?} opened a non-file");
+        assert_eq!(inode(&root.join(&rel)), Some(meta.inode), "{input:?} opened something else");
+    }
+    if let Ok(dir) = fixture.share.open_dir(&rel) {
+        assert_reached_without_links(root, &rel, input);
+        let opened = std::fs::File::from(dir).metadata().map(|m| m.ino()).ok();
+        assert_eq!(inode(&root.join(&rel)), opened, "{input:?} opened another folder");
     }
 });
