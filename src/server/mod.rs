@@ -114,7 +114,7 @@ pub struct Server {
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
     pub async fn bind(config: ServerConfig) -> Result<Server> {
-        let share = Arc::new(Share::serve(&config.root)?);
+        let share = Arc::new(Share::open_writable(&config.root)?);
         let state_dir = share.state_dir();
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;

@@ -31,7 +31,7 @@ const TRASH_TRIES: u32 = 1000;
 pub struct Share {
     root_path: PathBuf,
     root: OwnedFd,
-    /// The private folders of a served share; `None` for a folder that is only read.
+    /// The private folders of a folder tandem writes in; `None` for a folder that is only read.
     state: Option<State>,
 }
 
@@ -49,8 +49,9 @@ impl Share {
         Ok(Share { root_path, root, state: None })
     }
 
-    /// Opens `dir` to serve it: also makes (if need be) and opens its `.tandem/tmp` and `.tandem/trash`.
-    pub fn serve(dir: &Path) -> Result<Self> {
+    /// Opens `dir` to write in it (a served share, or a sync client's own folder): also makes (if need be) and
+    /// opens its `.tandem/tmp` and `.tandem/trash`.
+    pub fn open_writable(dir: &Path) -> Result<Self> {
         let mut share = Share::open(dir)?;
         let shown = share.root_path.join(STATE_DIR);
         let state_dir = descend(share.root.as_fd(), &share.root_path, STATE_DIR, true)?;
@@ -76,7 +77,9 @@ impl Share {
     }
 
     fn state(&self) -> Result<&State> {
-        self.state.as_ref().ok_or_else(|| Error::Unsupported(format!("{} is not served", self.root_path.display())))
+        self.state
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported(format!("{} was opened only for reading", self.root_path.display())))
     }
 
     /// Opens the folder `rel` (`""`: the root).
@@ -118,11 +121,12 @@ impl Share {
             Err(e) => return Err(Error::io(self.shown(rel), e.into())),
         };
         let file = File::from(fd);
-        let meta = file.metadata().map(|m| Meta::from_std(&m)).map_err(|e| Error::io(self.shown(rel), e))?;
-        if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        let metadata = file.metadata().map_err(|e| Error::io(self.shown(rel), e))?;
+        // A folder, fifo, socket or device opened by this name is not a file to read.
+        if !metadata.file_type().is_file() {
             return Err(Error::NotAFile { path: rel.to_string() });
         }
-        Ok((file, meta))
+        Ok((file, Meta::from_std(&metadata)))
     }
 
     /// The target text of the link `rel`.
@@ -367,7 +371,7 @@ mod tests {
         std::fs::write(outside.path().join("secret.txt"), b"outside").unwrap();
         symlink(outside.path(), base.path().join("out")).unwrap();
         symlink("docs", base.path().join("in")).unwrap();
-        let share = Share::serve(base.path()).unwrap();
+        let share = Share::open_writable(base.path()).unwrap();
         (base, outside, share)
     }
 

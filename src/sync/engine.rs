@@ -105,7 +105,7 @@ impl Engine {
     /// Opens the folder's sync state for the server `conn` talks to. Refuses a missing root.
     pub fn open(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
         let root = checked_root(root)?;
-        let folder = Arc::new(Share::serve(&root)?);
+        let folder = Arc::new(Share::open_writable(&root)?);
         let state_dir = root.join(STATE_DIR);
         let mut state = SyncState::open(&state_dir.join("sync.sqlite"))?;
         // State belongs to the server's journal: the same share reached by another address keeps it; a wiped

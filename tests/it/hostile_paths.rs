@@ -130,7 +130,7 @@ fn read(share: &Share, path: &str) -> tandem::Result<u64> {
 fn write(path: &str) -> (tandem::Result<u64>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     plant_traps(dir.path());
-    let share = Share::serve(dir.path()).unwrap();
+    let share = Share::open_writable(dir.path()).unwrap();
     let written = normalize(path).and_then(|rel| {
         let (mut file, name) = share.temp_file()?;
         file.write_all(b"written").unwrap();
