@@ -47,6 +47,11 @@ impl CaseTwins {
                     Ok(listed) => listed,
                     // A folder still to be made holds nothing yet.
                     Err(Error::NotFound { .. }) => Vec::new(),
+                    // Said of the path the client named, not of its folder.
+                    Err(Error::Symlink { link, .. }) => return Err(Error::Symlink { path: rel.to_string(), link }),
+                    Err(Error::NotAFolder { part, .. }) => {
+                        return Err(Error::NotAFolder { path: rel.to_string(), part });
+                    }
                     Err(e) => return Err(e),
                 };
                 slot.insert(listed.into_iter().map(|n| (n.to_lowercase(), n)).collect())
