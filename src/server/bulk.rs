@@ -77,7 +77,12 @@ pub async fn serve(
                 };
                 let refused = tcp::refuse(&mut stream, &peer, body.clone());
                 let arguments = format!("ticket={:016x}", ticket.0);
-                record(&shared, &peer, ("transfer", &arguments), Err(body.message), 0, started);
+                // Anyone can send a bad ticket: rate-limited, so a flood cannot fill the disk.
+                let outcome = Err(body.message);
+                let elapsed = started.elapsed();
+                let record =
+                    Record { peer: &peer, command: "transfer", arguments: &arguments, outcome, bytes: 0, elapsed };
+                shared.history.record_failure(record);
                 refused.map(|_| ())
             }
         }

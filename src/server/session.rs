@@ -164,7 +164,7 @@ pub async fn serve(
 fn log_refusal(shared: &Shared, peer: &str, reason: &str) {
     let arguments = format!("reason={reason:?}");
     let outcome = Err("authentication refused".to_string());
-    shared.history.record(Record {
+    shared.history.record_failure(Record {
         peer,
         command: "auth",
         arguments: &arguments,
@@ -201,7 +201,7 @@ async fn authenticate(
     let arguments = format!("reason={failure:?}");
     let outcome = Err("authentication failed".to_string());
     let elapsed = started.elapsed();
-    shared.history.record(Record { peer, command: "auth", arguments: &arguments, outcome, bytes: 0, elapsed });
+    shared.history.record_failure(Record { peer, command: "auth", arguments: &arguments, outcome, bytes: 0, elapsed });
     tokio::time::sleep(AUTH_FAILURE_DELAY).await;
     fatal(writer, ErrorCode::AuthFailed, "authentication failed".into()).await;
     false
