@@ -111,11 +111,11 @@ pub struct ServeArgs {
     /// Listings and whole-tree hashes the whole server runs at once; more wait their turn
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_listings: usize,
-    /// Connections from one address still saying hello (and proving the token); more are refused
+    /// Connections from one address that sent nothing for a second after connecting; more are refused
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_handshakes_per_address: usize,
-    /// Connections from all addresses still saying hello; more are refused
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    /// Connections from all addresses still saying hello (and proving the token); more are refused
+    #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_handshakes: usize,
     /// Bytes of answers one session may have waiting to be sent; its requests wait for the client to read
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]

@@ -62,7 +62,7 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
             }
         };
         // Counted from accept: sockets that never say hello cannot take the slots of clients that do.
-        let (per_address, total) = (shared.config.max_handshakes_per_address, shared.config.max_handshakes);
+        let (per_address, total) = (shared.config.max_sessions_per_address, shared.config.max_handshakes);
         let handshaking = match shared.handshakes.take(peer.ip(), per_address, total) {
             Ok(slot) => slot,
             Err(full) => {

@@ -52,6 +52,10 @@ pub use tickets::Tickets;
 /// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
 const DELTA_SLOTS: usize = 2;
 
+/// How long a new connection may stay silent before it counts against `max_handshakes_per_address`: a client
+/// sends its hello at once, an idle socket does not.
+pub const HELLO_GRACE: Duration = Duration::from_secs(1);
+
 /// The shortest token a server beyond loopback accepts.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -77,10 +81,13 @@ pub struct ServerConfig {
     pub max_listings_per_address: usize,
     /// Listings and whole-tree hashes the whole server runs at once.
     pub max_listings: usize,
-    /// Connections from one address that have not yet said hello (and proved the token); more are refused.
+    /// Connections from one address that have sent nothing for [`HELLO_GRACE`] after being accepted; one more
+    /// is refused. (Up to `max_sessions_per_address` may be saying hello at once, so a burst of clients behind one
+    /// address gets in.)
     pub max_handshakes_per_address: usize,
-    /// Connections that have not yet said hello, from all addresses; well below `max_connections`, so a client
-    /// that can authenticate always finds a slot.
+    /// Connections that have not yet said hello (and proved the token), from all addresses; more are refused.
+    /// Below `max_connections`, and above `max_sessions_per_address`, so a client from another address that can
+    /// authenticate always finds a slot.
     pub max_handshakes: usize,
     /// Bytes of answers one session may have waiting to be sent; a request with more to say waits for the client
     /// to read.
@@ -122,7 +129,7 @@ impl ServerConfig {
             max_listings_per_address: 16,
             max_listings: 256,
             max_handshakes_per_address: 16,
-            max_handshakes: 256,
+            max_handshakes: 512,
             max_queued_bytes: 4 << 20,
             stall_timeout: Duration::from_secs(30),
             max_auth_failures: 5,
@@ -192,9 +199,11 @@ impl Server {
             tickets: Tickets::default(),
             sessions: Default::default(),
             handshakes: Default::default(),
+            silent: Default::default(),
             transfers: Default::default(),
             listings: Default::default(),
             auth_failures: Default::default(),
+            auth_turns: Default::default(),
             config,
             delta_slots: Arc::new(tokio::sync::Semaphore::new(DELTA_SLOTS)),
         });

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::history::Record;
 use super::limits::{AddressSlot, RequestPace};
 use super::tickets::Owner;
-use super::{Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
+use super::{HELLO_GRACE, Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
@@ -57,6 +57,22 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let peer_ip = peer.ip();
     let peer = peer.to_string();
+    // A client says hello at once; a socket silent past the grace takes one of its address's few idle places.
+    let mut _silent = None;
+    if tokio::time::timeout(HELLO_GRACE, stream.peek(&mut [0u8; 1])).await.is_err() {
+        let (per_address, total) = (shared.config.max_handshakes_per_address, shared.config.max_handshakes);
+        match shared.silent.take(peer_ip, per_address, total) {
+            Ok(slot) => _silent = Some(slot),
+            Err(_) => {
+                let message = format!(
+                    "too many connections from {peer_ip} still saying hello: at most {per_address} silent for {} s",
+                    HELLO_GRACE.as_secs()
+                );
+                let mut writer = FrameWriter::new(stream, &peer);
+                return fatal_on(&mut writer, ErrorCode::Busy, message).await;
+            }
+        }
+    }
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, &peer);
     let mut writer = FrameWriter::new(write, &peer);
@@ -123,19 +139,17 @@ pub async fn serve(
     let key = SessionKey::derive(config.token.as_ref(), &client_nonce, &nonce);
     match hello.channel {
         Channel::Control => {
-            if let Some(token) = &config.token {
-                if !authenticate(&mut reader, &mut writer, token, (&client_nonce, &nonce), (&peer, &shared)).await {
-                    let now = Instant::now();
-                    shared.auth_failures.failed(peer_ip, config.max_auth_failures, config.auth_lockout, now);
-                    return;
-                }
-                shared.auth_failures.succeeded(peer_ip);
+            if let Some(token) = &config.token
+                && !authenticate(&mut reader, &mut writer, token, (&client_nonce, &nonce), (&peer, peer_ip, &shared))
+                    .await
+            {
+                return;
             }
             let welcome = ServerWelcome { software: software(), journal: Some(shared.journal.id().to_string()) };
             if writer.send(&ServerFrame::Welcome(welcome)).await.is_err() {
                 return;
             }
-            drop(handshaking);
+            drop((handshaking, _silent));
             reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
             let transfers = Arc::new(Semaphore::new(config.max_transfers_per_client.max(1)));
             let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
@@ -146,7 +160,7 @@ pub async fn serve(
         }
         // A bulk connection proves itself with its ticket, which only the session it was issued to can present.
         Channel::Bulk { ticket, proof } => {
-            drop(handshaking);
+            drop((handshaking, _silent));
             let (read, leftover) = reader.into_parts();
             if !leftover.is_empty() {
                 let message = "unexpected bytes after a bulk hello".to_string();
@@ -174,22 +188,39 @@ fn log_refusal(shared: &Shared, peer: &str, reason: &str) {
     });
 }
 
-/// Reads the client's answer to the challenge. A wrong or missing one is logged and, after a delay, refused
-/// with `authentication failed`; the connection then closes.
+/// Reads the client's answer to the challenge. A wrong or missing one is counted against the address, logged
+/// and, after a delay, refused with `authentication failed`; the connection then closes.
 async fn authenticate(
     reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
     writer: &mut FrameWriter<OwnedWriteHalf>,
     token: &Token,
     (client_nonce, server_nonce): (&Nonce, &Nonce),
-    (peer, shared): (&str, &Shared),
+    (peer, ip, shared): (&str, IpAddr, &Shared),
 ) -> bool {
     let started = Instant::now();
-    let answer = tokio::time::timeout(shared.config.handshake_timeout, reader.next::<ClientFrame>("authentication"));
+    let config = &shared.config;
+    let answer = tokio::time::timeout(config.handshake_timeout, reader.next::<ClientFrame>("authentication"));
     let failure = match answer.await {
         Ok(Ok(Some(ClientFrame::Auth { proof }))) => {
+            // One proof per address is checked at a time, and each failure counts before the next is checked:
+            // guesses sent on many connections at once are locked out as surely as guesses sent one by one.
+            let _turn = shared.auth_turns.acquire(ip, 1, usize::MAX).await;
+            if let Some(left) =
+                shared.auth_failures.locked(ip, config.max_auth_failures, config.auth_lockout, Instant::now())
+            {
+                let message = format!(
+                    "too many failed authentications from {ip}: refused for another {} s",
+                    left.as_secs().max(1)
+                );
+                log_refusal(shared, peer, "locked out after failed authentications");
+                fatal(writer, ErrorCode::AuthFailed, message).await;
+                return false;
+            }
             if verify_client_proof(token, client_nonce, server_nonce, &proof) {
+                shared.auth_failures.succeeded(ip);
                 return true;
             }
+            shared.auth_failures.failed(ip, config.max_auth_failures, config.auth_lockout, Instant::now());
             "wrong token"
         }
         Ok(Ok(Some(_))) => "no proof of the token",
@@ -223,6 +254,10 @@ impl Caller {
 }
 
 async fn fatal(writer: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: String) {
+    fatal_on(writer, code, message).await
+}
+
+async fn fatal_on<W: tokio::io::AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, code: ErrorCode, message: String) {
     let _ = writer.send(&ServerFrame::Fatal(ErrorBody { code, message })).await;
 }
 
