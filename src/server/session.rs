@@ -275,7 +275,8 @@ async fn control(
     let budget = Budget { free: Arc::new(Semaphore::new(bytes)), bytes };
     // Cancelled by the writer when the client has read nothing for `stall_timeout`.
     let stalled = CancellationToken::new();
-    let writer_task = tokio::spawn(write_frames(writer, frames_rx, shared.config.stall_timeout, stalled.clone()));
+    let writing = (frames_rx, budget.free.clone());
+    let writer_task = tokio::spawn(write_frames(writer, writing, shared.config.stall_timeout, stalled.clone()));
     let max_in_flight = shared.config.max_requests_in_flight.max(1);
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let mut pace = RequestPace::new(shared.config.requests_per_second, Instant::now());
@@ -318,9 +319,12 @@ async fn control(
             Ok(Ok(Some(ClientFrame::Request { id, body }))) => {
                 // A client that asks too fast waits here: this session reads nothing more until it may.
                 pace.acquire().await;
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break None;
+                // Requests stuck on a client that stopped reading end once the writer gives up on it.
+                let permit = tokio::select! {
+                    permit = in_flight.clone().acquire_owned() => permit,
+                    _ = stalled.cancelled() => break None,
                 };
+                let Ok(permit) = permit else { break None };
                 let responder = Responder { id, frames: frames_tx.clone(), budget: budget.clone(), bytes: 0 };
                 let (shared, caller) = (shared.clone(), caller.clone());
                 requests.spawn(async move {
@@ -351,10 +355,12 @@ async fn control(
 /// the middle of a large frame; then cancels `stalled` and ends.
 async fn write_frames(
     mut writer: FrameWriter<OwnedWriteHalf>,
-    mut frames: mpsc::Receiver<Outgoing>,
+    (mut frames, budget): (mpsc::Receiver<Outgoing>, Arc<Semaphore>),
     stall: Duration,
     stalled: CancellationToken,
 ) {
+    // However the writer ends, requests waiting for room in the queue stop waiting.
+    let _close_budget = CloseOnDrop(budget);
     while let Some(frame) = frames.recv().await {
         for piece in frame.bytes.chunks(WRITE_PIECE) {
             match tokio::time::timeout(stall, writer.send_encoded(piece)).await {
@@ -422,6 +428,15 @@ async fn run_request(request: Request, mut out: Responder, caller: &Caller, shar
         bytes: out.bytes,
         elapsed: started.elapsed(),
     });
+}
+
+/// Closes a semaphore when dropped, so whoever waits on it gets an error instead of waiting forever.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// One frame waiting for the session's writer, holding its share of the session's byte budget until written.
