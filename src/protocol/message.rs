@@ -45,6 +45,10 @@ pub enum Channel {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerHello {
     pub protocol_version: u32,
+    /// Always empty since protocol version 2 (the software is named in [`ServerWelcome`]); still sent so that a
+    /// client of version 1, which requires it, can read the hello and report the version mismatch clearly.
+    #[serde(default)]
+    pub software: String,
     /// A fresh random value: the challenge a client with a token answers; see [`crate::auth`].
     #[serde(default)]
     pub nonce: Option<Nonce>,

@@ -54,6 +54,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
+    let accepted = tokio::time::Instant::now();
     let _ = stream.set_nodelay(true);
     let peer_ip = peer.ip();
     let peer = peer.to_string();
@@ -79,7 +80,7 @@ pub async fn serve(
     reader.set_max_len(MAX_HELLO_LEN);
 
     let handshake = shared.config.handshake_timeout;
-    let hello = match tokio::time::timeout(handshake, reader.next::<ClientFrame>("hello")).await {
+    let hello = match tokio::time::timeout_at(accepted + handshake, reader.next::<ClientFrame>("hello")).await {
         Ok(Ok(Some(ClientFrame::Hello(hello)))) => hello,
         Ok(Ok(None)) => return,
         Ok(Ok(Some(_))) => {
@@ -120,7 +121,7 @@ pub async fn serve(
     let nonce = Nonce::random();
     let auth = config.token.is_some();
     // Nothing about the share or the software before the client is in: that comes with `Welcome`.
-    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, nonce: Some(nonce), auth };
+    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: String::new(), nonce: Some(nonce), auth };
     if writer.send(&ServerFrame::Hello(ours)).await.is_err() {
         return;
     }

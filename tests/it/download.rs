@@ -131,6 +131,7 @@ async fn lying_server(lie: Lie) -> String {
                 let Ok(Some(ClientFrame::Hello(hello))) = reader.next::<ClientFrame>("hello").await else { return };
                 let ours = ServerHello {
                     protocol_version: hello.protocol_version,
+                    software: String::new(),
                     nonce: Some(tandem::auth::Nonce::random()),
                     auth: false,
                 };
