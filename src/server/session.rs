@@ -2,8 +2,11 @@
 //! a bulk transfer.
 //!
 //! In a control session, one task reads frames and spawns a task per request; each request task encodes its own
-//! responses and hands the bytes to a writer task, so a long listing never blocks a quick hash. A frame that does
-//! not decode ends this connection only, with a `Fatal` frame saying why.
+//! responses and hands the bytes to a writer task, so a long listing never blocks a quick hash. The bytes waiting
+//! for the writer are bounded per session: a request with more to say waits for the client to read, and a client
+//! that reads nothing for the stall timeout loses its session. A frame that does not decode ends this connection
+//! only, with a `Fatal` frame saying why. Before the client is in, the server says only its protocol version, its
+//! challenge and whether it wants the token; repeated failures lock an address out ([`super::auth_limit`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
