@@ -98,9 +98,12 @@ impl History {
 
     /// Once a second has passed, starts a new window and writes how many lines the last ones left out.
     fn flush_suppressed(&self, inner: &mut Inner, now: Instant) {
-        if now.duration_since(inner.failures.started) < Duration::from_secs(1) {
-            return;
+        if now.duration_since(inner.failures.started) >= Duration::from_secs(1) {
+            self.write_suppressed(inner, now);
         }
+    }
+
+    fn write_suppressed(&self, inner: &mut Inner, now: Instant) {
         let suppressed = std::mem::take(&mut inner.failures.suppressed);
         inner.failures = FailureWindow { started: now, total: 0, by_address: HashMap::new(), suppressed: 0 };
         if suppressed > 0 {
@@ -140,6 +143,14 @@ impl History {
             Ok(file) => (inner.file, inner.size) = (file, 0),
             Err(e) => tracing::warn!(path = %self.path.display(), "cannot rotate history: {e}"),
         }
+    }
+}
+
+impl Drop for History {
+    /// The lines left out since the last summary are counted too when the server stops.
+    fn drop(&mut self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_suppressed(&mut inner, Instant::now());
     }
 }
 
@@ -184,6 +195,13 @@ mod tests {
         assert_eq!(lines.len(), 5, "{text}");
         assert_eq!(lines.iter().filter(|l| l.contains("\t10.0.0.1:5000\t")).count(), 2);
         assert!(lines[3].contains("error: 98 similar lines suppressed"), "{}", lines[3]);
+        // Lines left out just before the server stops are summed up as it does.
+        history.record_failure(failure("10.0.0.1:5000"));
+        history.record_failure(failure("10.0.0.1:5000"));
+        history.record_failure(failure("10.0.0.1:5000"));
+        drop(history);
+        let text = std::fs::read_to_string(dir.path().join("history.log")).unwrap();
+        assert!(text.lines().last().unwrap().contains("error: 1 similar lines suppressed"), "{text}");
     }
 
     #[test]
