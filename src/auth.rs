@@ -55,6 +55,28 @@ impl Token {
         }
         Ok(Token(text.to_string()))
     }
+
+    /// A fresh random token: 32 letters and digits (about 190 bits), for `tandem serve --generate-token`.
+    pub fn generate() -> Token {
+        use rand::Rng;
+        let text: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(32).map(char::from).collect();
+        Token(text)
+    }
+
+    /// Its length in characters.
+    pub fn len(&self) -> usize {
+        self.0.chars().count()
+    }
+
+    /// Never true: an empty token is refused when made.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The secret itself, to show the user a generated token once.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Token {

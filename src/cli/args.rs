@@ -99,6 +99,39 @@ pub struct ServeArgs {
     /// Transfers one session may run at once; more wait their turn
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_transfers_per_client: usize,
+    /// Transfers one client address may run at once over all its sessions; more wait their turn (UDP: refused as busy)
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_transfers_per_address: usize,
+    /// Transfers the whole server runs at once; more wait their turn (UDP: refused as busy)
+    #[arg(long, default_value_t = 128, value_name = "N")]
+    pub max_transfers: usize,
+    /// Listings and whole-tree hashes one client address may run at once; more wait their turn
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_listings_per_address: usize,
+    /// Listings and whole-tree hashes the whole server runs at once; more wait their turn
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_listings: usize,
+    /// Connections from one address that sent nothing for a second after connecting; more are refused
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub max_handshakes_per_address: usize,
+    /// Connections from all addresses still saying hello (and proving the token); more are refused
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_handshakes: usize,
+    /// Bytes of answers one session may have waiting to be sent; its requests wait for the client to read
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_queued_bytes: usize,
+    /// Drop a session whose client has read none of its waiting answers for this many seconds
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub stall_timeout: u64,
+    /// Failed authentications after which an address is refused for --auth-lockout seconds
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub max_auth_failures: u32,
+    /// Seconds an address that failed to authenticate too often is refused
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub auth_lockout: u64,
+    /// Make a strong random token, print it, and require it (instead of --token)
+    #[arg(long)]
+    pub generate_token: bool,
     /// Requests one session may have running at once; more wait their turn
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_requests_in_flight: usize,

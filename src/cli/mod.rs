@@ -197,8 +197,21 @@ async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
     config.max_transfers_per_client = args.max_transfers_per_client.max(1);
     config.max_requests_in_flight = args.max_requests_in_flight.max(1);
     config.requests_per_second = args.requests_per_second.max(1);
+    config.max_transfers_per_address = args.max_transfers_per_address.max(1);
+    config.max_transfers = args.max_transfers.max(1);
+    config.max_listings_per_address = args.max_listings_per_address.max(1);
+    config.max_listings = args.max_listings.max(1);
+    config.max_handshakes_per_address = args.max_handshakes_per_address.max(1);
+    config.max_handshakes = args.max_handshakes.max(1);
+    config.max_queued_bytes = args.max_queued_bytes;
+    config.stall_timeout = std::time::Duration::from_secs(args.stall_timeout.max(1));
+    config.max_auth_failures = args.max_auth_failures.max(1);
+    config.auth_lockout = std::time::Duration::from_secs(args.auth_lockout);
     config.read_only = args.read_only;
     config.allow_unportable_names = args.allow_unportable_names;
+    // A generated token replaces any other: the user asked for a new one.
+    let generated = args.generate_token.then(Token::generate);
+    let token = generated.clone().or(token);
     let open_to_anyone = token.is_none();
     config.token = token;
     config.insecure_no_auth = args.insecure_no_auth;
@@ -212,6 +225,9 @@ async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
         );
     }
     print(&format!("serving {} on {}\n", server.root().display(), server.local_addr()?))?;
+    if let Some(token) = generated {
+        print(&format!("token: {} (clients give it with --token or TANDEM_TOKEN)\n", token.reveal()))?;
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     server.run(shutdown).await

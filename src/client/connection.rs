@@ -15,7 +15,7 @@ use crate::auth::{Nonce, SessionKey, TicketProof, Token, client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
     BatchItem, Change, Channel, ClientFrame, ClientHello, ClientIdentity, ErrorBody, ErrorCode, Expect, ListFilter,
-    PROTOCOL_VERSION, Request, Response, ResumeFrom, ServerFrame, ServerHello, Ticket,
+    PROTOCOL_VERSION, Request, Response, ResumeFrom, ServerFrame, ServerWelcome, Ticket,
 };
 use crate::share::Entry;
 use crate::wire::{FrameReader, FrameWriter};
@@ -56,7 +56,8 @@ impl Remote {
 
 struct Inner {
     addr: String,
-    server: ServerHello,
+    /// What the server said once this client was in: its software and the share's journal.
+    server: ServerWelcome,
     /// The key this session's transfer tickets are bound to.
     key: SessionKey,
     next_id: AtomicU64,
@@ -124,8 +125,8 @@ impl Connection {
         &self.inner.addr
     }
 
-    /// The server's hello.
-    pub fn server(&self) -> &ServerHello {
+    /// What the server told this client once it was in: its software and the share's journal.
+    pub fn server(&self) -> &ServerWelcome {
         &self.inner.server
     }
 
@@ -339,7 +340,7 @@ impl Connection {
     /// arrived right behind the server's hello (a download's data follows at once).
     pub async fn open_bulk_channel(&self, ticket: Ticket) -> Result<(TcpStream, BytesMut)> {
         let channel = Channel::Bulk { ticket, proof: self.ticket_proof(ticket) };
-        let (stream, _, already_read) = open(&self.inner.addr, channel).await?;
+        let (stream, already_read) = open(&self.inner.addr, channel).await?;
         Ok((stream, already_read))
     }
 
@@ -354,20 +355,21 @@ impl Connection {
     }
 }
 
-/// Opens a TCP connection for `channel` and exchanges hellos, without a token. Returns the stream, the server's
-/// hello, and any bytes that arrived right behind the hello (on a bulk channel the data follows at once).
-async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, ServerHello, BytesMut)> {
-    let (stream, hello, leftover, _) = handshake(addr, channel, &Credentials::default()).await?;
-    Ok((stream, hello, leftover))
+/// Opens a TCP connection for `channel` and exchanges hellos, without a token. Returns the stream and any bytes
+/// that arrived right behind the hello (on a bulk channel the data follows at once).
+async fn open(addr: &str, channel: Channel) -> Result<(TcpStream, BytesMut)> {
+    let (stream, _, leftover, _) = handshake(addr, channel, &Credentials::default()).await?;
+    Ok((stream, leftover))
 }
 
-/// Connects, exchanges hellos and, on a control channel to a server that asks, proves the token. Returns the
-/// stream, the server's hello, any bytes that came behind it, and the session's key.
+/// Connects, exchanges hellos and, on a control channel, proves the token if the server asks and waits to be let
+/// in. Returns the stream, the server's welcome (empty on a bulk channel, which gets none), any bytes that came
+/// behind the hello, and the session's key.
 async fn handshake(
     addr: &str,
     channel: Channel,
     credentials: &Credentials,
-) -> Result<(TcpStream, ServerHello, BytesMut, SessionKey)> {
+) -> Result<(TcpStream, ServerWelcome, BytesMut, SessionKey)> {
     let timed_out = |during| Error::Timeout { addr: addr.to_string(), seconds: CONNECT_TIMEOUT.as_secs(), during };
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
@@ -406,36 +408,42 @@ async fn handshake(
     };
     let token = credentials.token.as_ref().filter(|_| server.auth);
     let key = SessionKey::derive(token, &nonce, &server_nonce);
-    if server.auth && matches!(channel, Channel::Control) {
-        let Some(token) = token else {
-            let message = format!(
-                "authentication failed: {addr} requires a token; give it with --token, TANDEM_TOKEN or `token = \"…\"` \
-                 in config.toml"
-            );
-            return Err(Error::Remote(ErrorBody { code: ErrorCode::AuthFailed, message }));
-        };
-        let proof = client_proof(token, &nonce, &server_nonce);
-        FrameWriter::new(reader.get_mut(), addr).send(&ClientFrame::Auth { proof }).await?;
-        let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("authentication answer"))
+    let mut welcome = None;
+    if matches!(channel, Channel::Control) {
+        if server.auth {
+            let Some(token) = token else {
+                let message = format!(
+                    "authentication failed: {addr} requires a token; give it with --token, TANDEM_TOKEN or `token = \"…\"` \
+                     in config.toml"
+                );
+                return Err(Error::Remote(ErrorBody { code: ErrorCode::AuthFailed, message }));
+            };
+            let proof = client_proof(token, &nonce, &server_nonce);
+            FrameWriter::new(reader.get_mut(), addr).send(&ClientFrame::Auth { proof }).await?;
+        }
+        let during = if server.auth { "waiting for the server to accept the token" } else { "waiting to be let in" };
+        let answer = tokio::time::timeout(CONNECT_TIMEOUT, reader.next::<ServerFrame>("server welcome"))
             .await
-            .map_err(|_| timed_out("waiting for the server to accept the token"))??;
+            .map_err(|_| timed_out(during))??;
         match answer {
-            Some(ServerFrame::Welcome) => {}
+            Some(ServerFrame::Welcome(hello)) => welcome = Some(hello),
             Some(ServerFrame::Fatal(body)) => return Err(Error::Remote(body)),
             Some(_) => {
-                return Err(Error::Malformed {
-                    what: "server answer",
-                    reason: format!("{addr} skipped authentication"),
-                });
+                let reason = format!("{addr} sent something else than its welcome after the hello");
+                return Err(Error::Malformed { what: "server answer", reason });
             }
-            None => return Err(Error::Closed { addr: addr.to_string(), during: "during authentication" }),
+            None => {
+                let during = if server.auth { "during authentication" } else { "before letting this client in" };
+                return Err(Error::Closed { addr: addr.to_string(), during });
+            }
         }
     }
     let (stream, leftover) = reader.into_parts();
     if !leftover.is_empty() && matches!(channel, Channel::Control) {
         return Err(Error::Malformed { what: "server hello", reason: format!("{addr} sent data before it was asked") });
     }
-    Ok((stream, server, leftover, key))
+    let welcome = welcome.unwrap_or_else(|| ServerWelcome { software: String::new(), journal: None });
+    Ok((stream, welcome, leftover, key))
 }
 
 async fn write_frames(
@@ -486,7 +494,7 @@ async fn route_responses(
                 });
             }
             Ok(Some(ServerFrame::Fatal(body))) => break body,
-            Ok(Some(ServerFrame::Hello(_) | ServerFrame::Welcome)) => {
+            Ok(Some(ServerFrame::Hello(_) | ServerFrame::Welcome(_))) => {
                 break Error::Malformed { what: "server frame", reason: "hello sent twice".into() }.to_body();
             }
             Ok(None) => {

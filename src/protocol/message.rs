@@ -40,15 +40,15 @@ pub enum Channel {
     },
 }
 
-/// The first frame a server sends on any connection.
+/// The first frame a server sends on any connection. It goes out before the client has proved anything, so it
+/// carries only what the client needs to authenticate: nothing about the share or the software.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerHello {
     pub protocol_version: u32,
-    pub software: String,
-    /// A random id of the share's journal, made when the journal was. Sync clients keep their state per journal:
-    /// a share whose `.tandem` was wiped, or another server at the same address, is a new journal to them.
+    /// Always empty since protocol version 2 (the software is named in [`ServerWelcome`]); still sent so that a
+    /// client of version 1, which requires it, can read the hello and report the version mismatch clearly.
     #[serde(default)]
-    pub journal: Option<String>,
+    pub software: String,
     /// A fresh random value: the challenge a client with a token answers; see [`crate::auth`].
     #[serde(default)]
     pub nonce: Option<Nonce>,
@@ -56,6 +56,17 @@ pub struct ServerHello {
     /// request.
     #[serde(default)]
     pub auth: bool,
+}
+
+/// What a control connection learns about the server once it is in (after the token's proof, if one is asked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerWelcome {
+    /// Free text such as `tandem 0.1.0`.
+    pub software: String,
+    /// A random id of the share's journal, made when the journal was. Sync clients keep their state per journal:
+    /// a share whose `.tandem` was wiped, or another server at the same address, is a new journal to them.
+    #[serde(default)]
+    pub journal: Option<String>,
 }
 
 /// A one-time, short-lived permission to open a bulk channel for one file.
@@ -80,8 +91,8 @@ pub enum ClientFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ServerFrame {
     Hello(ServerHello),
-    /// The client's [`ClientFrame::Auth`] proof was right; requests may follow.
-    Welcome,
+    /// The client is in (its [`ClientFrame::Auth`] proof was right, or none was asked); requests may follow.
+    Welcome(ServerWelcome),
     Response {
         id: u64,
         body: Response,

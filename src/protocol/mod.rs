@@ -12,6 +12,11 @@
 //! If the versions differ, the server still sends its hello (so the client can name both versions) followed by a
 //! [`ServerFrame::Fatal`], and closes the connection.
 //!
+//! The server's hello goes out before the client has proved anything, so it holds only the protocol version, the
+//! challenge nonce and whether a token is required. A control connection then proves the token if asked
+//! ([`ClientFrame::Auth`]) and is let in with [`ServerFrame::Welcome`], which names the server's software and the
+//! share's journal.
+//!
 //! # Frames
 //!
 //! Every message is one frame: a 4-byte big-endian length, then that many bytes of MessagePack (structs encoded as
@@ -74,7 +79,7 @@ mod message;
 pub use message::*;
 
 /// Bumped on any change that an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

@@ -3,7 +3,7 @@
 //! received file is written atomically: the MD5 the client sent must match the bytes, a replaced file goes to the
 //! trash, and the client is told the verdict. Each file gets its own line in the history log.
 
-use std::net::TcpStream as StdTcpStream;
+use std::net::{IpAddr, TcpStream as StdTcpStream};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,12 +23,26 @@ use crate::share::{AtomicFile, GROUP_BYTES, GROUP_FILES, Renamed, sync_renamed, 
 use crate::transfer::Progress;
 use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 
-pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), peer: String, shared: Arc<Shared>) {
+pub async fn serve(
+    stream: TcpStream,
+    (ticket, proof): (Ticket, TicketProof),
+    (peer, ip): (String, IpAddr),
+    shared: Arc<Shared>,
+) {
     let redeemed = shared.tickets.redeem(ticket, &proof);
-    // A session with too many transfers running waits here for one to finish.
-    let (grant, _running) = match redeemed {
-        Some((grant, gate)) => (Some(grant), gate.acquire_owned().await.ok()),
-        None => (None, None),
+    // Over its session's, its address's or the server's limit, a transfer waits here (on no thread) for one to
+    // finish: every transfer holds a thread, and listings and hashing need some too.
+    let (grant, _running, _slot) = match redeemed {
+        Some((grant, gate)) => {
+            let running = gate.acquire_owned().await.ok();
+            let config = &shared.config;
+            let slot = shared
+                .transfers
+                .acquire(ip, config.max_transfers_per_address.max(1), config.max_transfers.max(1))
+                .await;
+            (Some(grant), running, Some(slot))
+        }
+        None => (None, None, None),
     };
     // A delta holds both versions of a file in memory: only a few run at once, server-wide.
     let _delta_slot = match &grant {
@@ -62,7 +76,12 @@ pub async fn serve(stream: TcpStream, (ticket, proof): (Ticket, TicketProof), pe
                 };
                 let refused = tcp::refuse(&mut stream, &peer, body.clone());
                 let arguments = format!("ticket={:016x}", ticket.0);
-                record(&shared, &peer, ("transfer", &arguments), Err(body.message), 0, started);
+                // Anyone can send a bad ticket: rate-limited, so a flood cannot fill the disk.
+                let outcome = Err(body.message);
+                let elapsed = started.elapsed();
+                let record =
+                    Record { peer: &peer, command: "transfer", arguments: &arguments, outcome, bytes: 0, elapsed };
+                shared.history.record_failure(record);
                 refused.map(|_| ())
             }
         }

@@ -1,47 +1,91 @@
-//! What keeps one client from being served at everyone else's expense: a cap on control sessions per address,
-//! a per-session gate on transfers running at once, and a token bucket that paces each session's requests.
-//! Over a limit, a client is slowed down (its requests and transfers wait their turn) rather than refused; only
-//! a new session beyond its address's share is turned away, with a reason.
+//! What keeps one client from being served at everyone else's expense: caps per address and in total on control
+//! sessions, on connections still saying hello and on bulk transfers ([`PerAddress`]), and a token bucket that
+//! paces each session's requests. Over a limit, a client is slowed down (its requests and transfers wait their
+//! turn, without holding a thread) rather than refused; only a new connection beyond its address's share is
+//! turned away, with a reason.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Control sessions per client address.
+use tokio::sync::Notify;
+
+/// Things one client address holds at once (control sessions, connections still saying hello, bulk transfers),
+/// capped per address and in total.
 #[derive(Default)]
-pub struct SessionsPerAddress {
-    open: Mutex<HashMap<IpAddr, usize>>,
+pub struct PerAddress {
+    open: Mutex<Counts>,
+    /// Woken on every release, so a waiting [`PerAddress::acquire`] tries again.
+    released: Notify,
 }
 
-/// One session's place in [`SessionsPerAddress`]; given back on drop.
-pub struct SessionSlot {
-    owner: Arc<SessionsPerAddress>,
+#[derive(Default)]
+struct Counts {
+    by_address: HashMap<IpAddr, usize>,
+    total: usize,
+}
+
+/// Which cap a [`PerAddress::take`] ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    Address,
+    Total,
+}
+
+/// One place in a [`PerAddress`]; given back on drop.
+pub struct AddressSlot {
+    owner: Arc<PerAddress>,
     ip: IpAddr,
 }
 
-impl SessionsPerAddress {
-    /// A slot for a new session from `ip`, unless it already has `max`.
-    pub fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<SessionSlot> {
+impl PerAddress {
+    /// A place for `ip`, unless it already holds `per_address` or everyone together holds `total`.
+    pub fn take(self: &Arc<Self>, ip: IpAddr, per_address: usize, total: usize) -> Result<AddressSlot, Full> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(ip).or_default();
-        if *count >= max {
-            return None;
+        if open.total >= total {
+            return Err(Full::Total);
+        }
+        let count = open.by_address.entry(ip).or_default();
+        if *count >= per_address {
+            return Err(Full::Address);
         }
         *count += 1;
-        Some(SessionSlot { owner: self.clone(), ip })
+        open.total += 1;
+        Ok(AddressSlot { owner: self.clone(), ip })
+    }
+
+    /// Waits, without holding a thread, until [`PerAddress::take`] succeeds.
+    pub async fn acquire(self: &Arc<Self>, ip: IpAddr, per_address: usize, total: usize) -> AddressSlot {
+        loop {
+            // Registered before trying, so a release between the try and the wait is not missed.
+            let released = self.released.notified();
+            if let Ok(slot) = self.take(ip, per_address, total) {
+                return slot;
+            }
+            released.await;
+        }
+    }
+
+    /// How many places `ip` holds now.
+    pub fn held_by(&self, ip: IpAddr) -> usize {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.by_address.get(&ip).copied().unwrap_or(0)
     }
 }
 
-impl Drop for SessionSlot {
+impl Drop for AddressSlot {
     fn drop(&mut self) {
         let mut open = self.owner.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
+        if let Some(count) = open.by_address.get_mut(&self.ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.by_address.remove(&self.ip);
             }
         }
+        open.total = open.total.saturating_sub(1);
+        drop(open);
+        self.owner.released.notify_waiters();
     }
 }
 
@@ -89,14 +133,17 @@ mod tests {
 
     #[test]
     fn an_address_gets_its_share_of_sessions_and_a_closed_one_frees_its_slot() {
-        let sessions = Arc::new(SessionsPerAddress::default());
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        let first = sessions.take(a, 2).unwrap();
-        let _second = sessions.take(a, 2).unwrap();
-        assert!(sessions.take(a, 2).is_none(), "a third session from one address waits for a free slot");
-        assert!(sessions.take(b, 2).is_some(), "another address is not affected");
+        let sessions = Arc::new(PerAddress::default());
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let first = sessions.take(a, 2, 3).unwrap();
+        let _second = sessions.take(a, 2, 3).unwrap();
+        assert_eq!(sessions.take(a, 2, 3).err(), Some(Full::Address), "a third session from one address waits");
+        let _third = sessions.take(b, 2, 3).expect("another address is not affected");
+        assert_eq!(sessions.take(c, 2, 3).err(), Some(Full::Total), "but the total is capped");
         drop(first);
-        assert!(sessions.take(a, 2).is_some());
+        assert_eq!(sessions.held_by(a), 1);
+        assert!(sessions.take(a, 2, 3).is_ok());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The listening socket and its accept loop: binds with an accept queue as deep as the connection limit, caps
-//! the number of connections, retries failed accepts with backoff, and shuts down cleanly.
+//! the number of connections and, per address and in total, of those still saying hello, retries failed accepts
+//! with backoff, and shuts down cleanly.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::limits::Full;
 use super::{Shared, session};
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorBody, ErrorCode, ServerFrame};
@@ -51,20 +53,36 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
                 break;
             }
         };
-        match limit.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
-                tracker.spawn(async move {
-                    session::serve(stream, peer, shared, shutdown).await;
-                    drop(permit);
-                });
-            }
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
             Err(_) => {
-                let max = shared.config.max_connections;
-                tracker.spawn(refuse_busy(stream, peer.to_string(), max));
+                let message = format!("server busy: all {} connections are in use", shared.config.max_connections);
+                tracker.spawn(refuse_busy(stream, peer.to_string(), message));
+                continue;
             }
-        }
+        };
+        // Counted from accept: sockets that never say hello cannot take the slots of clients that do.
+        let (per_address, total) = (shared.config.max_sessions_per_address, shared.config.max_handshakes);
+        let handshaking = match shared.handshakes.take(peer.ip(), per_address, total) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let message = match full {
+                    Full::Address => format!(
+                        "too many connections from {} still saying hello: at most {per_address} at once",
+                        peer.ip()
+                    ),
+                    Full::Total => format!("server busy: {total} connections are still saying hello"),
+                };
+                tracker.spawn(refuse_busy(stream, peer.to_string(), message));
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            session::serve(stream, peer, handshaking, shared, shutdown).await;
+            drop(permit);
+        });
     }
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
@@ -92,9 +110,9 @@ async fn accept_with_backoff(listener: &TcpListener) -> std::io::Result<(TcpStre
     }
 }
 
-/// Tells a connection over the limit why it is being closed, instead of leaving it hanging.
-async fn refuse_busy(stream: TcpStream, peer: String, max: usize) {
+/// Tells a connection over a limit why it is being closed, instead of leaving it hanging.
+async fn refuse_busy(stream: TcpStream, peer: String, message: String) {
     let mut writer = FrameWriter::new(stream, &peer);
-    let body = ErrorBody { code: ErrorCode::Busy, message: format!("server busy: all {max} connections are in use") };
+    let body = ErrorBody { code: ErrorCode::Busy, message };
     let _ = tokio::time::timeout(Duration::from_secs(1), writer.send(&ServerFrame::Fatal(body))).await;
 }

@@ -7,6 +7,7 @@
 //! [`path_locks`], and records its result in the [`journal`], which [`observe`] also keeps in step with changes
 //! other programs make on disk.
 
+mod auth_limit;
 mod batch;
 mod bulk;
 mod bulk_delta;
@@ -19,6 +20,7 @@ mod journal;
 mod limits;
 mod list;
 mod listener;
+mod memory;
 mod observe;
 mod path_locks;
 mod session;
@@ -50,6 +52,13 @@ pub use tickets::Tickets;
 /// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
 const DELTA_SLOTS: usize = 2;
 
+/// How long a new connection may stay silent before it counts against `max_handshakes_per_address`: a client
+/// sends its hello at once, an idle socket does not.
+pub const HELLO_GRACE: Duration = Duration::from_secs(1);
+
+/// The shortest token a server beyond loopback accepts.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// Everything `tandem serve` can be told.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -61,6 +70,34 @@ pub struct ServerConfig {
     pub max_sessions_per_address: usize,
     /// Bulk transfers one session may run at once; more wait their turn.
     pub max_transfers_per_client: usize,
+    /// Bulk transfers (TCP and UDP) one client address may run at once, over all its sessions; more TCP ones wait
+    /// their turn, more UDP ones are refused as busy.
+    pub max_transfers_per_address: usize,
+    /// Bulk transfers the whole server runs at once. Each holds a thread; this stays well below tokio's 512
+    /// blocking threads, so listings and hashing always find one.
+    pub max_transfers: usize,
+    /// Listings and whole-tree hashes one client address may run at once, over all its sessions. A listing holds
+    /// a thread for as long as its client takes to read it; more wait their turn.
+    pub max_listings_per_address: usize,
+    /// Listings and whole-tree hashes the whole server runs at once.
+    pub max_listings: usize,
+    /// Connections from one address that have sent nothing for [`HELLO_GRACE`] after being accepted; one more
+    /// is refused. (Up to `max_sessions_per_address` may be saying hello at once, so a burst of clients behind one
+    /// address gets in.)
+    pub max_handshakes_per_address: usize,
+    /// Connections that have not yet said hello (and proved the token), from all addresses; more are refused.
+    /// Below `max_connections`, and above `max_sessions_per_address`, so a client from another address that can
+    /// authenticate always finds a slot.
+    pub max_handshakes: usize,
+    /// Bytes of answers one session may have waiting to be sent; a request with more to say waits for the client
+    /// to read.
+    pub max_queued_bytes: usize,
+    /// A client that reads nothing of its waiting answers for this long loses its session.
+    pub stall_timeout: Duration,
+    /// Failed authentications after which an address is refused before hello, for `auth_lockout`.
+    pub max_auth_failures: u32,
+    /// How long an address that failed `max_auth_failures` times in a row is refused.
+    pub auth_lockout: Duration,
     /// Requests one session may have running at once; more wait their turn.
     pub max_requests_in_flight: usize,
     /// Requests one session may start per second, after a burst of as many; faster ones are delayed.
@@ -89,6 +126,16 @@ impl ServerConfig {
             max_connections: 1024,
             max_sessions_per_address: 256,
             max_transfers_per_client: 16,
+            max_transfers_per_address: 32,
+            max_transfers: 128,
+            max_listings_per_address: 16,
+            max_listings: 256,
+            max_handshakes_per_address: 16,
+            max_handshakes: 512,
+            max_queued_bytes: 4 << 20,
+            stall_timeout: Duration::from_secs(30),
+            max_auth_failures: 5,
+            auth_lockout: Duration::from_secs(60),
             max_requests_in_flight: 32,
             requests_per_second: 5000,
             idle_timeout: Duration::from_secs(300),
@@ -122,6 +169,16 @@ impl Server {
         let listener =
             listener::bind(&config.listen, config.max_connections).await.map_err(|e| Error::net(&config.listen, e))?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
+        if let Some(token) = &config.token
+            && !addr.ip().is_loopback()
+            && token.len() < MIN_TOKEN_LEN
+        {
+            return Err(Error::Unsupported(format!(
+                "refusing to serve on {addr} with a token of {} characters: beyond loopback it must have at least \
+                 {MIN_TOKEN_LEN}, or it can be guessed. `tandem serve --generate-token` makes a strong one",
+                token.len()
+            )));
+        }
         if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure_no_auth {
             return Err(Error::Unsupported(format!(
                 "refusing to serve {} on {addr} without a token: anyone who can reach that address could read and \
@@ -143,6 +200,12 @@ impl Server {
             history,
             tickets: Tickets::default(),
             sessions: Default::default(),
+            handshakes: Default::default(),
+            silent: Default::default(),
+            transfers: Default::default(),
+            listings: Default::default(),
+            auth_failures: Default::default(),
+            auth_turns: Default::default(),
             config,
             delta_slots: Arc::new(tokio::sync::Semaphore::new(DELTA_SLOTS)),
         });

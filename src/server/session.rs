@@ -2,29 +2,33 @@
 //! a bulk transfer.
 //!
 //! In a control session, one task reads frames and spawns a task per request; each request task encodes its own
-//! responses and hands the bytes to a writer task, so a long listing never blocks a quick hash. A frame that does
-//! not decode ends this connection only, with a `Fatal` frame saying why.
+//! responses and hands the bytes to a writer task, so a long listing never blocks a quick hash. The bytes waiting
+//! for the writer are bounded per session: a request with more to say waits for the client to read, and a client
+//! that reads nothing for the stall timeout loses its session. A frame that does not decode ends this connection
+//! only, with a `Fatal` frame saying why. Before the client is in, the server says only its protocol version, its
+//! challenge and whether it wants the token; repeated failures lock an address out ([`super::auth_limit`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::history::Record;
-use super::limits::RequestPace;
+use super::limits::{AddressSlot, RequestPace};
 use super::tickets::Owner;
-use super::{Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
+use super::{HELLO_GRACE, Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
 use crate::error::{Error, Result};
 use crate::protocol::{
     Channel, ClientFrame, ClientIdentity, ErrorBody, ErrorCode, PROTOCOL_VERSION, Request, Response, ServerFrame,
-    ServerHello, UploadItem, codec,
+    ServerHello, ServerWelcome, UploadItem, codec,
 };
 use crate::wire::{FrameReader, FrameWriter};
 
@@ -32,23 +36,54 @@ use crate::wire::{FrameReader, FrameWriter};
 const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Largest frame accepted before hello: a hello is small.
 const MAX_HELLO_LEN: usize = 64 * 1024;
+/// What a queued frame costs of its session's budget at least, so many tiny frames are counted too.
+const MIN_FRAME_CHARGE: usize = 256;
+/// Frames are written in pieces this large, each within the stall timeout.
+const WRITE_PIECE: usize = 64 * 1024;
 
 pub fn software() -> String {
     format!("tandem {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Serves one accepted connection until it closes, fails, idles out or the server shuts down.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Numbers each control session, for its own queue of tickets.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one accepted connection until it closes, fails, idles out or the server shuts down. `handshaking` is
+/// the connection's place among those still saying hello: given back once it is in.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handshaking: AddressSlot,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let accepted = tokio::time::Instant::now();
     let _ = stream.set_nodelay(true);
     let peer_ip = peer.ip();
     let peer = peer.to_string();
+    // A client says hello at once; a socket silent past the grace takes one of its address's few idle places.
+    let mut _silent = None;
+    if tokio::time::timeout(HELLO_GRACE, stream.peek(&mut [0u8; 1])).await.is_err() {
+        let (per_address, total) = (shared.config.max_handshakes_per_address, shared.config.max_handshakes);
+        match shared.silent.take(peer_ip, per_address, total) {
+            Ok(slot) => _silent = Some(slot),
+            Err(_) => {
+                let message = format!(
+                    "too many connections from {peer_ip} still saying hello: at most {per_address} silent for {} s",
+                    HELLO_GRACE.as_secs()
+                );
+                let mut writer = FrameWriter::new(stream, &peer);
+                return fatal_on(&mut writer, ErrorCode::Busy, message).await;
+            }
+        }
+    }
     let (read, write) = stream.into_split();
     let mut reader = FrameReader::new(read, &peer);
     let mut writer = FrameWriter::new(write, &peer);
     reader.set_max_len(MAX_HELLO_LEN);
 
     let handshake = shared.config.handshake_timeout;
-    let hello = match tokio::time::timeout(handshake, reader.next::<ClientFrame>("hello")).await {
+    let hello = match tokio::time::timeout_at(accepted + handshake, reader.next::<ClientFrame>("hello")).await {
         Ok(Ok(Some(ClientFrame::Hello(hello)))) => hello,
         Ok(Ok(None)) => return,
         Ok(Ok(Some(_))) => {
@@ -61,22 +96,35 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
         }
     };
     // Refused before the server's hello, so the client's connect itself fails with the reason.
-    let max = shared.config.max_sessions_per_address;
+    let config = &shared.config;
     let _slot = match hello.channel {
-        Channel::Control => match shared.sessions.take(peer_ip, max) {
-            Some(slot) => Some(slot),
-            None => {
-                let message = format!("too many sessions from {peer_ip}: at most {max} at once");
-                return fatal(&mut writer, ErrorCode::Busy, message).await;
+        Channel::Control => {
+            if config.token.is_some()
+                && let Some(left) =
+                    shared.auth_failures.locked(peer_ip, config.max_auth_failures, config.auth_lockout, Instant::now())
+            {
+                let message = format!(
+                    "too many failed authentications from {peer_ip}: refused for another {} s",
+                    left.as_secs().max(1)
+                );
+                log_refusal(&shared, &peer, "locked out after failed authentications");
+                return fatal(&mut writer, ErrorCode::AuthFailed, message).await;
             }
-        },
+            let max = config.max_sessions_per_address;
+            match shared.sessions.take(peer_ip, max, usize::MAX) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let message = format!("too many sessions from {peer_ip}: at most {max} at once");
+                    return fatal(&mut writer, ErrorCode::Busy, message).await;
+                }
+            }
+        }
         Channel::Bulk { .. } => None,
     };
-    let journal = Some(shared.journal.id().to_string());
     let nonce = Nonce::random();
-    let auth = shared.config.token.is_some();
-    let ours =
-        ServerHello { protocol_version: PROTOCOL_VERSION, software: software(), journal, nonce: Some(nonce), auth };
+    let auth = config.token.is_some();
+    // Nothing about the share or the software before the client is in: that comes with `Welcome`.
+    let ours = ServerHello { protocol_version: PROTOCOL_VERSION, software: String::new(), nonce: Some(nonce), auth };
     if writer.send(&ServerFrame::Hello(ours)).await.is_err() {
         return;
     }
@@ -92,50 +140,91 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shu
         let message = format!("the client ({}) sent no nonce in its hello", hello.software);
         return fatal(&mut writer, ErrorCode::BadRequest, message).await;
     };
-    let key = SessionKey::derive(shared.config.token.as_ref(), &client_nonce, &nonce);
+    let key = SessionKey::derive(config.token.as_ref(), &client_nonce, &nonce);
     match hello.channel {
         Channel::Control => {
-            if let Some(token) = &shared.config.token
-                && !authenticate(&mut reader, &mut writer, token, (&client_nonce, &nonce), (&peer, &shared)).await
+            if let Some(token) = &config.token
+                && !authenticate(&mut reader, &mut writer, token, (&client_nonce, &nonce), (&peer, peer_ip, &shared))
+                    .await
             {
                 return;
             }
+            let welcome = ServerWelcome { software: software(), journal: Some(shared.journal.id().to_string()) };
+            if writer.send(&ServerFrame::Welcome(welcome)).await.is_err() {
+                return;
+            }
+            drop((handshaking, _silent));
             reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
-            let transfers = Arc::new(Semaphore::new(shared.config.max_transfers_per_client.max(1)));
-            let caller = Caller { peer, client: hello.client.map(Arc::new), owner: Owner { key, transfers } };
-            control(reader, writer, caller, shared, shutdown).await
+            let transfers = Arc::new(Semaphore::new(config.max_transfers_per_client.max(1)));
+            let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+            let owner = Owner { session, key, transfers };
+            let caller = Caller { peer, ip: peer_ip, client: hello.client.map(Arc::new), owner };
+            control(reader, writer, caller, shared.clone(), shutdown).await;
+            shared.tickets.forget_session(session);
         }
         // A bulk connection proves itself with its ticket, which only the session it was issued to can present.
         Channel::Bulk { ticket, proof } => {
+            drop((handshaking, _silent));
             let (read, leftover) = reader.into_parts();
             if !leftover.is_empty() {
                 let message = "unexpected bytes after a bulk hello".to_string();
                 return fatal(&mut writer, ErrorCode::BadRequest, message).await;
             }
             match read.reunite(writer.into_inner()) {
-                Ok(stream) => bulk::serve(stream, (ticket, proof), peer, shared).await,
+                Ok(stream) => bulk::serve(stream, (ticket, proof), (peer, peer_ip), shared).await,
                 Err(e) => tracing::error!(%peer, "cannot rejoin connection halves: {e}"),
             }
         }
     }
 }
 
-/// Reads the client's answer to the challenge. A wrong or missing one is logged and, after a delay, refused
-/// with `authentication failed`; the connection then closes.
+/// Logs a connection refused before hello.
+fn log_refusal(shared: &Shared, peer: &str, reason: &str) {
+    let arguments = format!("reason={reason:?}");
+    let outcome = Err("authentication refused".to_string());
+    shared.history.record_failure(Record {
+        peer,
+        command: "auth",
+        arguments: &arguments,
+        outcome,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+    });
+}
+
+/// Reads the client's answer to the challenge. A wrong or missing one is counted against the address, logged
+/// and, after a delay, refused with `authentication failed`; the connection then closes.
 async fn authenticate(
     reader: &mut FrameReader<tokio::net::tcp::OwnedReadHalf>,
     writer: &mut FrameWriter<OwnedWriteHalf>,
     token: &Token,
     (client_nonce, server_nonce): (&Nonce, &Nonce),
-    (peer, shared): (&str, &Shared),
+    (peer, ip, shared): (&str, IpAddr, &Shared),
 ) -> bool {
     let started = Instant::now();
-    let answer = tokio::time::timeout(shared.config.handshake_timeout, reader.next::<ClientFrame>("authentication"));
+    let config = &shared.config;
+    let answer = tokio::time::timeout(config.handshake_timeout, reader.next::<ClientFrame>("authentication"));
     let failure = match answer.await {
         Ok(Ok(Some(ClientFrame::Auth { proof }))) => {
-            if verify_client_proof(token, client_nonce, server_nonce, &proof) {
-                return writer.send(&ServerFrame::Welcome).await.is_ok();
+            // One proof per address is checked at a time, and each failure counts before the next is checked:
+            // guesses sent on many connections at once are locked out as surely as guesses sent one by one.
+            let _turn = shared.auth_turns.acquire(ip, 1, usize::MAX).await;
+            if let Some(left) =
+                shared.auth_failures.locked(ip, config.max_auth_failures, config.auth_lockout, Instant::now())
+            {
+                let message = format!(
+                    "too many failed authentications from {ip}: refused for another {} s",
+                    left.as_secs().max(1)
+                );
+                log_refusal(shared, peer, "locked out after failed authentications");
+                fatal(writer, ErrorCode::AuthFailed, message).await;
+                return false;
             }
+            if verify_client_proof(token, client_nonce, server_nonce, &proof) {
+                shared.auth_failures.succeeded(ip);
+                return true;
+            }
+            shared.auth_failures.failed(ip, config.max_auth_failures, config.auth_lockout, Instant::now());
             "wrong token"
         }
         Ok(Ok(Some(_))) => "no proof of the token",
@@ -147,7 +236,7 @@ async fn authenticate(
     let arguments = format!("reason={failure:?}");
     let outcome = Err("authentication failed".to_string());
     let elapsed = started.elapsed();
-    shared.history.record(Record { peer, command: "auth", arguments: &arguments, outcome, bytes: 0, elapsed });
+    shared.history.record_failure(Record { peer, command: "auth", arguments: &arguments, outcome, bytes: 0, elapsed });
     tokio::time::sleep(AUTH_FAILURE_DELAY).await;
     fatal(writer, ErrorCode::AuthFailed, "authentication failed".into()).await;
     false
@@ -157,6 +246,7 @@ async fn authenticate(
 /// owns the transfer tickets it is given (its key, and its gate on transfers at once).
 pub struct Caller {
     pub peer: String,
+    pub ip: IpAddr,
     pub client: Option<Arc<ClientIdentity>>,
     pub owner: Owner,
 }
@@ -168,26 +258,29 @@ impl Caller {
 }
 
 async fn fatal(writer: &mut FrameWriter<OwnedWriteHalf>, code: ErrorCode, message: String) {
+    fatal_on(writer, code, message).await
+}
+
+async fn fatal_on<W: tokio::io::AsyncWrite + Unpin>(writer: &mut FrameWriter<W>, code: ErrorCode, message: String) {
     let _ = writer.send(&ServerFrame::Fatal(ErrorBody { code, message })).await;
 }
 
 async fn control(
     mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    mut writer: FrameWriter<OwnedWriteHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
     caller: Caller,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
     let caller = Arc::new(caller);
     let peer = caller.peer.clone();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Bytes>(64);
-    let writer_task = tokio::spawn(async move {
-        while let Some(frames) = frames_rx.recv().await {
-            if writer.send_encoded(&frames).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (frames_tx, frames_rx) = mpsc::channel::<Outgoing>(64);
+    let bytes = shared.config.max_queued_bytes.clamp(MIN_FRAME_CHARGE, u32::MAX as usize);
+    let budget = Budget { free: Arc::new(Semaphore::new(bytes)), bytes };
+    // Cancelled by the writer when the client has read nothing for `stall_timeout`.
+    let stalled = CancellationToken::new();
+    let writing = (frames_rx, budget.free.clone());
+    let writer_task = tokio::spawn(write_frames(writer, writing, shared.config.stall_timeout, stalled.clone()));
     let max_in_flight = shared.config.max_requests_in_flight.max(1);
     let in_flight = Arc::new(Semaphore::new(max_in_flight));
     let mut pace = RequestPace::new(shared.config.requests_per_second, Instant::now());
@@ -198,6 +291,11 @@ async fn control(
         let next = tokio::select! {
             _ = shutdown.cancelled() => {
                 break Some(ErrorBody { code: ErrorCode::Busy, message: "server shutting down".into() });
+            }
+            _ = stalled.cancelled() => {
+                let seconds = shared.config.stall_timeout.as_secs();
+                tracing::info!(%peer, "dropping a session that read nothing of its answers for {seconds} s");
+                break None;
             }
             next = tokio::time::timeout(idle, reader.next::<ClientFrame>("request")) => next,
         };
@@ -219,16 +317,19 @@ async fn control(
                     let push = sync_requests::push_changes(shared.clone(), frames_tx.downgrade());
                     subscription = Some(tokio::spawn(push));
                 }
-                let mut responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
+                let mut responder = Responder { id, frames: frames_tx.clone(), budget: budget.clone(), bytes: 0 };
                 let _ = responder.send(Response::Done { entry: None }).await;
             }
             Ok(Ok(Some(ClientFrame::Request { id, body }))) => {
                 // A client that asks too fast waits here: this session reads nothing more until it may.
                 pace.acquire().await;
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                    break None;
+                // Requests stuck on a client that stopped reading end once the writer gives up on it.
+                let permit = tokio::select! {
+                    permit = in_flight.clone().acquire_owned() => permit,
+                    _ = stalled.cancelled() => break None,
                 };
-                let responder = Responder { id, frames: frames_tx.clone(), bytes: 0 };
+                let Ok(permit) = permit else { break None };
+                let responder = Responder { id, frames: frames_tx.clone(), budget: budget.clone(), bytes: 0 };
                 let (shared, caller) = (shared.clone(), caller.clone());
                 requests.spawn(async move {
                     run_request(body, responder, &caller, &shared).await;
@@ -245,17 +346,56 @@ async fn control(
         tracing::debug!(%peer, "closing control connection: {}", body.message);
         let mut buf = BytesMut::new();
         if codec::encode(&ServerFrame::Fatal(body), &mut buf).is_ok() {
-            let _ = frames_tx.send(buf.freeze()).await;
+            let _ = frames_tx.send(Outgoing::unbudgeted(buf.freeze())).await;
         }
     }
     drop(frames_tx);
+    // The writer ends once its queue is sent, or once the client has read nothing for the stall timeout.
     let _ = writer_task.await;
+    super::memory::give_back_freed();
+}
+
+/// Writes queued frames in order, in pieces, so a client that stops reading is noticed within `stall` even in
+/// the middle of a large frame; then cancels `stalled` and ends.
+async fn write_frames(
+    mut writer: FrameWriter<OwnedWriteHalf>,
+    (mut frames, budget): (mpsc::Receiver<Outgoing>, Arc<Semaphore>),
+    stall: Duration,
+    stalled: CancellationToken,
+) {
+    // However the writer ends, requests waiting for room in the queue stop waiting.
+    let _close_budget = CloseOnDrop(budget);
+    while let Some(frame) = frames.recv().await {
+        for piece in frame.bytes.chunks(WRITE_PIECE) {
+            match tokio::time::timeout(stall, writer.send_encoded(piece)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return stalled.cancel(),
+                Err(_) => return stalled.cancel(),
+            }
+        }
+        // Only now that the client's socket took the frame does its share of the budget come back.
+        drop(frame);
+    }
 }
 
 /// Runs one request to completion, answers errors, and logs it.
 async fn run_request(request: Request, mut out: Responder, caller: &Caller, shared: &Arc<Shared>) {
     let started = Instant::now();
     let (peer, client) = (caller.peer.as_str(), caller.client());
+    // A listing holds a thread while its client reads it, and a whole-tree hash holds the tree's entries: their
+    // number is capped per address and in total, so other clients always find a thread.
+    let _listing = match &request {
+        Request::List { .. } | Request::HashAll { .. } => {
+            let config = &shared.config;
+            Some(
+                shared
+                    .listings
+                    .acquire(caller.ip, config.max_listings_per_address.max(1), config.max_listings.max(1))
+                    .await,
+            )
+        }
+        _ => None,
+    };
     let result = match &request {
         Request::List { path, filter } => list::handle(shared, path, filter, &mut out).await,
         Request::Hash { path } => hash::handle_one(shared, path, &mut out).await,
@@ -294,10 +434,33 @@ async fn run_request(request: Request, mut out: Responder, caller: &Caller, shar
     });
 }
 
+/// Closes a semaphore when dropped, so whoever waits on it gets an error instead of waiting forever.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// One frame waiting for the session's writer, holding its share of the session's byte budget until written.
+pub struct Outgoing {
+    bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    /// A small frame outside the budget (a push, the closing `Fatal`): the channel's length bounds these.
+    pub fn unbudgeted(bytes: Bytes) -> Outgoing {
+        Outgoing { bytes, _budget: None }
+    }
+}
+
 /// Sends the responses of one request, encoded on the request's own task.
 pub struct Responder {
     id: u64,
-    frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Outgoing>,
+    budget: Budget,
     /// Bytes sent so far, for the history log.
     bytes: u64,
 }
@@ -307,9 +470,18 @@ impl Responder {
         let mut buf = BytesMut::new();
         codec::encode(&ServerFrame::Response { id: self.id, body }, &mut buf)?;
         self.bytes += buf.len() as u64;
-        self.frames
-            .send(buf.freeze())
-            .await
-            .map_err(|_| Error::Closed { addr: "client".into(), during: "while answering" })
+        let closed = || Error::Closed { addr: "client".into(), during: "while answering" };
+        // A frame larger than the whole budget takes all of it, and goes out alone.
+        let charge = buf.len().max(MIN_FRAME_CHARGE).min(self.budget.bytes);
+        let permit = self.budget.free.clone().acquire_many_owned(charge as u32).await.map_err(|_| closed())?;
+        self.frames.send(Outgoing { bytes: buf.freeze(), _budget: Some(permit) }).await.map_err(|_| closed())
     }
+}
+
+/// The bytes of answers one session may have waiting to be written: a request whose answers would exceed it
+/// waits for the client to read, and produces nothing more meanwhile.
+#[derive(Clone)]
+struct Budget {
+    free: Arc<Semaphore>,
+    bytes: usize,
 }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::session::Responder;
+use super::session::{Outgoing, Responder};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Response, ServerFrame, codec};
 use crate::task::blocking;
@@ -32,7 +32,7 @@ pub async fn changes(shared: &Arc<Shared>, since: u64, out: &mut Responder) -> R
 
 /// Pushes `Changed { seq }` on a subscribed connection each time the journal moves on, until the connection's
 /// writer goes away. Pushes coalesce: a client that is busy gets the latest number, not a backlog.
-pub async fn push_changes(shared: Arc<Shared>, frames: mpsc::WeakSender<Bytes>) {
+pub async fn push_changes(shared: Arc<Shared>, frames: mpsc::WeakSender<Outgoing>) {
     let mut latest = shared.journal.subscribe();
     latest.mark_unchanged();
     while latest.changed().await.is_ok() {
@@ -43,7 +43,7 @@ pub async fn push_changes(shared: Arc<Shared>, frames: mpsc::WeakSender<Bytes>) 
         }
         // A weak sender: a subscription never keeps a closing connection's writer alive.
         let Some(frames) = frames.upgrade() else { return };
-        if frames.send(buf.freeze()).await.is_err() {
+        if frames.send(Outgoing::unbudgeted(buf.freeze())).await.is_err() {
             return;
         }
     }
@@ -55,6 +55,7 @@ pub async fn lock(
     client: Option<&ClientIdentity>,
     out: &mut Responder,
 ) -> Result<()> {
+    refuse_if_read_only(shared, path)?;
     // A lock is on the entry itself, named without passing a link: `link-to-docs/a.txt` names nothing, so no
     // second spelling of a path escapes its lock.
     let rel = crate::share::normalize(path)?;
@@ -80,8 +81,17 @@ pub async fn unlock(
     client: Option<&ClientIdentity>,
     out: &mut Responder,
 ) -> Result<()> {
+    refuse_if_read_only(shared, path)?;
     let rel = crate::share::normalize(path)?;
     let (shared_for_lock, client) = (shared.clone(), client.cloned());
     blocking(move || shared_for_lock.journal.unlock(&rel, client.as_ref(), force)).await?;
     out.send(Response::Done { entry: None }).await
+}
+
+/// A lock is a change of the share's state: a read-only server refuses it like any write.
+fn refuse_if_read_only(shared: &Shared, path: &str) -> Result<()> {
+    if shared.config.read_only {
+        return Err(Error::ReadOnly { path: path.to_string() });
+    }
+    Ok(())
 }

@@ -3,9 +3,11 @@
 //! A ticket is bound to the session that asked for it: it is redeemed only with a proof made with that session's
 //! key ([`crate::auth`]), so a ticket seen on the wire or handed to another client is worthless.
 //!
-//! A ticket nobody presents is dropped once it expires, or once [`MAX_PENDING`] newer ones have been issued,
-//! whichever comes first. A client that floods download requests thus costs bounded memory, and issuing stays
-//! constant-time however many tickets wait; real clients present theirs within milliseconds.
+//! Each session has its own queue of tickets. A ticket nobody presents is dropped once it expires, once
+//! [`MAX_PENDING_PER_SESSION`] newer ones have been issued to the same session, or when its session closes,
+//! whichever comes first. A client that floods download requests thus evicts only its own tickets, never another
+//! session's; all sessions together hold at most sessions × [`MAX_PENDING_PER_SESSION`]; and issuing stays
+//! constant-time however many tickets wait. Real clients present theirs within milliseconds.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,8 @@ use crate::share::{Entry, FileStamp};
 
 /// How long a ticket stays valid if nobody presents it.
 pub const TICKET_LIFETIME: Duration = Duration::from_secs(60);
-/// A ticket is dropped once this many newer ones have been issued.
-pub const MAX_PENDING: usize = 4096;
+/// A ticket is dropped once this many newer ones have been issued to the same session.
+pub const MAX_PENDING_PER_SESSION: usize = 256;
 
 /// What a ticket grants.
 #[derive(Debug, Clone)]
@@ -68,9 +70,11 @@ pub enum Grant {
     UploadDelta(PendingUpload),
 }
 
-/// The session a ticket belongs to: the key its proofs are made with, and its gate on transfers at once.
+/// The session a ticket belongs to: its number (for its own queue of tickets), the key its proofs are made with,
+/// and its gate on transfers at once.
 #[derive(Debug, Clone)]
 pub struct Owner {
+    pub session: u64,
     pub key: SessionKey,
     pub transfers: Arc<Semaphore>,
 }
@@ -90,13 +94,14 @@ pub struct Tickets {
 #[derive(Default)]
 struct Pending {
     grants: HashMap<Ticket, Issued>,
-    /// Every ticket issued and not yet dropped, oldest first, redeemed ones too: expiry looks only at the front.
-    issued: VecDeque<(Instant, Ticket)>,
+    /// Per session, every ticket issued to it and not yet dropped, oldest first, redeemed ones too: expiry and
+    /// eviction look only at the front of the issuing session's own queue.
+    issued: HashMap<u64, VecDeque<(Instant, Ticket)>>,
 }
 
 impl Tickets {
-    /// Issues a fresh random ticket for `grant` to the session `owner`, dropping expired ones and the oldest
-    /// beyond [`MAX_PENDING`].
+    /// Issues a fresh random ticket for `grant` to the session `owner`, dropping that session's expired tickets
+    /// and its oldest beyond [`MAX_PENDING_PER_SESSION`].
     pub fn issue(&self, grant: Grant, owner: &Owner) -> Ticket {
         self.issue_at(grant, owner, Instant::now())
     }
@@ -104,13 +109,14 @@ impl Tickets {
     fn issue_at(&self, grant: Grant, owner: &Owner, now: Instant) -> Ticket {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let Pending { grants, issued } = &mut *pending;
-        while let Some(&(at, ticket)) = issued.front() {
-            if now.duration_since(at) < TICKET_LIFETIME && issued.len() < MAX_PENDING {
+        let queue = issued.entry(owner.session).or_default();
+        while let Some(&(at, ticket)) = queue.front() {
+            if now.duration_since(at) < TICKET_LIFETIME && queue.len() < MAX_PENDING_PER_SESSION {
                 break;
             }
-            issued.pop_front();
+            queue.pop_front();
             // A redeemed ticket is gone already; its number may even have been issued again since.
-            if grants.get(&ticket).is_some_and(|granted| granted.at == at) {
+            if grants.get(&ticket).is_some_and(|granted| granted.at == at && granted.owner.session == owner.session) {
                 grants.remove(&ticket);
             }
         }
@@ -118,8 +124,19 @@ impl Tickets {
             let ticket = Ticket(rand::random());
             if let std::collections::hash_map::Entry::Vacant(slot) = grants.entry(ticket) {
                 slot.insert(Issued { at: now, owner: owner.clone(), grant });
-                issued.push_back((now, ticket));
+                queue.push_back((now, ticket));
                 return ticket;
+            }
+        }
+    }
+
+    /// Drops every ticket of a session that has closed: nobody can present them any more.
+    pub fn forget_session(&self, session: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Pending { grants, issued } = &mut *pending;
+        for (at, ticket) in issued.remove(&session).unwrap_or_default() {
+            if grants.get(&ticket).is_some_and(|granted| granted.at == at && granted.owner.session == session) {
+                grants.remove(&ticket);
             }
         }
     }
@@ -165,8 +182,12 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        let nonce = crate::auth::Nonce([1; 32]);
-        Owner { key: SessionKey::derive(None, &nonce, &nonce), transfers: Arc::new(Semaphore::new(1)) }
+        owner_of(1)
+    }
+
+    fn owner_of(session: u64) -> Owner {
+        let nonce = crate::auth::Nonce([session as u8; 32]);
+        Owner { session, key: SessionKey::derive(None, &nonce, &nonce), transfers: Arc::new(Semaphore::new(1)) }
     }
 
     fn path_of(redeemed: Option<(Grant, Arc<Semaphore>)>) -> Option<String> {
@@ -177,15 +198,21 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_tickets_keeps_only_the_newest() {
-        let (tickets, owner) = (Tickets::default(), owner());
-        let redeem = |ticket: Ticket| tickets.redeem(ticket, &owner.key.ticket_proof(ticket));
-        let issued: Vec<Ticket> = (0..MAX_PENDING + 10).map(|n| tickets.issue(grant(n), &owner)).collect();
-        assert_eq!(tickets.pending.lock().unwrap().grants.len(), MAX_PENDING);
-        assert!(issued[..10].iter().all(|t| redeem(*t).is_none()), "the oldest are dropped");
-        assert_eq!(path_of(redeem(issued[10])), Some("f10".into()));
-        assert_eq!(path_of(redeem(issued[MAX_PENDING + 9])), Some(format!("f{}", MAX_PENDING + 9)));
-        assert!(redeem(issued[10]).is_none(), "a ticket works once");
+    fn a_flood_of_tickets_keeps_only_the_newest_of_the_flooding_session() {
+        let (tickets, owner, other) = (Tickets::default(), owner(), owner_of(2));
+        let redeem = |ticket: Ticket, owner: &Owner| tickets.redeem(ticket, &owner.key.ticket_proof(ticket));
+        let bystander = tickets.issue(grant(7), &other);
+        let max = MAX_PENDING_PER_SESSION;
+        let issued: Vec<Ticket> = (0..max + 10).map(|n| tickets.issue(grant(n), &owner)).collect();
+        assert_eq!(tickets.pending.lock().unwrap().grants.len(), max + 1);
+        assert!(issued[..10].iter().all(|t| redeem(*t, &owner).is_none()), "the oldest are dropped");
+        assert_eq!(path_of(redeem(issued[10], &owner)), Some("f10".into()));
+        assert_eq!(path_of(redeem(issued[max + 9], &owner)), Some(format!("f{}", max + 9)));
+        assert!(redeem(issued[10], &owner).is_none(), "a ticket works once");
+        assert_eq!(path_of(redeem(bystander, &other)), Some("f7".into()), "another session's ticket survives");
+        tickets.forget_session(owner.session);
+        assert!(redeem(issued[11], &owner).is_none(), "a closed session's tickets are gone");
+        assert!(tickets.pending.lock().unwrap().grants.is_empty());
     }
 
     #[test]
@@ -199,6 +226,6 @@ mod tests {
         tickets.issue_at(grant(3), &owner, start + TICKET_LIFETIME);
         let pending = tickets.pending.lock().unwrap();
         assert!(!pending.grants.contains_key(&old) && pending.grants.contains_key(&fresh));
-        assert_eq!((pending.grants.len(), pending.issued.len()), (2, 2));
+        assert_eq!((pending.grants.len(), pending.issued[&owner.session].len()), (2, 2));
     }
 }

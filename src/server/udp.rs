@@ -1,6 +1,7 @@
 //! The server's UDP side: one socket on the same port number as TCP, and a dispatcher thread that routes each
 //! datagram to its session by session id. A `Start` redeems the download ticket that is its session id and
-//! starts a sender thread for it; acks go to their session's thread, but only from the address that started it.
+//! starts a sender thread for it, if the transfer limits admit it (else it is refused as busy, with no thread);
+//! acks go to their session's thread, but only from the address that started it.
 //! Anything that does not parse or belongs to no session is dropped and counted.
 
 use std::collections::HashMap;
@@ -10,16 +11,17 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::history::Record;
+use super::limits::{AddressSlot, Full};
 use crate::auth::TicketProof;
 use crate::protocol::Ticket;
 use crate::transfer::udp::link::Link;
 use crate::transfer::udp::packet::{self, Packet};
-use crate::transfer::udp::sender::{self, FAIL_TICKET, SendJob};
+use crate::transfer::udp::sender::{self, FAIL_BUSY, FAIL_TICKET, SendJob};
 use crate::transfer::udp::{DEFAULT_IDLE_TIMEOUT, DEFAULT_PAYLOAD, PAYLOAD_RANGE};
 
 /// Acks waiting for one session's thread; more are dropped (a later ack says the same and more).
@@ -82,11 +84,12 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
                     refused.foreign.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
+                // No thread before the session's, the address's and the server's limits admit the transfer.
+                let Some(running) = admit(&shared, &link, session, from, gate) else { continue };
                 table.insert(session, Session { peer: from, acks });
                 let (link, shared, sessions) = (link.clone(), shared.clone(), sessions.clone());
                 std::thread::spawn(move || {
-                    // A session with too many transfers running waits here for one to finish.
-                    let _running = futures::executor::block_on(gate.acquire_owned()).ok();
+                    let _running = running;
                     let started = Instant::now();
                     // Opened beneath the share's root, never through a link.
                     let file = shared.share.open_file(&job.rel).map(|(file, _)| file);
@@ -117,6 +120,32 @@ pub fn dispatch(link: Arc<Link>, shared: Arc<Shared>, refused: Arc<Refused>, shu
             }
         }
     }
+}
+
+/// Takes a place for a UDP transfer among its session's, its address's and the server's transfers; with none
+/// free, answers `Fail` saying the server is busy. Refusing costs nothing, where waiting would hold a thread.
+fn admit(
+    shared: &Shared,
+    link: &Link,
+    session: u64,
+    from: SocketAddr,
+    gate: Arc<Semaphore>,
+) -> Option<(OwnedSemaphorePermit, AddressSlot)> {
+    let config = &shared.config;
+    let running = gate.try_acquire_owned().ok();
+    let slot = shared.transfers.take(from.ip(), config.max_transfers_per_address.max(1), config.max_transfers.max(1));
+    let message = match (running, slot) {
+        (Some(running), Ok(slot)) => return Some((running, slot)),
+        (None, _) => "server busy: this session already runs as many transfers as it may; try again later",
+        (_, Err(Full::Address)) => {
+            "server busy: this address already runs as many transfers as it may; try again later"
+        }
+        (_, Err(Full::Total)) => "server busy: the server runs as many transfers as it may; try again later",
+    };
+    let mut buf = Vec::new();
+    packet::encode(&Packet::Fail { session, code: FAIL_BUSY, message }, &mut buf);
+    let _ = link.send_to(&buf, from);
+    None
 }
 
 /// Redeems the ticket a `Start` names, with its proof; an unknown one is answered with `Fail`.

@@ -115,7 +115,7 @@ async fn a_recorded_handshake_cannot_be_replayed() {
         let (mut first, challenge) = hello(&addr, ours);
         let proof = client_proof(&token(), &ours, &challenge);
         send(&mut first, &ClientFrame::Auth { proof });
-        assert!(matches!(receive(&mut first), Some(ServerFrame::Welcome)));
+        assert!(matches!(receive(&mut first), Some(ServerFrame::Welcome(_))));
 
         // Everything the client sent, sent again: the server's new challenge makes the old proof worthless.
         let (mut second, new_challenge) = hello(&addr, ours);

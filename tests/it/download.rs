@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use tandem::protocol::{BulkTrailer, Channel, ClientFrame, Request, Response, ServerFrame, ServerHello, Ticket};
+use tandem::protocol::{
+    BulkTrailer, Channel, ClientFrame, Request, Response, ServerFrame, ServerHello, ServerWelcome, Ticket,
+};
 use tandem::share::{Entry, EntryKind};
 use tandem::wire::{FrameReader, FrameWriter};
 use tokio::io::AsyncWriteExt;
@@ -129,8 +131,7 @@ async fn lying_server(lie: Lie) -> String {
                 let Ok(Some(ClientFrame::Hello(hello))) = reader.next::<ClientFrame>("hello").await else { return };
                 let ours = ServerHello {
                     protocol_version: hello.protocol_version,
-                    software: "liar".into(),
-                    journal: None,
+                    software: String::new(),
                     nonce: Some(tandem::auth::Nonce::random()),
                     auth: false,
                 };
@@ -140,6 +141,8 @@ async fn lying_server(lie: Lie) -> String {
                     let _ = send_lie(writer.into_inner(), lie, &payload).await;
                     return;
                 }
+                let welcome = ServerWelcome { software: "liar".into(), journal: None };
+                writer.send(&ServerFrame::Welcome(welcome)).await.unwrap();
                 while let Ok(Some(ClientFrame::Request { id, body: Request::Download { path, .. } })) =
                     reader.next::<ClientFrame>("request").await
                 {

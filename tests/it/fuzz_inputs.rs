@@ -181,8 +181,8 @@ fn server_frames() -> Vec<ServerFrame> {
         responses.into_iter().map(|body| ServerFrame::Response { id: 1, body }).collect();
     let software = "tandem 0.1.0".into();
     let (journal, nonce) = (Some("j".into()), Some(Nonce([4; 32])));
-    frames.push(ServerFrame::Hello(ServerHello { protocol_version: 1, software, journal, nonce, auth: true }));
-    frames.push(ServerFrame::Welcome);
+    frames.push(ServerFrame::Hello(ServerHello { protocol_version: 1, software: String::new(), nonce, auth: true }));
+    frames.push(ServerFrame::Welcome(ServerWelcome { software, journal }));
     frames.push(ServerFrame::Fatal(error.clone()));
     frames.push(ServerFrame::Changed { seq: 77 });
     frames

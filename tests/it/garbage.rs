@@ -212,6 +212,7 @@ fn mutated_sessions(addr: &str, seed: u64, sessions: usize) -> (usize, usize) {
         let mut peer = Peer::connect(addr);
         peer.stream.write_all(&encoded(&ClientFrame::Hello(hello.clone()))).unwrap();
         assert!(matches!(peer.next(), Some(ServerFrame::Hello(_))));
+        assert!(matches!(peer.next(), Some(ServerFrame::Welcome(_))));
         let mut refused = None;
         for _ in 0..BATCHES_PER_SESSION {
             let mut batch = Vec::new();

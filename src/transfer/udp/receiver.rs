@@ -191,6 +191,7 @@ impl<'a, 'b> Session<'a, 'b> {
                     let code = match code {
                         super::sender::FAIL_CHANGED => ErrorCode::Changed,
                         super::sender::FAIL_TICKET => ErrorCode::BadTicket,
+                        super::sender::FAIL_BUSY => ErrorCode::Busy,
                         _ => ErrorCode::Io,
                     };
                     return Err(Error::Remote(ErrorBody { code, message: message.to_string() }));

@@ -31,6 +31,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
 pub const FAIL_CHANGED: u8 = 1;
 pub const FAIL_TICKET: u8 = 2;
 pub const FAIL_IO: u8 = 3;
+pub const FAIL_BUSY: u8 = 4;
 
 /// Everything one session needs to know.
 pub struct SendJob {
