@@ -75,7 +75,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, side: Side) {
             let selected = pane.selected.contains(entry.name());
             let name = match entry.kind {
                 EntryKind::Dir => format!("{}/", entry.name()),
-                EntryKind::Symlink => format!("{}@", entry.name()),
+                // A link is shown with what it points at; tandem never follows it.
+                EntryKind::Symlink => match &entry.target {
+                    Some(target) => format!("{}@ -> {target}", entry.name()),
+                    None => format!("{}@", entry.name()),
+                },
                 EntryKind::File => entry.name().to_string(),
             };
             let size = if entry.kind == EntryKind::Dir { String::new() } else { format_size(entry.size, BINARY) };

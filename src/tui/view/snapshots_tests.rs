@@ -165,3 +165,14 @@ fn cached_files_are_marked_in_the_remote_pane() {
     app.on_event(Event::Hashed { side: Side::Remote, dir: String::new(), results });
     snapshot!("cached", render(&app, 120, 12));
 }
+
+#[test]
+fn a_link_shows_what_it_points_at() {
+    let mut app = start_screen();
+    let mut link = entry("docs", EntryKind::Symlink, 7);
+    link.target = Some("../docs".into());
+    let remote = vec![link, entry("readme.txt", EntryKind::File, 207)];
+    app.on_event(Event::Listed { side: Side::Remote, dir: String::new(), result: Ok(remote) });
+    let screen = render(&app, 120, 12);
+    assert!(screen.contains("docs@ -> ../docs"), "{screen}");
+}
