@@ -164,64 +164,38 @@ impl Journal {
     /// Records what was observed at each path (`None`: absent). Paths whose state is unchanged are skipped; each
     /// change gets the next sequence number. Returns how many paths changed. Blocking.
     pub fn record(&self, observed: Vec<(String, Option<Entry>)>, author: Option<&str>) -> Result<usize> {
-        let fail = self.fail();
         let mut inner = self.inner();
-        let changed: Vec<(String, Option<Entry>)> = observed
-            .into_iter()
-            .filter(|(path, now)| match (inner.live.get(path), now) {
-                (None, None) => false,
-                (Some(before), Some(now)) => !same_state(before, now),
-                _ => true,
-            })
-            .collect();
-        if changed.is_empty() {
-            return Ok(0);
-        }
-        let Inner { db, seq, reserved, live, pending, .. } = &mut *inner;
-        for (path, entry) in &changed {
-            *seq += 1;
-            if *seq > *reserved {
-                // Numbers are handed out before rows are written; reserving them first means a crash can never
-                // hand out a number a client has already seen.
-                *reserved = *seq + RESERVE;
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('reserved', ?)",
-                    params![reserved.to_string()],
-                )
-                .map_err(&fail)?;
-            }
-            pending.push(Row {
-                path: path.clone(),
-                seq: *seq,
-                entry: entry.clone(),
-                author: author.map(str::to_string),
-            });
-        }
-        if pending.len() >= FLUSH_AT {
-            write_rows(db, pending).map_err(&fail)?;
-        }
-        let count = changed.len();
-        for (path, entry) in changed {
-            match entry {
-                Some(mut entry) => {
-                    entry.locked_by = None;
-                    live.insert(path, entry);
-                }
-                None => {
-                    live.remove(&path);
-                }
-            }
-        }
-        let latest = *seq;
+        let count = record_locked(&mut inner, observed, author).map_err(self.fail())?;
+        let latest = inner.seq;
         drop(inner);
-        self.latest.send_replace(latest);
+        if count > 0 {
+            self.latest.send_replace(latest);
+        }
         Ok(count)
     }
 
-    /// Up to `limit` changes after sequence number `since`, oldest first. Blocking.
-    pub fn since(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+    /// Up to `limit` changes after sequence number `since`, oldest first, and the cursor they bring a client to:
+    /// the latest sequence number they cover. Read in one snapshot under the journal's lock, so a change recorded
+    /// while this runs is either among the changes or after the cursor, never skipped. Blocking.
+    pub fn since(&self, since: u64, limit: usize) -> Result<(Vec<Change>, u64)> {
+        self.since_interleaved(since, limit, |_| Ok(()))
+    }
+
+    /// [`Journal::since`], calling `interleave` twice with the journal's state: after the cursor is read and
+    /// before the query, then after the query. Tests record changes there, at the moments a concurrent writer
+    /// would hit if the lock did not keep it out.
+    fn since_interleaved(
+        &self,
+        since: u64,
+        limit: usize,
+        mut interleave: impl FnMut(&mut Inner) -> rusqlite::Result<()>,
+    ) -> Result<(Vec<Change>, u64)> {
         let fail = self.fail();
         let mut inner = self.inner();
+        // The cursor is read first: whatever is recorded after this moment is beyond it, so at worst a change
+        // is sent twice, never skipped.
+        let covered = inner.seq;
+        interleave(&mut inner).map_err(&fail)?;
         let Inner { db, pending, .. } = &mut *inner;
         write_rows(db, pending).map_err(&fail)?;
         let mut query = inner
@@ -248,12 +222,20 @@ impl Journal {
             })
             .map_err(&fail)?;
         let mut changes = rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&fail)?;
+        drop(query);
+        interleave(&mut inner).map_err(&fail)?;
         for change in &mut changes {
             if let Some(entry) = &mut change.entry {
                 entry.locked_by = inner.locks.get(&change.path).map(|owner| owner.host.clone());
             }
         }
-        Ok(changes)
+        // Every change up to `covered` was in the database when it was queried; a full batch covers only up to its
+        // last change.
+        let cursor = match changes.last() {
+            Some(last) if changes.len() == limit => last.seq,
+            _ => covered.max(since),
+        };
+        Ok((changes, cursor))
     }
 
     /// Sets `locked_by` on each entry someone holds a lock on.
@@ -346,6 +328,56 @@ struct Row {
     author: Option<String>,
 }
 
+/// [`Journal::record`] with the journal's state already held: gives each changed path the next sequence number,
+/// queues its row, and updates the live entries. Returns how many paths changed.
+fn record_locked(
+    inner: &mut Inner,
+    observed: Vec<(String, Option<Entry>)>,
+    author: Option<&str>,
+) -> rusqlite::Result<usize> {
+    let changed: Vec<(String, Option<Entry>)> = observed
+        .into_iter()
+        .filter(|(path, now)| match (inner.live.get(path), now) {
+            (None, None) => false,
+            (Some(before), Some(now)) => !same_state(before, now),
+            _ => true,
+        })
+        .collect();
+    if changed.is_empty() {
+        return Ok(0);
+    }
+    let Inner { db, seq, reserved, live, pending, .. } = inner;
+    for (path, entry) in &changed {
+        *seq += 1;
+        if *seq > *reserved {
+            // Numbers are handed out before rows are written; reserving them first means a crash can never hand
+            // out a number a client has already seen.
+            *reserved = *seq + RESERVE;
+            db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('reserved', ?)",
+                params![reserved.to_string()],
+            )?;
+        }
+        pending.push(Row { path: path.clone(), seq: *seq, entry: entry.clone(), author: author.map(str::to_string) });
+    }
+    if pending.len() >= FLUSH_AT {
+        write_rows(db, pending)?;
+    }
+    let count = changed.len();
+    for (path, entry) in changed {
+        match entry {
+            Some(mut entry) => {
+                entry.locked_by = None;
+                live.insert(path, entry);
+            }
+            None => {
+                live.remove(&path);
+            }
+        }
+    }
+    Ok(count)
+}
+
 /// Writes and clears `pending` in one transaction.
 fn write_rows(db: &mut Connection, pending: &mut Vec<Row>) -> rusqlite::Result<()> {
     if pending.is_empty() {
@@ -399,6 +431,54 @@ mod tests {
         (path.into(), Some(entry))
     }
 
+    /// A client that follows the cursor, against writes landing at each moment a concurrent writer could hit
+    /// while changes are read (after the cursor is read and before the query, or after the query), with every
+    /// batch size: it always ends with the journal's live state, so no change fell behind its cursor unsent.
+    #[test]
+    fn no_change_recorded_while_changes_are_read_falls_behind_the_cursor() {
+        for limit in [1, 2, 3, 100] {
+            for moment in 0..2 {
+                let dir = tempfile::tempdir().unwrap();
+                let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+                journal.record(vec![file("a", b"1", 1), file("b", b"2", 1)], None).unwrap();
+                let mut seen: BTreeMap<String, Option<Md5Digest>> = BTreeMap::new();
+                let (mut cursor, mut calls, mut writes) = (0, 0, 0);
+                for _ in 0..100 {
+                    let (changes, next) = journal
+                        .since_interleaved(cursor, limit, |inner| {
+                            calls += 1;
+                            if calls % 2 != moment || writes == 6 {
+                                return Ok(());
+                            }
+                            writes += 1;
+                            // New paths, a changed one and a deleted one.
+                            let observed = match writes % 3 {
+                                0 => vec![file(&format!("new{writes}"), b"n", writes)],
+                                1 => vec![file("a", format!("v{writes}").as_bytes(), writes)],
+                                _ => vec![("b".to_string(), None), file(&format!("b{writes}"), b"b", 1)],
+                            };
+                            record_locked(inner, observed, None).map(drop)
+                        })
+                        .unwrap();
+                    assert!(next >= cursor, "the cursor never goes back");
+                    for change in &changes {
+                        match &change.entry {
+                            Some(entry) => seen.insert(change.path.clone(), entry.md5),
+                            None => seen.remove(&change.path),
+                        };
+                    }
+                    cursor = next;
+                    if changes.is_empty() && writes == 6 {
+                        break;
+                    }
+                }
+                let live: BTreeMap<String, Option<Md5Digest>> =
+                    journal.inner().live.iter().map(|(path, e)| (path.clone(), e.md5)).collect();
+                assert_eq!(seen, live, "limit {limit}, writes at moment {moment}");
+            }
+        }
+    }
+
     #[test]
     fn sequence_numbers_survive_reopen_and_skip_unchanged_states() {
         let dir = tempfile::tempdir().unwrap();
@@ -414,14 +494,15 @@ mod tests {
         assert!(journal.latest() >= 3, "a reopened journal never hands out a number again");
         assert_eq!(journal.id(), Journal::open(&db).unwrap().id(), "the id lasts");
         assert_ne!(journal.id(), Journal::open(&dir.path().join("other.sqlite")).unwrap().id());
-        let changes = journal.since(1, 100).unwrap();
+        let (changes, cursor) = journal.since(1, 100).unwrap();
+        assert_eq!(cursor, journal.latest());
         assert_eq!(changes.iter().map(|c| (c.seq, c.path.as_str())).collect::<Vec<_>>(), [(2, "b"), (3, "a")]);
         assert_eq!(changes[0].author.as_deref(), Some("alice"));
         assert!(changes[1].entry.is_none(), "a deletion is a tombstone");
         assert_eq!(journal.live_under(""), ["b"]);
         let before = journal.latest();
         journal.record(vec![file("b", b"22", 2)], None).unwrap();
-        assert_eq!(journal.since(before, 10).unwrap().len(), 1);
+        assert_eq!(journal.since(before, 10).unwrap().0.len(), 1);
         journal.record(vec![file("b/c", b"3", 1), file("b c", b"4", 1), file("bc", b"5", 1)], None).unwrap();
         assert_eq!(journal.live_under("b"), ["b", "b/c"]);
     }

@@ -14,15 +14,15 @@ use crate::task::blocking;
 /// Changes per answer frame: each carries an entry, so this stays far below the frame limit.
 const CHANGES_PER_BATCH: usize = 2_000;
 
-/// Streams every change after `since`, in batches, each stamped with the journal's latest sequence number.
+/// Streams every change after `since`, in batches, each stamped with the cursor it covers up to: read with the
+/// changes in one snapshot, so no change recorded meanwhile can fall behind it unsent.
 pub async fn changes(shared: &Arc<Shared>, since: u64, out: &mut Responder) -> Result<()> {
     let mut after = since;
     loop {
         let shared_for_query = shared.clone();
-        let batch = blocking(move || shared_for_query.journal.since(after, CHANGES_PER_BATCH)).await?;
+        let (batch, seq) = blocking(move || shared_for_query.journal.since(after, CHANGES_PER_BATCH)).await?;
         let more = batch.len() == CHANGES_PER_BATCH;
-        after = batch.last().map_or(after, |change| change.seq);
-        let seq = shared.journal.latest().max(after);
+        after = seq;
         out.send(Response::Changes { changes: batch, seq, more }).await?;
         if !more {
             return Ok(());
