@@ -406,3 +406,27 @@ async fn a_share_whose_journal_was_wiped_is_merged_without_deleting_anything() {
     assert_eq!(std::fs::read(server.path("b.txt")).unwrap(), b"kept too");
     assert_eq!(tree(alice.root.path()), tree(server.root.path()));
 }
+
+/// A name of 255 bytes, the longest a filesystem holds, syncs both ways: tandem's temporary files are short names
+/// in `.tandem/tmp`, never the name with something added.
+#[tokio::test]
+async fn a_name_of_255_bytes_syncs_both_ways() {
+    let server = TestServer::start().await;
+    let mut alice = Client::new(&server, "alice").await;
+    let mut bob = Client::new(&server, "bob").await;
+    let long = format!("docs/{}.txt", "n".repeat(251));
+    let long_back = format!("{}.md", "\u{e9}".repeat(126)); // 252 bytes of two-byte letters, then `.md`
+    assert_eq!((long.len() - 5, long_back.len()), (255, 255));
+    alice.write(&long, b"from alice");
+    assert_eq!(alice.sync().await.uploaded, 1);
+    assert_eq!(bob.sync().await.downloaded, 1);
+    assert_eq!(bob.read(&long), b"from alice");
+    bob.write(&long_back, b"from bob");
+    bob.write(&long, b"bob's edit");
+    bob.sync().await;
+    alice.sync().await;
+    assert_eq!(alice.read(&long_back), b"from bob");
+    assert_eq!(alice.read(&long), b"bob's edit");
+    assert_eq!(tree(alice.root.path()), tree(server.root.path()));
+    assert_eq!(tree(bob.root.path()), tree(server.root.path()));
+}
