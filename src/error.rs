@@ -47,6 +47,10 @@ pub enum Error {
     #[error("{path}: {part:?} is not a folder")]
     NotAFolder { path: String, part: String },
 
+    /// A folder a walk found but could not read; the walk goes on without what is in it.
+    #[error("{path}: the folder cannot be read: {source}")]
+    UnreadableFolder { path: String, source: io::Error },
+
     /// A path that does not exist in the share.
     #[error("{path}: no such file or folder")]
     NotFound { path: String },
@@ -154,7 +158,11 @@ impl Error {
             Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } | Error::BadDelta { .. } => {
                 ErrorCode::Changed
             }
-            Error::Io { .. } | Error::Net { .. } | Error::Closed { .. } | Error::Database { .. } => ErrorCode::Io,
+            Error::Io { .. }
+            | Error::UnreadableFolder { .. }
+            | Error::Net { .. }
+            | Error::Closed { .. }
+            | Error::Database { .. } => ErrorCode::Io,
         };
         ErrorBody { code, message: self.to_string() }
     }

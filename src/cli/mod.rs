@@ -127,10 +127,11 @@ async fn connect_as_me(remote: &Remote) -> Result<Connection> {
 /// `tandem sync`: one full sync with `--once`, otherwise until Ctrl-C; then the summary.
 async fn sync(args: SyncArgs, remote: &Remote, json: bool) -> Result<()> {
     let client = identity::current()?;
-    let summary = if args.once {
+    let (summary, left_out) = if args.once {
         let conn = remote.connect(Some(client.clone())).await?;
         let mut engine = Engine::open(&args.dir, conn, &client.host)?;
-        engine.sync_until_quiet().await?
+        let summary = engine.sync_until_quiet().await?;
+        (summary, engine.left_out().clone())
     } else {
         let interval = std::time::Duration::from_secs(args.interval.max(1));
         let config = SyncConfig { root: args.dir.clone(), remote: remote.clone(), client, interval };
@@ -145,9 +146,23 @@ async fn sync(args: SyncArgs, remote: &Remote, json: bool) -> Result<()> {
                 SyncEvent::Syncing | SyncEvent::Idle { .. } => {}
             }
         }
-        task.await.map_err(|e| Error::io(&args.dir, std::io::Error::other(format!("sync task failed: {e}"))))??
+        let summary =
+            task.await.map_err(|e| Error::io(&args.dir, std::io::Error::other(format!("sync task failed: {e}"))))??;
+        (summary, Default::default())
     };
-    if json { print_json(&output::sync_json(&summary)) } else { print(&output::sync_text(&summary)) }
+    if json {
+        print_json(&output::sync_json(&summary, &left_out))?;
+    } else {
+        print(&output::sync_text(&summary))?;
+    }
+    // Everything else synced; what could not be is a failure the person must hear about.
+    match left_out.len() {
+        0 => Ok(()),
+        n => Err(Error::Unsupported(format!(
+            "{n} {} left out of this sync (each is told above, with the reason)",
+            if n == 1 { "path was" } else { "paths were" }
+        ))),
+    }
 }
 
 /// The listing filter for an `index` command, with every user value checked before anything is sent.

@@ -30,7 +30,8 @@ pub fn entry_json(entry: &Entry) -> Value {
 }
 
 /// `sync --json`: what a sync did.
-pub fn sync_json(summary: &SyncSummary) -> Value {
+pub fn sync_json(summary: &SyncSummary, left_out: &std::collections::BTreeMap<String, String>) -> Value {
+    let left_out: Vec<Value> = left_out.iter().map(|(path, reason)| json!({"path": path, "reason": reason})).collect();
     json!({
         "uploaded": summary.uploaded,
         "downloaded": summary.downloaded,
@@ -38,6 +39,7 @@ pub fn sync_json(summary: &SyncSummary) -> Value {
         "conflicts": summary.conflicts,
         "bytes_sent": summary.bytes_sent,
         "bytes_received": summary.bytes_received,
+        "left_out": left_out,
     })
 }
 

@@ -12,7 +12,8 @@ use super::jail::{list_names, read_link_at, stat_at};
 use super::{Entry, EntryKind, STATE_DIR, Share};
 use crate::error::{Error, Result};
 
-/// An iterator over every entry below a folder. Folders that cannot be read yield an error item and are skipped.
+/// An iterator over every entry below a folder. A folder that cannot be read is yielded, then an
+/// [`Error::UnreadableFolder`] naming it, and the walk goes on without its contents.
 pub struct Walk {
     /// Folders being read, innermost last: each folder's handle and its sorted entries not yet yielded.
     stack: Vec<(OwnedFd, std::vec::IntoIter<Entry>)>,
@@ -22,6 +23,8 @@ pub struct Walk {
     hide_temp_files: bool,
     /// The root's location, for messages.
     root: PathBuf,
+    /// Why the folder just yielded could not be entered, yielded next.
+    unreadable: Option<Error>,
 }
 
 impl Walk {
@@ -30,7 +33,13 @@ impl Walk {
         let dir = share.open_dir(rel)?;
         let root = share.root().to_path_buf();
         let entries = read_sorted(&dir, rel, &root)?;
-        Ok(Walk { stack: vec![(dir, entries.into_iter())], max_depth: None, hide_temp_files: false, root })
+        Ok(Walk {
+            stack: vec![(dir, entries.into_iter())],
+            max_depth: None,
+            hide_temp_files: false,
+            root,
+            unreadable: None,
+        })
     }
 
     /// Walks the folder `rel` of a client's local folder `root`, without the client's temporary files.
@@ -51,6 +60,9 @@ impl Iterator for Walk {
     type Item = Result<Entry>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.unreadable.take() {
+            return Some(Err(error));
+        }
         loop {
             let depth = self.stack.len();
             let (dir, entries) = self.stack.last_mut()?;
@@ -70,7 +82,10 @@ impl Iterator for Walk {
                 });
                 match opened.and_then(|child| Ok((read_sorted(&child, &entry.path, &self.root)?, child))) {
                     Ok((children, child)) => self.stack.push((child, children.into_iter())),
-                    Err(err) => return Some(Err(err)),
+                    Err(Error::Io { source, .. }) => {
+                        self.unreadable = Some(Error::UnreadableFolder { path: entry.path.clone(), source });
+                    }
+                    Err(err) => self.unreadable = Some(err),
                 }
             }
             return Some(Ok(entry));

@@ -8,7 +8,7 @@
 //! is suddenly empty (an unmounted disk, a wiped share) stops sync with an error instead of reading as "the user
 //! deleted everything".
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::log::ActionLog;
 use super::plan::{Action, Kind, PathState, Version, plan};
-use super::scan::{LocalEntry, hash_files, scan, still_being_written};
+use super::scan::{LocalEntry, Unreadable, hash_files, scan, still_being_written};
 use super::state::{RemoteVersion, SyncState, Update};
 use super::transfer::{PARALLEL_BATCHES, Planned, batched, check_local, transfer_batch, worth_a_delta};
 use crate::client::Connection;
@@ -81,6 +81,11 @@ pub struct Engine {
     log: ActionLog,
     /// Paths refused by a lock, with the states that were refused: not retried until one side changes.
     blocked: HashMap<String, (Option<Version>, Option<Version>)>,
+    /// What the latest run of passes left out, and why: paths whose action failed for a reason another pass will
+    /// not mend, and folders that cannot be read. The rest of the tree syncs all the same.
+    left_out: BTreeMap<String, String>,
+    /// Unreadable folders already reported, so each is told once until it can be read again.
+    reported_unreadable: HashSet<String>,
     /// The last pass found nothing to do: until the journal or the folder changes, there is nothing to plan.
     quiet: bool,
     /// The last pass left files alone because a program was still writing them.
@@ -123,6 +128,8 @@ impl Engine {
             hashes,
             log,
             blocked: HashMap::new(),
+            left_out: BTreeMap::new(),
+            reported_unreadable: HashSet::new(),
             quiet: false,
             growing: false,
             unplanned_remote: false,
@@ -138,6 +145,7 @@ impl Engine {
     /// writing are waited for, a little.
     pub async fn sync_until_quiet(&mut self) -> Result<SyncSummary> {
         let mut total = SyncSummary::default();
+        self.left_out.clear();
         let (mut passes, mut waited) = (0, Duration::ZERO);
         while passes < MAX_PASSES {
             let outcome = self.pass().await?;
@@ -153,6 +161,11 @@ impl Engine {
             }
         }
         Ok(total)
+    }
+
+    /// What the latest run of passes left out, by path, with the reason.
+    pub fn left_out(&self) -> &BTreeMap<String, String> {
+        &self.left_out
     }
 
     /// Whether the last pass left files alone because a program was still writing them.
@@ -199,7 +212,8 @@ impl Engine {
         self.pull_changes().await?;
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
         let base = self.state.base.clone();
-        let mut local = blocking(move || scan(&root, &base, &hashes)).await?;
+        let (mut local, unreadable) = blocking(move || scan(&root, &base, &hashes)).await?;
+        self.note_unreadable(&unreadable);
         self.refuse_if_emptied(&local)?;
         // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
         if self.quiet && !self.unplanned_remote && self.matches_base(&local) {
@@ -226,7 +240,7 @@ impl Engine {
         .await?;
         unsettled.extend(growing.iter().cloned());
 
-        let states = self.path_states(&local, &unsettled);
+        let states = self.path_states(&local, &unsettled, &unreadable);
         let by_path: HashMap<&str, &PathState> = states.iter().map(|s| (s.path.as_str(), s)).collect();
         // A path a lock refused waits until one side changes again, instead of being refused every pass.
         self.blocked.retain(|path, refused| {
@@ -284,14 +298,41 @@ impl Engine {
         Ok(())
     }
 
-    fn path_states(&self, local: &HashMap<String, LocalEntry>, unsettled: &HashSet<String>) -> Vec<PathState> {
+    /// Reports each folder that cannot be read, once until it can be again, and leaves it out of this run.
+    fn note_unreadable(&mut self, unreadable: &[Unreadable]) {
+        self.reported_unreadable.retain(|path| unreadable.iter().any(|u| &u.path == path));
+        for folder in unreadable {
+            if self.reported_unreadable.insert(folder.path.clone()) {
+                tracing::warn!(
+                    "{}: the folder cannot be read ({}); what is in it is left out until it can be",
+                    folder.path,
+                    folder.reason
+                );
+            }
+            self.left_out.insert(folder.path.clone(), format!("the folder cannot be read: {}", folder.reason));
+        }
+    }
+
+    /// Every path to plan for: in the base, on the server or here, but not one still settling, nor one inside a
+    /// folder that cannot be read (its files are unknown, not gone).
+    fn path_states(
+        &self,
+        local: &HashMap<String, LocalEntry>,
+        unsettled: &HashSet<String>,
+        unreadable: &[Unreadable],
+    ) -> Vec<PathState> {
         let mut paths: HashSet<&str> = HashSet::new();
         paths.extend(self.state.base.keys().map(String::as_str));
         paths.extend(self.state.remote.keys().map(String::as_str));
         paths.extend(local.keys().map(String::as_str));
+        let unknown = |path: &str| {
+            unreadable.iter().any(|u| {
+                path.len() > u.path.len() && path.starts_with(&u.path) && path.as_bytes()[u.path.len()] == b'/'
+            })
+        };
         paths
             .into_iter()
-            .filter(|path| !unsettled.contains(*path))
+            .filter(|path| !unsettled.contains(*path) && !unknown(path))
             .map(|path| {
                 let remote = self.state.remote.get(path);
                 PathState {
@@ -466,6 +507,7 @@ impl Engine {
             Ok(()) => {
                 outcome.succeeded += 1;
                 self.log.done(action);
+                self.left_out.remove(action_path(action));
                 Ok(())
             }
             Err(e) if self.conn.close_reason().is_some() => Err(e),
@@ -475,6 +517,10 @@ impl Engine {
                     || matches!(&e, Error::Remote(body) if body.code == ErrorCode::Stale || body.code == ErrorCode::Changed);
                 outcome.stale += usize::from(stale);
                 let path = action_path(action);
+                // The next pass plans a stale path again; anything else stays left out until a later run.
+                if !stale {
+                    self.left_out.insert(path.to_string(), e.to_string());
+                }
                 if let (Error::Remote(body), Some(state)) = (&e, states.get(path))
                     && body.code == ErrorCode::Locked
                 {

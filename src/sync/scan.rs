@@ -23,16 +23,31 @@ pub struct LocalEntry {
     pub stamp: Option<FileStamp>,
 }
 
-/// Every file and folder below `root`, with MD5s from the base or the hash cache where they are known. Blocking.
-pub fn scan(root: &Path, base: &HashMap<String, Version>, hashes: &HashCache) -> Result<HashMap<String, LocalEntry>> {
+/// A folder the scan found but could not read, and why: what is in it is unknown, not gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Every file and folder below `root`, with MD5s from the base or the hash cache where they are known, and the
+/// folders that could not be read (the rest of the tree is scanned all the same). Blocking.
+pub fn scan(
+    root: &Path,
+    base: &HashMap<String, Version>,
+    hashes: &HashCache,
+) -> Result<(HashMap<String, LocalEntry>, Vec<Unreadable>)> {
     let mut found = HashMap::new();
+    let mut unreadable = Vec::new();
     for entry in Walk::local(root, "")? {
         let entry = match entry {
             Ok(entry) => entry,
-            Err(e) => {
-                // An unreadable folder is not an empty one: refuse, or its files would read as deleted.
-                return Err(e);
+            // An unreadable folder is not an empty one: the caller must not take its files for deleted.
+            Err(Error::UnreadableFolder { path, source }) => {
+                unreadable.push(Unreadable { path, reason: source.to_string() });
+                continue;
             }
+            Err(e) => return Err(e),
         };
         let local = match entry.kind {
             EntryKind::Symlink => continue,
@@ -64,7 +79,7 @@ pub fn scan(root: &Path, base: &HashMap<String, Version>, hashes: &HashCache) ->
         };
         found.insert(entry.path, local);
     }
-    Ok(found)
+    Ok((found, unreadable))
 }
 
 /// The local files a program still seems to be writing (see [`is_being_written_at`]) at `now_ns`, apart from
@@ -149,7 +164,8 @@ mod tests {
         let base = HashMap::from([("docs/a.txt".to_string(), base_version)]);
         let hashes = HashCache::in_memory();
 
-        let mut local = scan(root, &base, &hashes).unwrap();
+        let (mut local, unreadable) = scan(root, &base, &hashes).unwrap();
+        assert!(unreadable.is_empty());
         let mut paths: Vec<&str> = local.keys().map(String::as_str).collect();
         paths.sort();
         assert_eq!(paths, ["docs", "docs/a.txt", "new.txt"]);
@@ -159,11 +175,11 @@ mod tests {
         let unsettled = hash_files(root, &mut local, vec!["new.txt".into()], &hashes).unwrap();
         assert!(unsettled.is_empty());
         assert_eq!(local["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")));
-        let again = scan(root, &HashMap::new(), &hashes).unwrap();
+        let (again, _) = scan(root, &HashMap::new(), &hashes).unwrap();
         assert_eq!(again["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")), "from the cache");
 
         std::fs::write(root.join("docs/a.txt"), b"omega").unwrap();
-        let now = scan(root, &base, &hashes).unwrap();
+        let (now, _) = scan(root, &base, &hashes).unwrap();
         assert_eq!(now["docs/a.txt"].version.md5, None, "a fresh write is never vouched for by its stamp");
     }
 

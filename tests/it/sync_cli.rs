@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::common::{ServeProcess, cli_as, json, stderr, stdout, write_file};
+use super::common::{BIN, ServeProcess, cli_as, json, stderr, stdout, write_file};
 use super::sync::{identity, tree};
 use tandem::sync::{SyncConfig, SyncEvent};
 
@@ -23,7 +23,10 @@ fn sync_once_reports_what_it_did_in_json_and_a_second_run_does_nothing() {
         assert!(Instant::now() < deadline, "the server's file never arrived");
         let summary = json(&cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]));
         let fields: Vec<&str> = summary.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(fields, ["uploaded", "downloaded", "deleted", "conflicts", "bytes_sent", "bytes_received"]);
+        assert_eq!(
+            fields,
+            ["uploaded", "downloaded", "deleted", "conflicts", "bytes_sent", "bytes_received", "left_out"]
+        );
         totals.0 += summary["uploaded"].as_u64().unwrap();
         totals.1 += summary["bytes_received"].as_u64().unwrap();
     }
@@ -34,7 +37,7 @@ fn sync_once_reports_what_it_did_in_json_and_a_second_run_does_nothing() {
     let again = json(&cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]));
     assert_eq!(
         again,
-        serde_json::json!({"uploaded": 0, "downloaded": 0, "deleted": 0, "conflicts": 0, "bytes_sent": 0, "bytes_received": 0})
+        serde_json::json!({"uploaded": 0, "downloaded": 0, "deleted": 0, "conflicts": 0, "bytes_sent": 0, "bytes_received": 0, "left_out": []})
     );
     let log = std::fs::read_to_string(folder.path().join(".tandem/sync.log")).unwrap();
     assert!(log.contains("upload docs/a b.txt") && log.contains("download from server/\u{00fc}ber.bin"), "{log}");
@@ -145,4 +148,73 @@ async fn a_running_sync_pushes_a_saved_file_to_another_running_client() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.cancel();
+}
+
+/// Makes `path` and everything below it belong to the unprivileged user `nobody`.
+fn give_to_nobody(path: &std::path::Path) {
+    std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            give_to_nobody(&entry.unwrap().path());
+        }
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// One folder the sync client cannot read (mode 000, and the client is not root) is left out and reported, with
+/// the reason, while the rest of the tree syncs; `sync --once` exits 1 and lists it in its JSON; nothing in it is
+/// taken for deleted.
+#[test]
+fn an_unreadable_folder_is_left_out_and_reported_while_the_rest_syncs() {
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    write_file(server.root.path(), "locked/on the server.txt", b"kept", 1_600_000_000);
+    let (home, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_file(folder.path(), "locked/secret.txt", b"unreadable", 1_600_000_000);
+    write_file(folder.path(), "open/fine.txt", b"fine", 1_600_000_000);
+    // The client runs as `nobody`, from a copy of the binary it may run wherever the suite was built.
+    let bin = home.path().join("tandem-client");
+    std::fs::copy(BIN, &bin).unwrap();
+    for owned in [home.path(), folder.path()] {
+        give_to_nobody(owned);
+    }
+    std::fs::set_permissions(folder.path().join("locked"), std::os::unix::fs::PermissionsExt::from_mode(0o000))
+        .unwrap();
+    let run = || {
+        let ids = format!("{NOBODY}");
+        std::process::Command::new("setpriv")
+            .args(["--reuid", &ids, "--regid", &ids, "--clear-groups", "--inh-caps=-all"])
+            .arg(&bin)
+            .args(["sync", folder.path().to_str().unwrap(), "--once", "--json"])
+            .env("TANDEM_REMOTE", &server.addr)
+            .env("XDG_CONFIG_HOME", home.path())
+            .env("TANDEM_CACHE_LIMIT", "0")
+            .env_remove("TANDEM_TOKEN")
+            .output()
+            .expect("run tandem as nobody with setpriv (util-linux)")
+    };
+    // The server journals its own file in the background; sync until the open folder has gone up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let output = loop {
+        let output = run();
+        if server.path("open/fine.txt").exists() {
+            break output;
+        }
+        assert!(Instant::now() < deadline, "the readable folder never synced: {}", stderr(&output));
+    };
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(said.contains("locked: the folder cannot be read (Permission denied"), "{said}");
+    assert!(said.contains("error: 1 path was left out of this sync"), "{said}");
+    // `--json` still prints its one document, failure or not.
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(summary["left_out"][0]["path"], "locked", "{summary}");
+    assert!(summary["left_out"][0]["reason"].as_str().unwrap().contains("Permission denied"), "{summary}");
+    assert_eq!(std::fs::read(server.path("open/fine.txt")).unwrap(), b"fine");
+    // Unknown is not deleted: the server's file in that folder stays, and nothing of the client's went up.
+    let again = run();
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(std::fs::read(server.path("locked/on the server.txt")).unwrap(), b"kept");
+    assert!(!server.path("locked/secret.txt").exists());
+    assert_eq!(stdout(&again).matches("cannot be read").count(), 1, "{}", stdout(&again));
 }
