@@ -1,6 +1,9 @@
-//! Atomic file replacement: bytes go to a hidden temporary file in the destination folder, and only a verified,
-//! fsynced file is renamed over the destination. A failure or a drop before [`AtomicFile::commit`] removes the
-//! temporary file and leaves the destination as it was.
+//! Atomic file replacement: bytes go to a temporary file, and only a verified, fsynced file is renamed over the
+//! destination. In a folder tandem writes in as a jail (a served share, a sync client's folder) the temporary file
+//! is a short name in its `.tandem/tmp` and the rename is made beneath the folder's handle, the old version going
+//! to the trash ([`Destination::InFolder`]); for a path a person named, it is a hidden file beside the
+//! destination. A failure or a drop before [`AtomicFile::commit`] removes the temporary file and leaves the
+//! destination as it was.
 //!
 //! Many files written together can share their syncs ([`AtomicFile::stage`], [`sync_staged`],
 //! [`AtomicFile::rename_into_place`], [`sync_renamed`]): one filesystem sync before all their renames and one
