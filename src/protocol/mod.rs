@@ -90,5 +90,27 @@ pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
 /// How many entries go in one `Entries` batch, so a listing of 100,000 entries streams in small frames.
 pub const ENTRIES_PER_BATCH: usize = 2048;
 
+/// A batch of entries or changes also ends once its names pass this many bytes ([`crate::share::Entry::weight`]): paths may be
+/// 4 KiB long, and a server holds each answer frame whole until its client reads it.
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits `entries` into batches of at most [`ENTRIES_PER_BATCH`] entries and about [`BATCH_BYTES`].
+pub fn batches(entries: Vec<crate::share::Entry>) -> Vec<Vec<crate::share::Entry>> {
+    let mut batches = Vec::new();
+    let (mut batch, mut bytes) = (Vec::new(), 0);
+    for entry in entries {
+        bytes += entry.weight();
+        batch.push(entry);
+        if batch.len() == ENTRIES_PER_BATCH || bytes >= BATCH_BYTES {
+            batches.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+    }
+    if !batch.is_empty() {
+        batches.push(batch);
+    }
+    batches
+}
+
 /// The most files one `DownloadBatch` or `UploadBatch` may name; larger requests are refused.
 pub const MAX_BATCH_FILES: usize = 4096;

@@ -7,7 +7,7 @@ use super::Shared;
 use super::session::Responder;
 use crate::digest::md5_open;
 use crate::error::{Error, Result};
-use crate::protocol::{ENTRIES_PER_BATCH, Response};
+use crate::protocol::{Response, batches};
 use crate::share::{Entry, EntryKind, FileStamp, Walk, normalize};
 use crate::task::{blocking, parallel_map};
 
@@ -35,12 +35,12 @@ pub async fn handle_all(shared: &Arc<Shared>, path: &str, max_depth: Option<u32>
     })
     .await?;
     shared.journal.mark_locks(&mut entries);
-    let mut batches = entries.chunks(ENTRIES_PER_BATCH).peekable();
+    let mut batches = batches(entries).into_iter().peekable();
     if batches.peek().is_none() {
         return out.send(Response::Entries { entries: Vec::new(), more: false }).await;
     }
     while let Some(batch) = batches.next() {
-        out.send(Response::Entries { entries: batch.to_vec(), more: batches.peek().is_some() }).await?;
+        out.send(Response::Entries { entries: batch, more: batches.peek().is_some() }).await?;
     }
     Ok(())
 }

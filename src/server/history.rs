@@ -158,16 +158,31 @@ fn line(record: &Record<'_>) -> String {
     let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let outcome = match &record.outcome {
         Ok(()) => "ok".to_string(),
-        Err(message) => format!("error: {}", message.replace(['\t', '\n'], " ")),
+        Err(message) => format!("error: {}", clipped(message).replace(['\t', '\n'], " ")),
     };
     format!(
         "{time}\t{}\t{}\t{}\t{outcome}\t{}\t{}\n",
         record.peer,
         record.command,
-        record.arguments,
+        clipped(record.arguments).replace(['\t', '\n'], " "),
         record.bytes,
         record.elapsed.as_millis()
     )
+}
+
+/// Longest field a line keeps: a client's arguments (a path, a pattern) or an error can be megabytes long.
+const MAX_FIELD: usize = 2048;
+
+/// `text`, cut at [`MAX_FIELD`] bytes with a note of how long it was.
+fn clipped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_FIELD {
+        return text.into();
+    }
+    let mut end = MAX_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 
 #[cfg(test)]
@@ -217,5 +232,23 @@ mod tests {
             assert!(size > 0 && size <= 1000, "{name} holds {size} bytes");
         }
         assert!(!dir.path().join("history.log.4").exists());
+    }
+
+    #[test]
+    fn a_huge_argument_or_error_is_clipped_and_a_line_stays_one_line() {
+        let (huge, newline) = ("x".repeat(1_000_000), "a\tb\nc".to_string());
+        let record = Record {
+            peer: "127.0.0.1:1",
+            command: "list",
+            arguments: &huge,
+            outcome: Err(newline),
+            bytes: 0,
+            elapsed: Duration::ZERO,
+        };
+        let written = line(&record);
+        assert!(written.len() < 3 * MAX_FIELD, "{} bytes", written.len());
+        assert!(written.contains("… (1000000 bytes)"));
+        assert_eq!(written.matches('\n').count(), 1, "{written}");
+        assert!(written.contains("error: a b c"));
     }
 }

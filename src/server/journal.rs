@@ -34,6 +34,15 @@ const RESERVE: u64 = 100_000;
 /// Pending changes that are written at once rather than waiting for the next flush.
 const FLUSH_AT: usize = 4_096;
 
+/// One answer of [`Journal::since`].
+pub struct Batch {
+    pub changes: Vec<Change>,
+    /// The latest sequence number the changes cover.
+    pub cursor: u64,
+    /// The batch was cut short: more changes may follow the cursor.
+    pub full: bool,
+}
+
 pub struct Journal {
     /// Random, made with the database; see [`crate::protocol::ServerHello::journal`].
     id: String,
@@ -174,10 +183,12 @@ impl Journal {
         Ok(count)
     }
 
-    /// Up to `limit` changes after sequence number `since`, oldest first, and the cursor they bring a client to:
-    /// the latest sequence number they cover. Read in one snapshot under the journal's lock, so a change recorded
-    /// while this runs is either among the changes or after the cursor, never skipped. Blocking.
-    pub fn since(&self, since: u64, limit: usize) -> Result<(Vec<Change>, u64)> {
+    /// Up to `limit` changes after sequence number `since` (fewer if their paths pass
+    /// [`crate::protocol::BATCH_BYTES`]), oldest first; the cursor they bring a client to, the latest sequence
+    /// number they cover; and whether more may follow (the batch is full). Read in one snapshot under the journal's
+    /// lock, so a change recorded while this runs is either among the changes or after the cursor, never skipped.
+    /// Blocking.
+    pub fn since(&self, since: u64, limit: usize) -> Result<Batch> {
         self.since_interleaved(since, limit, |_| Ok(()))
     }
 
@@ -189,7 +200,7 @@ impl Journal {
         since: u64,
         limit: usize,
         mut interleave: impl FnMut(&mut Inner) -> rusqlite::Result<()>,
-    ) -> Result<(Vec<Change>, u64)> {
+    ) -> Result<Batch> {
         let fail = self.fail();
         let mut inner = self.inner();
         // The cursor is read first: whatever is recorded after this moment is beyond it, so at worst a change
@@ -221,7 +232,17 @@ impl Journal {
                 Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(6)? })
             })
             .map_err(&fail)?;
-        let mut changes = rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&fail)?;
+        // A batch also ends once its paths pass `BATCH_BYTES`, however long they are.
+        let (mut changes, mut bytes, mut full) = (Vec::new(), 0, false);
+        for row in rows {
+            let change = row.map_err(&fail)?;
+            bytes += 64 + change.path.len();
+            changes.push(change);
+            if changes.len() == limit || bytes >= crate::protocol::BATCH_BYTES {
+                full = true;
+                break;
+            }
+        }
         drop(query);
         interleave(&mut inner).map_err(&fail)?;
         for change in &mut changes {
@@ -232,10 +253,10 @@ impl Journal {
         // Every change up to `covered` was in the database when it was queried; a full batch covers only up to its
         // last change.
         let cursor = match changes.last() {
-            Some(last) if changes.len() == limit => last.seq,
+            Some(last) if full => last.seq,
             _ => covered.max(since),
         };
-        Ok((changes, cursor))
+        Ok(Batch { changes, cursor, full })
     }
 
     /// Sets `locked_by` on each entry someone holds a lock on.
@@ -444,7 +465,7 @@ mod tests {
                 let mut seen: BTreeMap<String, Option<Md5Digest>> = BTreeMap::new();
                 let (mut cursor, mut calls, mut writes) = (0, 0, 0);
                 for _ in 0..100 {
-                    let (changes, next) = journal
+                    let Batch { changes, cursor: next, .. } = journal
                         .since_interleaved(cursor, limit, |inner| {
                             calls += 1;
                             if calls % 2 != moment || writes == 6 {
@@ -494,7 +515,7 @@ mod tests {
         assert!(journal.latest() >= 3, "a reopened journal never hands out a number again");
         assert_eq!(journal.id(), Journal::open(&db).unwrap().id(), "the id lasts");
         assert_ne!(journal.id(), Journal::open(&dir.path().join("other.sqlite")).unwrap().id());
-        let (changes, cursor) = journal.since(1, 100).unwrap();
+        let Batch { changes, cursor, .. } = journal.since(1, 100).unwrap();
         assert_eq!(cursor, journal.latest());
         assert_eq!(changes.iter().map(|c| (c.seq, c.path.as_str())).collect::<Vec<_>>(), [(2, "b"), (3, "a")]);
         assert_eq!(changes[0].author.as_deref(), Some("alice"));
@@ -502,7 +523,7 @@ mod tests {
         assert_eq!(journal.live_under(""), ["b"]);
         let before = journal.latest();
         journal.record(vec![file("b", b"22", 2)], None).unwrap();
-        assert_eq!(journal.since(before, 10).unwrap().0.len(), 1);
+        assert_eq!(journal.since(before, 10).unwrap().changes.len(), 1);
         journal.record(vec![file("b/c", b"3", 1), file("b c", b"4", 1), file("bc", b"5", 1)], None).unwrap();
         assert_eq!(journal.live_under("b"), ["b", "b/c"]);
     }

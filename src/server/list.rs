@@ -7,16 +7,18 @@ use tokio::sync::mpsc;
 use super::Shared;
 use super::session::Responder;
 use crate::error::{Error, Result};
-use crate::protocol::{ENTRIES_PER_BATCH, ListFilter, Response};
+use crate::protocol::{BATCH_BYTES, ENTRIES_PER_BATCH, ListFilter, Response};
 use crate::share::{Entry, EntryFilter, EntryKind, Share, Walk, normalize};
 
 pub async fn handle(shared: &Arc<Shared>, path: &str, filter: &ListFilter, out: &mut Responder) -> Result<()> {
-    let filter = EntryFilter::new(filter)?;
     let rel = normalize(path)?;
     let (batches_tx, mut batches_rx) = mpsc::channel::<Result<Vec<Entry>>>(4);
-    let share = shared.share.clone();
+    let (share, filter) = (shared.share.clone(), filter.clone());
     tokio::task::spawn_blocking(move || {
-        let result = walk_in_batches(&share, &rel, &filter, |batch| batches_tx.blocking_send(Ok(batch)).is_ok());
+        // The pattern is compiled here, off the threads that serve every session.
+        let result = EntryFilter::new(&filter).and_then(|filter| {
+            walk_in_batches(&share, &rel, &filter, |batch| batches_tx.blocking_send(Ok(batch)).is_ok())
+        });
         if let Err(e) = result {
             let _ = batches_tx.blocking_send(Err(e));
         }
@@ -52,7 +54,7 @@ fn walk_in_batches(
         emit(batch);
         return Ok(());
     }
-    let mut batch = Vec::with_capacity(ENTRIES_PER_BATCH);
+    let (mut batch, mut bytes) = (Vec::with_capacity(ENTRIES_PER_BATCH), 0);
     for entry in Walk::new(share, rel)?.max_depth(filter.max_depth()) {
         let entry = match entry {
             Ok(entry) => entry,
@@ -62,11 +64,13 @@ fn walk_in_batches(
             }
         };
         if filter.matches(&entry) {
+            bytes += entry.weight();
             batch.push(entry);
-            if batch.len() == ENTRIES_PER_BATCH
-                && !emit(std::mem::replace(&mut batch, Vec::with_capacity(ENTRIES_PER_BATCH)))
-            {
-                return Ok(());
+            if batch.len() == ENTRIES_PER_BATCH || bytes >= BATCH_BYTES {
+                bytes = 0;
+                if !emit(std::mem::replace(&mut batch, Vec::with_capacity(ENTRIES_PER_BATCH))) {
+                    return Ok(());
+                }
             }
         }
     }

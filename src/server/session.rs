@@ -382,10 +382,15 @@ async fn write_frames(
 async fn run_request(request: Request, mut out: Responder, caller: &Caller, shared: &Arc<Shared>) {
     let started = Instant::now();
     let (peer, client) = (caller.peer.as_str(), caller.client());
-    // A listing holds a thread while its client reads it, and a whole-tree hash holds the tree's entries: their
-    // number is capped per address and in total, so other clients always find a thread.
+    // A listing holds a thread while its client reads it, and a whole-tree hash, a journal read or a batch holds
+    // answers of many entries: their number is capped per address and in total, so other clients always find a
+    // thread and the server's memory stays bounded.
     let _listing = match &request {
-        Request::List { .. } | Request::HashAll { .. } => {
+        Request::List { .. }
+        | Request::HashAll { .. }
+        | Request::Changes { .. }
+        | Request::DownloadBatch { .. }
+        | Request::UploadBatch { .. } => {
             let config = &shared.config;
             Some(
                 shared

@@ -20,10 +20,10 @@ pub async fn changes(shared: &Arc<Shared>, since: u64, out: &mut Responder) -> R
     let mut after = since;
     loop {
         let shared_for_query = shared.clone();
-        let (batch, seq) = blocking(move || shared_for_query.journal.since(after, CHANGES_PER_BATCH)).await?;
-        let more = batch.len() == CHANGES_PER_BATCH;
+        let batch = blocking(move || shared_for_query.journal.since(after, CHANGES_PER_BATCH)).await?;
+        let (seq, more) = (batch.cursor, batch.full);
         after = seq;
-        out.send(Response::Changes { changes: batch, seq, more }).await?;
+        out.send(Response::Changes { changes: batch.changes, seq, more }).await?;
         if !more {
             return Ok(());
         }

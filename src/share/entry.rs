@@ -61,6 +61,13 @@ impl Entry {
         Entry { path, kind: meta.kind, size, mtime_ns, md5: None, locked_by: None, target: None }
     }
 
+    /// About how many bytes this entry takes in an answer frame: what batches are sized by.
+    pub fn weight(&self) -> usize {
+        64 + self.path.len()
+            + self.target.as_ref().map_or(0, String::len)
+            + self.locked_by.as_ref().map_or(0, String::len)
+    }
+
     /// The last path component.
     pub fn name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)

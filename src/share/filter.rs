@@ -10,6 +10,9 @@ use crate::protocol::ListFilter;
 
 /// Bounds on compiled pattern size, so a hostile pattern cannot take the server's memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// Longest pattern accepted, in bytes: far beyond any a person types, and short enough that parsing it, or
+/// echoing it in an error and the history log, costs next to nothing.
+pub const MAX_PATTERN_LEN: usize = 4096;
 
 /// A validated [`ListFilter`].
 #[derive(Debug, Clone)]
@@ -52,11 +55,26 @@ impl EntryFilter {
 
 /// Compiles a user's regular expression, naming it in the error.
 pub fn compile_pattern(pattern: &str) -> Result<Regex> {
+    if pattern.len() > MAX_PATTERN_LEN {
+        return Err(Error::BadRegex {
+            pattern: shortened(pattern),
+            reason: format!("{} bytes long; a pattern may have at most {MAX_PATTERN_LEN}", pattern.len()),
+        });
+    }
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| Error::BadRegex { pattern: pattern.to_string(), reason: first_line(&e.to_string()) })
+}
+
+/// The start of a long pattern, for a message.
+fn shortened(pattern: &str) -> String {
+    let mut end = 64.min(pattern.len());
+    while !pattern.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &pattern[..end])
 }
 
 /// regex's messages draw a caret diagram over several lines; keep the line that says what is wrong.
@@ -101,5 +119,14 @@ mod tests {
         let err = compile_pattern("a(b").unwrap_err().to_string();
         assert!(err.starts_with("invalid regex \"a(b\": "), "{err}");
         assert!(err.contains("unclosed group"), "{err}");
+    }
+
+    #[test]
+    fn a_huge_pattern_is_refused_before_it_is_parsed_and_only_its_start_is_echoed() {
+        let huge = "a".repeat(8_000_000);
+        let err = compile_pattern(&huge).unwrap_err().to_string();
+        assert!(err.len() < 200, "the message echoes the pattern: {} bytes", err.len());
+        assert!(err.ends_with("8000000 bytes long; a pattern may have at most 4096"), "{err}");
+        assert!(compile_pattern(&"a".repeat(MAX_PATTERN_LEN)).is_ok());
     }
 }

@@ -19,6 +19,7 @@ mod jail_property;
 mod limits;
 mod load;
 mod load_share;
+mod memory_attacks;
 mod prehello;
 mod resume;
 mod safety;
