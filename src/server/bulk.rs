@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use super::Shared;
 use super::bulk_delta;
-use super::guard::{check_expect, may_write};
+use super::guard::{CaseTwins, check_expect, may_write};
 use super::history::Record;
 use super::observe::refresh_knowing;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
@@ -261,12 +261,14 @@ fn commit_group(
     // From the last checks to the journal entries, no other write of these paths can come in between.
     let rels: Vec<&str> = group.iter().filter(|(_, _, s)| s.is_ok()).map(|(u, _, _)| u.rel.as_str()).collect();
     let held = shared.path_locks.hold(&rels);
+    // Checked again as each file lands: two uploads in flight may be twins of each other.
+    let mut twins = CaseTwins::default();
     let placed: Vec<_> = group
         .into_iter()
         .map(|(upload, started, staged)| {
             let placed = staged.and_then(|staged| {
                 synced.clone().map_err(Error::Remote)?;
-                place(shared, &upload, staged)
+                place(shared, &upload, staged, &mut twins)
             });
             (upload, started, placed)
         })
@@ -301,8 +303,14 @@ fn commit_group(
 
 /// Checks one staged file against what its path must still hold and renames it into place, beneath the share's
 /// root without following a link; the version it replaces goes to the trash ([`crate::share::Share::place`]).
-fn place(shared: &Shared, upload: &PendingUpload, staged: Staged) -> Result<(Md5Digest, u64, Renamed)> {
+fn place(
+    shared: &Shared,
+    upload: &PendingUpload,
+    staged: Staged,
+    twins: &mut CaseTwins,
+) -> Result<(Md5Digest, u64, Renamed)> {
     may_write(shared, &upload.rel, upload.client.as_ref())?;
+    twins.check(shared, &upload.rel, None)?;
     check_expect(shared, &upload.rel, upload.expect)?;
     let renamed = staged.file.rename_into_place()?;
     Ok((staged.md5, staged.bytes, renamed))

@@ -368,6 +368,13 @@ async fn names_other_systems_cannot_hold_are_refused_unless_allowed() {
         }
         other => panic!("a twin within one batch must be refused: {other:?}"),
     }
+    // Two uploads in flight at once, each fine when its ticket was issued: the second to land is refused.
+    let (first, _) = conn.upload_ticket("Twin.txt", (1, 0, 0o644), None).await.unwrap();
+    let (second, _) = conn.upload_ticket("twin.txt", (1, 0, 0o644), None).await.unwrap();
+    assert!(matches!(send_on_ticket(&conn, first, b"1").await, BulkTrailer::Done { .. }));
+    let refused = failure(send_on_ticket(&conn, second, b"2").await);
+    assert!(refused.starts_with("twin.txt: \"Twin.txt\" is already in that folder"), "{refused}");
+    conn.delete("Twin.txt").await.unwrap();
     // Changing only the case of a name is a rename every system can do.
     conn.rename("ok.txt", "OK.txt").await.unwrap();
     assert_eq!(names_in(strict.root.path()), [".tandem", "OK.txt", "docs"]);
