@@ -407,7 +407,7 @@ mod tests {
             &[
                 event(&["docs/a.txt", "docs", ".tandem/journal.sqlite"]),
                 // A user's file named like a temporary file is content: tandem's own are in `.tandem/tmp`.
-                event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp", ".tandem/tmp/upload-1"]),
+                event(&["docs/sub/b.txt", "notes.md", "dir/.x.tandem-Ab12.tmp", ".tandem/tmp/incoming-1"]),
                 event(&["docs2/c", "docs b", "docs b/x/y"]),
             ],
         );

@@ -208,7 +208,7 @@ impl Share {
         let state = self.state()?;
         let create = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         loop {
-            let name = format!("upload-{:016x}", rand::random::<u64>());
+            let name = format!("incoming-{:016x}", rand::random::<u64>());
             match rustix::fs::openat(&state.tmp, name.as_str(), create, Mode::from_raw_mode(0o600)) {
                 Ok(fd) => return Ok((File::from(fd), name)),
                 Err(Errno::EXIST) => continue,

@@ -111,6 +111,12 @@ impl Engine {
     pub fn open(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
         let root = checked_root(root)?;
         let folder = Arc::new(Share::open_writable(&root)?);
+        // Downloads a crash cut off left their bytes in `.tandem/tmp`: nothing of this client writes there yet. (A
+        // second sync of the same folder, if one runs, loses only its download in flight, which it fetches again.)
+        let swept = folder.sweep_temps(Duration::ZERO);
+        if swept > 0 {
+            tracing::info!("removed {swept} temporary files left by interrupted downloads");
+        }
         let state_dir = root.join(STATE_DIR);
         let mut state = SyncState::open(&state_dir.join("sync.sqlite"))?;
         // State belongs to the server's journal: the same share reached by another address keeps it; a wiped

@@ -314,10 +314,10 @@ async fn files_named_like_temporary_files_are_the_users_and_are_never_swept() {
     write_file(root.path(), ".notes.tandem-abc.tmp", b"a user's file", 1_500_000_000);
     write_file(root.path(), "sub/.x.tandem-Y.tmp", b"another", 1_500_000_000);
     std::fs::create_dir_all(root.path().join(".tandem/tmp")).unwrap();
-    std::fs::write(root.path().join(".tandem/tmp/upload-00000000000000aa"), b"left by a crash").unwrap();
+    std::fs::write(root.path().join(".tandem/tmp/incoming-00000000000000aa"), b"left by a crash").unwrap();
     let share = Share::open_writable(root.path()).unwrap();
     assert_eq!(share.sweep_temps(Duration::ZERO), 1, "only tandem's own leftover goes");
-    assert!(!root.path().join(".tandem/tmp/upload-00000000000000aa").exists());
+    assert!(!root.path().join(".tandem/tmp/incoming-00000000000000aa").exists());
     let server = ServeProcess::start(root);
     let listed = json(&server.cli(&["hash", "checkall", "--json"]));
     let paths: Vec<&str> = listed.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();

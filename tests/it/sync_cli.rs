@@ -218,3 +218,16 @@ fn an_unreadable_folder_is_left_out_and_reported_while_the_rest_syncs() {
     assert!(!server.path("locked/secret.txt").exists());
     assert_eq!(stdout(&again).matches("cannot be read").count(), 1, "{}", stdout(&again));
 }
+
+/// A download cut off by a crash leaves its bytes in `.tandem/tmp`; the next sync of the folder removes them.
+#[test]
+fn leftovers_of_a_crashed_sync_are_swept_when_sync_starts() {
+    let server = ServeProcess::start(tempfile::tempdir().unwrap());
+    let (home, folder) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_file(folder.path(), ".tandem/tmp/incoming-00000000000000aa", b"half a download", 1_600_000_000);
+    write_file(folder.path(), "kept.txt", b"a user's file", 1_600_000_000);
+    let output = cli_as(&server.addr, home.path(), &["sync", folder.path().to_str().unwrap(), "--once"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!folder.path().join(".tandem/tmp/incoming-00000000000000aa").exists());
+    assert_eq!(std::fs::read(server.path("kept.txt")).unwrap(), b"a user's file");
+}
