@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Control sessions one client address may hold at once
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_sessions_per_address: usize,
+    /// Bulk connections one client address may hold at once, running or waiting; more are refused as busy (at most a
+    /// quarter of --max-connections)
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_bulk_per_address: usize,
     /// Transfers one session may run at once; more wait their turn
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_transfers_per_client: usize,

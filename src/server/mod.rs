@@ -52,6 +52,10 @@ pub use tickets::Tickets;
 /// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
 const DELTA_SLOTS: usize = 2;
 
+/// How long a bulk connection waits for its transfer slot (its session's, its address's, the server's) before it
+/// is told the server is busy: a waiting connection holds a socket.
+pub const TRANSFER_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a new connection may stay silent before it counts against `max_handshakes_per_address`: a client
 /// sends its hello at once, an idle socket does not.
 pub const HELLO_GRACE: Duration = Duration::from_secs(1);
@@ -68,6 +72,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Control sessions one client address may hold at once; one more is told why and closed.
     pub max_sessions_per_address: usize,
+    /// Bulk connections one client address may hold at once, running or waiting for a transfer slot; one more is
+    /// told the server is busy. At most a quarter of `max_connections`.
+    pub max_bulk_per_address: usize,
     /// Bulk transfers one session may run at once; more wait their turn.
     pub max_transfers_per_client: usize,
     /// Bulk transfers (TCP and UDP) one client address may run at once, over all its sessions; more TCP ones wait
@@ -125,6 +132,7 @@ impl ServerConfig {
             listen: crate::DEFAULT_ADDR.to_string(),
             max_connections: 1024,
             max_sessions_per_address: 256,
+            max_bulk_per_address: 256,
             max_transfers_per_client: 16,
             max_transfers_per_address: 32,
             max_transfers: 128,
@@ -160,7 +168,9 @@ pub struct Server {
 
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
-    pub async fn bind(config: ServerConfig) -> Result<Server> {
+    pub async fn bind(mut config: ServerConfig) -> Result<Server> {
+        // One address's bulk connections leave most connections to the others.
+        config.max_bulk_per_address = config.max_bulk_per_address.min(config.max_connections / 4).max(1);
         let share = Arc::new(Share::open_writable(&config.root)?);
         let state_dir = share.state_dir();
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
@@ -201,6 +211,7 @@ impl Server {
             tickets: Tickets::default(),
             sessions: Default::default(),
             handshakes: Default::default(),
+            bulk: Default::default(),
             silent: Default::default(),
             transfers: Default::default(),
             listings: Default::default(),

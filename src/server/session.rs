@@ -119,7 +119,17 @@ pub async fn serve(
                 }
             }
         }
-        Channel::Bulk { .. } => None,
+        // Counted like sessions, waiting ones too: tickets alone would let one address fill every connection.
+        Channel::Bulk { .. } => {
+            let max = config.max_bulk_per_address;
+            match shared.bulk.take(peer_ip, max, usize::MAX) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let message = format!("too many bulk connections from {peer_ip}: at most {max} at once");
+                    return fatal(&mut writer, ErrorCode::Busy, message).await;
+                }
+            }
+        }
     };
     let nonce = Nonce::random();
     let auth = config.token.is_some();

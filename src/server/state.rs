@@ -25,6 +25,8 @@ pub struct Shared {
     pub handshakes: std::sync::Arc<PerAddress>,
     /// Of those, the ones that sent nothing within [`super::HELLO_GRACE`], per address.
     pub silent: std::sync::Arc<PerAddress>,
+    /// Bulk connections open per address, running or waiting for a transfer slot.
+    pub bulk: std::sync::Arc<PerAddress>,
     /// Bulk transfers running, TCP and UDP, per address.
     pub transfers: std::sync::Arc<PerAddress>,
     /// Listings and whole-tree hashes running, per address.
