@@ -14,7 +14,7 @@ use super::guard::{check_expect, may_write};
 use super::history::Record;
 use super::observe::refresh_knowing;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
-use super::{Shared, TRANSFER_WAIT};
+use super::{DELTA_WAIT, Shared, TRANSFER_WAIT};
 use crate::auth::TicketProof;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
@@ -58,10 +58,11 @@ pub async fn serve(
             (Err(ErrorBody { code: ErrorCode::BadTicket, message }), None, None)
         }
     };
-    // A delta holds both versions of a file in memory: only a few run at once, server-wide.
-    let _delta_slot = match &admitted {
+    // A delta holds both versions of a file in memory: only a few run at once, server-wide. One that finds no
+    // slot free soon goes whole, so stalled deltas hold up nobody else's.
+    let delta_slot = match &admitted {
         Ok(Grant::DownloadDelta { .. } | Grant::UploadDelta(_)) => {
-            shared.delta_slots.clone().acquire_owned().await.ok()
+            tokio::time::timeout(DELTA_WAIT, shared.delta_slots.clone().acquire_owned()).await.ok().and_then(Result::ok)
         }
         _ => None,
     };
@@ -69,6 +70,8 @@ pub async fn serve(
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
         // A transfer whose client moves no byte for the stall timeout ends, and gives its slot back.
         let mut stream = into_blocking(stream, &peer, shared.config.stall_timeout)?;
+        let as_delta = delta_slot.is_some();
+        let _delta_slot = delta_slot;
         match admitted {
             Ok(Grant::Download(download)) => send_all(&shared, &mut stream, &peer, vec![download], &mut send_whole),
             Ok(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
@@ -76,12 +79,15 @@ pub async fn serve(
             Ok(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
             Ok(Grant::DownloadDelta { download, delta_only }) => {
                 let mut send = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
-                    bulk_delta::send(shared, stream, peer, download, delta_only)
+                    bulk_delta::send(shared, stream, peer, download, (delta_only, as_delta))
                 };
                 send_all(&shared, &mut stream, &peer, vec![download], &mut send)
             }
             Ok(Grant::UploadDelta(upload)) => {
-                receive_all(&shared, &mut stream, &peer, vec![upload], &mut bulk_delta::receive)
+                let mut receive = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, upload: &PendingUpload| {
+                    bulk_delta::receive(shared, stream, peer, upload, as_delta)
+                };
+                receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive)
             }
             Err(body) => {
                 let started = Instant::now();

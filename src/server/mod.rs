@@ -49,8 +49,13 @@ pub use state::Shared;
 pub use tickets::Tickets;
 
 /// Delta transfers the server runs at once. Each holds up to two versions of a file of at most
-/// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
+/// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; one that finds none free within [`DELTA_WAIT`] goes
+/// whole instead.
 const DELTA_SLOTS: usize = 2;
+
+/// How long a delta transfer waits for a delta slot before it goes whole: a few stalled deltas must not hold up
+/// everyone else's.
+pub const DELTA_WAIT: Duration = Duration::from_millis(200);
 
 /// How long a bulk connection waits for its transfer slot (its session's, its address's, the server's) before it
 /// is told the server is busy: a waiting connection holds a socket.

@@ -1,12 +1,18 @@
 //! Fairness: attacks by which one client (or a few addresses) once stopped or starved the server, each run
-//! against a real `tandem serve`. One address's bulk connections leave most connection slots to others.
+//! against a real `tandem serve`. One address's bulk connections leave most connection slots to others; stalled
+//! delta transfers hold up nobody's deltas.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tandem::client::Connection;
+use tandem::client::{BeforeCommit, Connection, download_delta_to, upload_delta};
+use tandem::protocol::Request;
+use tandem::share::Destination;
+use tandem::transfer::Progress;
 
 use crate::common::*;
 use crate::starvation::{answered_within_a_second, connect_from, receive};
+
+const MB: usize = 1 << 20;
 
 /// Opens up to `count` bulk channels for uploads on `conn` and sends nothing on them, until the server refuses one
 /// (its reason is returned) or one gets no answer within 2 s. (A download nobody reads could still end, once the
@@ -51,4 +57,46 @@ async fn one_addresss_bulk_connections_leave_connections_for_everyone_else() {
     crate::starvation::send(&mut other, &crate::starvation::hello(tandem::protocol::Channel::Control)).unwrap();
     assert!(matches!(receive(&mut other), Some(tandem::protocol::ServerFrame::Hello(_))));
     drop((held, sessions));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stalled_deltas_hold_up_no_other_clients_delta() {
+    let root = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let old = pseudo_random(2 * MB, 5);
+    let mut new = old.clone();
+    new[MB..MB + 10].copy_from_slice(b"0123456789");
+    for name in ["stall.bin", "up.bin", "down.bin"] {
+        write_file(root.path(), name, &old, 1_600_000_000);
+    }
+    write_file(root.path(), "down.bin", &new, 1_700_000_000);
+    write_file(local.path(), "up.bin", &new, 1_700_000_000);
+    write_file(local.path(), "down.bin", &old, 1_600_000_000);
+    let server = ServeProcess::start(root);
+    // Two delta downloads whose client never sends its signature: the server's two delta slots.
+    let attacker = Connection::connect(&server.addr).await.unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let request = Request::DownloadDelta { path: "stall.bin".into(), delta_only: false };
+        let (ticket, _, _) = attacker.ticket_for(request).await.unwrap();
+        stalled.push(attacker.open_bulk_channel(ticket).await.unwrap());
+    }
+    let victim = Connection::connect(&server.addr).await.unwrap();
+    let (source, progress) = (local.path().join("up.bin"), Progress::default());
+    let started = Instant::now();
+    let uploading = upload_delta(&victim, &source, "up.bin", None, &progress);
+    let uploaded = tokio::time::timeout(Duration::from_secs(3), uploading).await;
+    let uploaded = uploaded.expect("the delta upload finished within 3 s").unwrap();
+    println!("delta upload beside two stalled deltas: {:?}, {} bytes sent", started.elapsed(), uploaded.bytes_sent);
+    assert_eq!(md5sum(&server.path("up.bin")), md5sum(&local.path().join("up.bin")));
+
+    let started = Instant::now();
+    let dest = Destination::Path(local.path().join("down.bin"));
+    let before_commit: BeforeCommit = Box::new(|| Ok(()));
+    let downloading = download_delta_to(&victim, "down.bin", &dest, before_commit, &progress);
+    let downloaded = tokio::time::timeout(Duration::from_secs(3), downloading).await;
+    let downloaded = downloaded.expect("the delta download finished within 3 s").unwrap();
+    println!("delta download beside two stalled deltas: {:?}, {} bytes", started.elapsed(), downloaded.bytes_received);
+    assert_eq!(md5sum(&local.path().join("down.bin")), md5sum(&server.path("down.bin")));
+    drop(stalled);
 }
