@@ -79,8 +79,13 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let evicted = handshaking.evicted.clone();
         tracker.spawn(async move {
-            session::serve(stream, peer, handshaking, shared, shutdown).await;
+            // Eviction can only come before the client is in: its slot leaves the pool at welcome.
+            tokio::select! {
+                () = session::serve(stream, peer, handshaking, shared, shutdown) => {}
+                () = evicted.cancelled() => tracing::debug!(%peer, "evicted while saying hello to make room"),
+            }
             drop(permit);
         });
     }

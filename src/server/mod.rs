@@ -14,6 +14,7 @@ mod bulk_delta;
 mod change;
 mod download;
 mod guard;
+mod handshakes;
 mod hash;
 mod history;
 mod journal;
@@ -97,9 +98,9 @@ pub struct ServerConfig {
     /// is refused. (Up to `max_sessions_per_address` may be saying hello at once, so a burst of clients behind one
     /// address gets in.)
     pub max_handshakes_per_address: usize,
-    /// Connections that have not yet said hello (and proved the token), from all addresses; more are refused.
-    /// Below `max_connections`, and above `max_sessions_per_address`, so a client from another address that can
-    /// authenticate always finds a slot.
+    /// Connections that have not yet said hello (and proved the token), from all addresses. At most half of
+    /// `max_connections`. When all are taken, a newcomer evicts the oldest handshake of the address holding the
+    /// most, so no few addresses can keep the others from saying hello ([`handshakes`]).
     pub max_handshakes: usize,
     /// Bytes of answers one session may have waiting to be sent; a request with more to say waits for the client
     /// to read.
@@ -174,8 +175,9 @@ pub struct Server {
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
     pub async fn bind(mut config: ServerConfig) -> Result<Server> {
-        // One address's bulk connections leave most connections to the others.
+        // One address's bulk connections and everyone's handshakes each leave most connections to the others.
         config.max_bulk_per_address = config.max_bulk_per_address.min(config.max_connections / 4).max(1);
+        config.max_handshakes = config.max_handshakes.min(config.max_connections / 2).max(1);
         let share = Arc::new(Share::open_writable(&config.root)?);
         let state_dir = share.state_dir();
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
@@ -215,7 +217,7 @@ impl Server {
             history,
             tickets: Tickets::default(),
             sessions: Default::default(),
-            handshakes: Default::default(),
+            handshakes: Arc::new(handshakes::Handshakes::default()),
             bulk: Default::default(),
             silent: Default::default(),
             transfers: Default::default(),

@@ -20,8 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::handshakes::HandshakeSlot;
 use super::history::Record;
-use super::limits::{AddressSlot, RequestPace};
+use super::limits::RequestPace;
 use super::tickets::Owner;
 use super::{HELLO_GRACE, Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
@@ -53,7 +54,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    handshaking: AddressSlot,
+    handshaking: HandshakeSlot,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {

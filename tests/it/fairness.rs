@@ -1,11 +1,12 @@
 //! Fairness: attacks by which one client (or a few addresses) once stopped or starved the server, each run
-//! against a real `tandem serve`. One address's bulk connections leave most connection slots to others; stalled
-//! delta transfers hold up nobody's deltas.
+//! against a real `tandem serve`. One address's bulk connections leave most connection slots to others; a few
+//! addresses holding half-sent hellos cannot keep a third from saying hello; stalled delta transfers hold up
+//! nobody's deltas.
 
 use std::time::{Duration, Instant};
 
 use tandem::client::{BeforeCommit, Connection, download_delta_to, upload_delta};
-use tandem::protocol::Request;
+use tandem::protocol::{ErrorCode, Request};
 use tandem::share::Destination;
 use tandem::transfer::Progress;
 
@@ -57,6 +58,54 @@ async fn one_addresss_bulk_connections_leave_connections_for_everyone_else() {
     crate::starvation::send(&mut other, &crate::starvation::hello(tandem::protocol::Channel::Control)).unwrap();
     assert!(matches!(receive(&mut other), Some(tandem::protocol::ServerFrame::Hello(_))));
     drop((held, sessions));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_addresses_of_half_sent_hellos_cannot_keep_a_third_out() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "small.txt", b"small", 1_600_000_000);
+    let server = ServeProcess::start_with(root, &["--max-handshakes", "64", "--max-sessions-per-address", "32"]);
+    let addr = server.addr.clone();
+    // 32 sockets from each of two addresses send the first byte of a frame, then nothing: the pool of 64
+    // handshakes is full. A 33rd from each is refused for its address, which shows the 32 were counted.
+    let attack = tokio::task::spawn_blocking(move || {
+        let mut held = Vec::new();
+        for from in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+            for _ in 0..32 {
+                let mut stream = connect_from(from, &addr).unwrap();
+                std::io::Write::write_all(&mut stream, &[0]).unwrap();
+                held.push(stream);
+            }
+            let mut one_more = connect_from(from, &addr).unwrap();
+            std::io::Write::write_all(&mut one_more, &[0]).unwrap();
+            let refusal = match receive(&mut one_more) {
+                Some(tandem::protocol::ServerFrame::Fatal(body)) => body,
+                other => panic!("expected a refusal, got {other:?}"),
+            };
+            assert_eq!(refusal.code, ErrorCode::Busy);
+            assert!(refusal.message.ends_with("still saying hello: at most 32 at once"), "{}", refusal.message);
+        }
+        held
+    });
+    let held = attack.await.unwrap();
+    for _ in 0..3 {
+        answered_within_a_second(&server.addr, "", "small.txt").await;
+    }
+    // The first newcomer took the place of the attackers' oldest handshake, which was closed; the others found
+    // the place the first left free once it was in.
+    let closed = tokio::task::spawn_blocking(move || {
+        held.into_iter()
+            .filter_map(|mut s| {
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let read = std::io::Read::read(&mut s, &mut [0u8; 64]);
+                let reset = read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset);
+                (matches!(read, Ok(0)) || reset).then_some(())
+            })
+            .count()
+    });
+    let closed = closed.await.unwrap();
+    println!("attackers' handshakes closed by the time the three clients were in: {closed}");
+    assert_eq!(closed, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
