@@ -13,6 +13,7 @@ mod bulk;
 mod bulk_delta;
 mod change;
 mod download;
+mod fd_limit;
 mod guard;
 mod handshakes;
 mod hash;
@@ -175,6 +176,9 @@ pub struct Server {
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
     pub async fn bind(mut config: ServerConfig) -> Result<Server> {
+        if let Some(fds) = fd_limit::raise() {
+            fd_limit::fit(&mut config, fds);
+        }
         // One address's bulk connections and everyone's handshakes each leave most connections to the others.
         config.max_bulk_per_address = config.max_bulk_per_address.min(config.max_connections / 4).max(1);
         config.max_handshakes = config.max_handshakes.min(config.max_connections / 2).max(1);
@@ -251,7 +255,13 @@ impl Server {
         let dispatcher = std::thread::spawn(move || udp::dispatch(udp, shared, refused, stop));
         let interval = self.shared.config.scan_interval;
         let observer = tokio::spawn(observe::run(self.shared.clone(), interval, shutdown.clone()));
-        let result = listener::run(self.listener, self.shared, shutdown).await;
+        let result = listener::run(self.listener, self.shared, shutdown.clone()).await;
+        // The listener ends only on shutdown or a failure it cannot get past: either way the process must end,
+        // not linger serving UDP with nobody accepting connections.
+        if let Err(e) = &result {
+            tracing::error!("stopped accepting connections: {e}");
+        }
+        shutdown.cancel();
         let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
         let _ = observer.await;
         result

@@ -1,7 +1,7 @@
 //! Fairness: attacks by which one client (or a few addresses) once stopped or starved the server, each run
-//! against a real `tandem serve`. One address's bulk connections leave most connection slots to others; a few
-//! addresses holding half-sent hellos cannot keep a third from saying hello; stalled delta transfers hold up
-//! nobody's deltas.
+//! against a real `tandem serve`. A flood of bulk connections under a low open-file limit leaves the server
+//! accepting; one address's bulk connections leave most connection slots to others; a few addresses holding
+//! half-sent hellos cannot keep a third from saying hello; stalled delta transfers hold up nobody's deltas.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,48 @@ async fn hold_bulk_uploads(conn: &Connection, count: usize) -> (Vec<tokio::net::
         }
     }
     (held, String::new())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_flood_under_a_low_open_file_limit_leaves_the_server_accepting() {
+    let root = tempfile::tempdir().unwrap();
+    write_file(root.path(), "small.txt", b"small", 1_600_000_000);
+    let mut server = ServeProcess::start_under(root, &["prlimit", "--nofile=256:256", "--"], &[]);
+    let mut sessions = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let conn = Connection::connect(&server.addr).await.unwrap();
+        let (streams, why) = hold_bulk_uploads(&conn, 100).await;
+        println!("a session holds {} bulk connections, then: {why}", streams.len());
+        held.extend(streams);
+        sessions.push(conn);
+    }
+    // Connections waiting in the accept queue while the flood lasts: each accept the server tries meanwhile
+    // fails if it has no descriptor left.
+    let addr = server.addr.clone();
+    let waiting = tokio::task::spawn_blocking(move || {
+        (0..8).filter_map(|_| connect_from([127, 0, 0, 3], &addr).ok()).collect::<Vec<_>>()
+    });
+    let waiting = waiting.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!("the flood held {} bulk connections for 5 s", held.len());
+    drop((held, waiting, sessions));
+    let released = Instant::now();
+    let deadline = released + Duration::from_secs(10);
+    loop {
+        assert!(server.child.try_wait().unwrap().is_none(), "the server exited");
+        match tokio::time::timeout(Duration::from_secs(1), Connection::connect(&server.addr)).await {
+            Ok(Ok(conn)) => {
+                assert_eq!(conn.list("", Default::default()).await.unwrap().len(), 1);
+                println!("a client got in and listed {:?} after the flood ended", released.elapsed());
+                break;
+            }
+            Ok(Err(e)) => assert!(Instant::now() < deadline, "no client got in after the flood: {e}"),
+            Err(_) => assert!(Instant::now() < deadline, "no client got in after the flood: no answer in 1 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
