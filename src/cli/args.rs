@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Control sessions one client address may hold at once
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_sessions_per_address: usize,
+    /// Bulk connections one client address may hold at once, running or waiting; more are refused as busy (at most a
+    /// quarter of --max-connections)
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_bulk_per_address: usize,
     /// Transfers one session may run at once; more wait their turn
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_transfers_per_client: usize,
@@ -114,7 +118,8 @@ pub struct ServeArgs {
     /// Connections from one address that sent nothing for a second after connecting; more are refused
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_handshakes_per_address: usize,
-    /// Connections from all addresses still saying hello (and proving the token); more are refused
+    /// Connections from all addresses still saying hello (at most half of --max-connections); when all are taken, a
+    /// newcomer evicts the oldest of the address holding the most
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub max_handshakes: usize,
     /// Bytes of answers one session may have waiting to be sent; its requests wait for the client to read

@@ -210,6 +210,7 @@ async fn serve(args: ServeArgs, token: Option<Token>) -> Result<()> {
     config.handshake_timeout = std::time::Duration::from_secs(args.handshake_timeout.max(1));
     config.max_sessions_per_address = args.max_sessions_per_address.max(1);
     config.max_transfers_per_client = args.max_transfers_per_client.max(1);
+    config.max_bulk_per_address = args.max_bulk_per_address.max(1);
     config.max_requests_in_flight = args.max_requests_in_flight.max(1);
     config.requests_per_second = args.requests_per_second.max(1);
     config.max_transfers_per_address = args.max_transfers_per_address.max(1);

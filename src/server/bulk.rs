@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use tokio::net::TcpStream;
 
-use super::Shared;
 use super::bulk_delta;
 use super::guard::{CaseTwins, check_expect, may_write};
 use super::history::Record;
 use super::observe::refresh_knowing;
 use super::tickets::{Grant, PendingDownload, PendingUpload};
+use super::{DELTA_WAIT, Shared, TRANSFER_WAIT};
 use crate::auth::TicketProof;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
@@ -31,49 +31,66 @@ pub async fn serve(
 ) {
     let redeemed = shared.tickets.redeem(ticket, &proof);
     // Over its session's, its address's or the server's limit, a transfer waits here (on no thread) for one to
-    // finish: every transfer holds a thread, and listings and hashing need some too.
-    let (grant, _running, _slot) = match redeemed {
+    // finish: every transfer holds a thread, and listings and hashing need some too. Not for ever: a waiting
+    // connection holds a socket, so after `TRANSFER_WAIT` it is told the server is busy.
+    let (admitted, _running, _slot) = match redeemed {
         Some((grant, gate)) => {
-            let running = gate.acquire_owned().await.ok();
             let config = &shared.config;
-            let slot = shared
-                .transfers
-                .acquire(ip, config.max_transfers_per_address.max(1), config.max_transfers.max(1))
-                .await;
-            (Some(grant), running, Some(slot))
+            let (per_address, total) = (config.max_transfers_per_address.max(1), config.max_transfers.max(1));
+            let waited = tokio::time::timeout(TRANSFER_WAIT, async {
+                let running = gate.acquire_owned().await.ok();
+                (running, shared.transfers.acquire(ip, per_address, total).await)
+            });
+            match waited.await {
+                Ok((running, slot)) => (Ok(grant), running, Some(slot)),
+                Err(_) => {
+                    let message = format!(
+                        "server busy: no transfer slot came free within {} s (at most {per_address} transfers per \
+                         address, {total} in all)",
+                        TRANSFER_WAIT.as_secs()
+                    );
+                    (Err(ErrorBody { code: ErrorCode::Busy, message }), None, None)
+                }
+            }
         }
-        None => (None, None, None),
+        None => {
+            let message = "transfer ticket unknown, used, expired or issued to another session".into();
+            (Err(ErrorBody { code: ErrorCode::BadTicket, message }), None, None)
+        }
     };
-    // A delta holds both versions of a file in memory: only a few run at once, server-wide.
-    let _delta_slot = match &grant {
-        Some(Grant::DownloadDelta { .. } | Grant::UploadDelta(_)) => {
-            shared.delta_slots.clone().acquire_owned().await.ok()
+    // A delta holds both versions of a file in memory: only a few run at once, server-wide. One that finds no
+    // slot free soon goes whole, so stalled deltas hold up nobody else's.
+    let delta_slot = match &admitted {
+        Ok(Grant::DownloadDelta { .. } | Grant::UploadDelta(_)) => {
+            tokio::time::timeout(DELTA_WAIT, shared.delta_slots.clone().acquire_owned()).await.ok().and_then(Result::ok)
         }
         _ => None,
     };
     let peer_for_log = peer.clone();
     let work = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut stream = into_blocking(stream, &peer, shared.config.idle_timeout)?;
-        match grant {
-            Some(Grant::Download(download)) => send_all(&shared, &mut stream, &peer, vec![download], &mut send_whole),
-            Some(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
-            Some(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
-            Some(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
-            Some(Grant::DownloadDelta { download, delta_only }) => {
+        // A transfer whose client moves no byte for the stall timeout ends, and gives its slot back.
+        let mut stream = into_blocking(stream, &peer, shared.config.stall_timeout)?;
+        let as_delta = delta_slot.is_some();
+        let _delta_slot = delta_slot;
+        match admitted {
+            Ok(Grant::Download(download)) => send_all(&shared, &mut stream, &peer, vec![download], &mut send_whole),
+            Ok(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
+            Ok(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
+            Ok(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
+            Ok(Grant::DownloadDelta { download, delta_only }) => {
                 let mut send = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
-                    bulk_delta::send(shared, stream, peer, download, delta_only)
+                    bulk_delta::send(shared, stream, peer, download, (delta_only, as_delta))
                 };
                 send_all(&shared, &mut stream, &peer, vec![download], &mut send)
             }
-            Some(Grant::UploadDelta(upload)) => {
-                receive_all(&shared, &mut stream, &peer, vec![upload], &mut bulk_delta::receive)
-            }
-            None => {
-                let started = Instant::now();
-                let body = ErrorBody {
-                    code: ErrorCode::BadTicket,
-                    message: "transfer ticket unknown, used, expired or issued to another session".into(),
+            Ok(Grant::UploadDelta(upload)) => {
+                let mut receive = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, upload: &PendingUpload| {
+                    bulk_delta::receive(shared, stream, peer, upload, as_delta)
                 };
+                receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive)
+            }
+            Err(body) => {
+                let started = Instant::now();
                 let refused = tcp::refuse(&mut stream, &peer, body.clone());
                 let arguments = format!("ticket={:016x}", ticket.0);
                 // Anyone can send a bad ticket: rate-limited, so a flood cannot fill the disk.

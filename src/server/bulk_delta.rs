@@ -15,18 +15,19 @@ use crate::share::AtomicFile;
 use crate::transfer::tcp::{self, FileFailed, Received, Sent};
 use crate::transfer::{Progress, delta, tcp_delta};
 
-/// Reads the client's signature, then sends the file as a delta against it or whole.
+/// Reads the client's signature, then sends the file as a delta against it or whole. Without a delta slot
+/// (`as_delta` false) the signature is read and dropped, and the file goes whole.
 pub(super) fn send(
     shared: &Shared,
     stream: &mut StdTcpStream,
     peer: &str,
     download: &PendingDownload,
-    delta_only: bool,
+    (delta_only, as_delta): (bool, bool),
 ) -> Result<Sent> {
     let signature = tcp::read_blob(stream, peer, "signature", delta::MAX_SIGNATURE_LEN as u64)?;
     let entry = &download.entry;
     // A signature the server cannot use costs the client a whole file, not an error.
-    let signature = match signature.is_empty() {
+    let signature = match signature.is_empty() || !as_delta {
         true => None,
         false => delta::parse_signature(signature)
             .inspect_err(|e| tracing::debug!(peer, path = entry.path, "sending whole: {e}"))
@@ -41,16 +42,19 @@ pub(super) fn send(
     Ok(sent)
 }
 
-/// Signs the version the server holds (nothing, if there is none worth a delta), then receives the new file as
-/// a delta against it or whole, into a temporary file in the share's `.tandem/tmp`.
+/// Signs the version the server holds (nothing, if there is none worth a delta, or no delta slot: `as_delta`
+/// false), then receives the new file as a delta against it or whole, into a temporary file in the share's
+/// `.tandem/tmp`. An empty signature makes the client send the whole file.
 pub(super) fn receive(
     shared: &Shared,
     stream: &mut StdTcpStream,
     peer: &str,
     upload: &PendingUpload,
+    as_delta: bool,
 ) -> std::result::Result<(AtomicFile, Received), FileFailed> {
     let broken = FileFailed::StreamBroken;
-    let base = if delta::worth_a_delta(upload.size) { current_version(shared, upload) } else { Vec::new() };
+    let worth = as_delta && delta::worth_a_delta(upload.size);
+    let base = if worth { current_version(shared, upload) } else { Vec::new() };
     let signature = if base.is_empty() { Vec::new() } else { delta::signature(&base) };
     tcp::write_blob(stream, peer, &signature).map_err(broken)?;
     match tcp::read_message::<BulkBody>(stream, peer, "bulk body").map_err(broken)? {

@@ -79,8 +79,13 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         };
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let evicted = handshaking.evicted.clone();
         tracker.spawn(async move {
-            session::serve(stream, peer, handshaking, shared, shutdown).await;
+            // Eviction can only come before the client is in: its slot leaves the pool at welcome.
+            tokio::select! {
+                () = session::serve(stream, peer, handshaking, shared, shutdown) => {}
+                () = evicted.cancelled() => tracing::debug!(%peer, "evicted while saying hello to make room"),
+            }
             drop(permit);
         });
     }
@@ -94,17 +99,32 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         .map_err(|e| Error::io(shared.share.state_dir(), std::io::Error::other(e)))?
 }
 
-/// Accepts one connection, retrying transient failures (such as running out of file descriptors) with backoff.
+/// The longest wait between two failed accepts.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts one connection, retrying failures with backoff. Running out of file descriptors or memory passes once
+/// connections close, so it is retried for as long as it lasts; any other failure, for a few seconds.
 async fn accept_with_backoff(listener: &TcpListener) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
     let mut backoff = Duration::from_millis(1);
+    let mut other_failures = Duration::ZERO;
     loop {
         match listener.accept().await {
             Ok(pair) => return Ok(pair),
-            Err(e) if backoff > Duration::from_secs(2) => return Err(e),
             Err(e) => {
+                let resources = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+                );
+                if !resources {
+                    if other_failures > Duration::from_secs(2) {
+                        return Err(e);
+                    }
+                    other_failures += backoff;
+                }
+                // Logged once per backoff step, not once per failed accept.
                 tracing::warn!("accept failed, retrying in {} ms: {e}", backoff.as_millis());
                 tokio::time::sleep(backoff).await;
-                backoff *= 2;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
             }
         }
     }

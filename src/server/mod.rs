@@ -13,7 +13,9 @@ mod bulk;
 mod bulk_delta;
 mod change;
 mod download;
+mod fd_limit;
 mod guard;
+mod handshakes;
 mod hash;
 mod history;
 mod journal;
@@ -49,8 +51,17 @@ pub use state::Shared;
 pub use tickets::Tickets;
 
 /// Delta transfers the server runs at once. Each holds up to two versions of a file of at most
-/// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; more wait their turn.
+/// [`crate::transfer::delta::DELTA_MAX_SIZE`] in memory; one that finds none free within [`DELTA_WAIT`] goes
+/// whole instead.
 const DELTA_SLOTS: usize = 2;
+
+/// How long a delta transfer waits for a delta slot before it goes whole: a few stalled deltas must not hold up
+/// everyone else's.
+pub const DELTA_WAIT: Duration = Duration::from_millis(200);
+
+/// How long a bulk connection waits for its transfer slot (its session's, its address's, the server's) before it
+/// is told the server is busy: a waiting connection holds a socket.
+pub const TRANSFER_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a new connection may stay silent before it counts against `max_handshakes_per_address`: a client
 /// sends its hello at once, an idle socket does not.
@@ -68,6 +79,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Control sessions one client address may hold at once; one more is told why and closed.
     pub max_sessions_per_address: usize,
+    /// Bulk connections one client address may hold at once, running or waiting for a transfer slot; one more is
+    /// told the server is busy. At most a quarter of `max_connections`.
+    pub max_bulk_per_address: usize,
     /// Bulk transfers one session may run at once; more wait their turn.
     pub max_transfers_per_client: usize,
     /// Bulk transfers (TCP and UDP) one client address may run at once, over all its sessions; more TCP ones wait
@@ -85,9 +99,9 @@ pub struct ServerConfig {
     /// is refused. (Up to `max_sessions_per_address` may be saying hello at once, so a burst of clients behind one
     /// address gets in.)
     pub max_handshakes_per_address: usize,
-    /// Connections that have not yet said hello (and proved the token), from all addresses; more are refused.
-    /// Below `max_connections`, and above `max_sessions_per_address`, so a client from another address that can
-    /// authenticate always finds a slot.
+    /// Connections that have not yet said hello (and proved the token), from all addresses. At most half of
+    /// `max_connections`. When all are taken, a newcomer evicts the oldest handshake of the address holding the
+    /// most, so no few addresses can keep the others from saying hello ([`handshakes`]).
     pub max_handshakes: usize,
     /// Bytes of answers one session may have waiting to be sent; a request with more to say waits for the client
     /// to read.
@@ -125,6 +139,7 @@ impl ServerConfig {
             listen: crate::DEFAULT_ADDR.to_string(),
             max_connections: 1024,
             max_sessions_per_address: 256,
+            max_bulk_per_address: 256,
             max_transfers_per_client: 16,
             max_transfers_per_address: 32,
             max_transfers: 128,
@@ -160,7 +175,13 @@ pub struct Server {
 
 impl Server {
     /// Opens the share and the hash cache, and binds the port.
-    pub async fn bind(config: ServerConfig) -> Result<Server> {
+    pub async fn bind(mut config: ServerConfig) -> Result<Server> {
+        if let Some(fds) = fd_limit::raise() {
+            fd_limit::fit(&mut config, fds);
+        }
+        // One address's bulk connections and everyone's handshakes each leave most connections to the others.
+        config.max_bulk_per_address = config.max_bulk_per_address.min(config.max_connections / 4).max(1);
+        config.max_handshakes = config.max_handshakes.min(config.max_connections / 2).max(1);
         let share = Arc::new(Share::open_writable(&config.root)?);
         let state_dir = share.state_dir();
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
@@ -200,7 +221,8 @@ impl Server {
             history,
             tickets: Tickets::default(),
             sessions: Default::default(),
-            handshakes: Default::default(),
+            handshakes: Arc::new(handshakes::Handshakes::default()),
+            bulk: Default::default(),
             silent: Default::default(),
             transfers: Default::default(),
             listings: Default::default(),
@@ -233,7 +255,13 @@ impl Server {
         let dispatcher = std::thread::spawn(move || udp::dispatch(udp, shared, refused, stop));
         let interval = self.shared.config.scan_interval;
         let observer = tokio::spawn(observe::run(self.shared.clone(), interval, shutdown.clone()));
-        let result = listener::run(self.listener, self.shared, shutdown).await;
+        let result = listener::run(self.listener, self.shared, shutdown.clone()).await;
+        // The listener ends only on shutdown or a failure it cannot get past: either way the process must end,
+        // not linger serving UDP with nobody accepting connections.
+        if let Err(e) = &result {
+            tracing::error!("stopped accepting connections: {e}");
+        }
+        shutdown.cancel();
         let _ = tokio::task::spawn_blocking(move || dispatcher.join()).await;
         let _ = observer.await;
         result

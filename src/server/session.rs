@@ -20,8 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::handshakes::HandshakeSlot;
 use super::history::Record;
-use super::limits::{AddressSlot, RequestPace};
+use super::limits::RequestPace;
 use super::tickets::Owner;
 use super::{HELLO_GRACE, Shared, batch, bulk, change, download, hash, list, sync_requests, upload};
 use crate::auth::{Nonce, SessionKey, Token, verify_client_proof};
@@ -53,7 +54,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    handshaking: AddressSlot,
+    handshaking: HandshakeSlot,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
@@ -119,7 +120,17 @@ pub async fn serve(
                 }
             }
         }
-        Channel::Bulk { .. } => None,
+        // Counted like sessions, waiting ones too: tickets alone would let one address fill every connection.
+        Channel::Bulk { .. } => {
+            let max = config.max_bulk_per_address;
+            match shared.bulk.take(peer_ip, max, usize::MAX) {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let message = format!("too many bulk connections from {peer_ip}: at most {max} at once");
+                    return fatal(&mut writer, ErrorCode::Busy, message).await;
+                }
+            }
+        }
     };
     let nonce = Nonce::random();
     let auth = config.token.is_some();

@@ -22,9 +22,11 @@ pub struct Shared {
     /// Control sessions open per client address.
     pub sessions: std::sync::Arc<PerAddress>,
     /// Connections accepted that have not yet said hello (and proved the token), per address.
-    pub handshakes: std::sync::Arc<PerAddress>,
+    pub handshakes: std::sync::Arc<super::handshakes::Handshakes>,
     /// Of those, the ones that sent nothing within [`super::HELLO_GRACE`], per address.
     pub silent: std::sync::Arc<PerAddress>,
+    /// Bulk connections open per address, running or waiting for a transfer slot.
+    pub bulk: std::sync::Arc<PerAddress>,
     /// Bulk transfers running, TCP and UDP, per address.
     pub transfers: std::sync::Arc<PerAddress>,
     /// Listings and whole-tree hashes running, per address.

@@ -24,6 +24,12 @@ impl ServeProcess {
         ServeProcess { child, addr, root }
     }
 
+    /// Runs the server under `wrapper`, a command that runs the one after it (such as `prlimit … --`).
+    pub fn start_under(root: tempfile::TempDir, wrapper: &[&str], extra: &[&str]) -> Self {
+        let (addr, child) = Self::spawn_wrapped(root.path(), "127.0.0.1:0", wrapper, extra);
+        ServeProcess { child, addr, root }
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
@@ -62,7 +68,19 @@ impl ServeProcess {
     }
 
     fn spawn_on(root: &Path, listen: &str, extra: &[&str]) -> (String, Child) {
-        let mut child = Command::new(BIN)
+        Self::spawn_wrapped(root, listen, &[], extra)
+    }
+
+    fn spawn_wrapped(root: &Path, listen: &str, wrapper: &[&str], extra: &[&str]) -> (String, Child) {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(BIN);
+                command
+            }
+            None => Command::new(BIN),
+        };
+        let mut child = command
             .arg("serve")
             .arg(root)
             .args(["--listen", listen])

@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod delta;
 mod download;
+mod fairness;
 mod faults;
 mod fuzz_inputs;
 mod garbage;
