@@ -24,6 +24,7 @@ pub fn raise() -> Option<u64> {
             tracing::warn!("cannot raise the open-file limit from {} to {}", limit.rlim_cur, limit.rlim_max);
         }
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
     Some(limit.rlim_cur as u64)
 }
 
