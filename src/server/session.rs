@@ -160,11 +160,12 @@ pub async fn serve(
             {
                 return;
             }
+            // In before the client hears it: its next connection must not find this one still saying hello.
+            drop((handshaking, _silent));
             let welcome = ServerWelcome { software: software(), journal: Some(shared.journal.id().to_string()) };
             if writer.send(&ServerFrame::Welcome(welcome)).await.is_err() {
                 return;
             }
-            drop((handshaking, _silent));
             reader.set_max_len(crate::protocol::MAX_FRAME_LEN);
             let transfers = Arc::new(Semaphore::new(config.max_transfers_per_client.max(1)));
             let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
