@@ -101,14 +101,8 @@ pub async fn serve(
     let _slot = match hello.channel {
         Channel::Control => {
             if config.token.is_some()
-                && let Some(left) =
-                    shared.auth_failures.locked(peer_ip, config.max_auth_failures, config.auth_lockout, Instant::now())
+                && let Some(message) = locked_out(&shared, &peer, peer_ip)
             {
-                let message = format!(
-                    "too many failed authentications from {peer_ip}: refused for another {} s",
-                    left.as_secs().max(1)
-                );
-                log_refusal(&shared, &peer, "locked out after failed authentications");
                 return fatal(&mut writer, ErrorCode::AuthFailed, message).await;
             }
             let max = config.max_sessions_per_address;
@@ -190,6 +184,14 @@ pub async fn serve(
     }
 }
 
+/// Whether `ip` is locked out after failed authentications: then the refusal is logged, and its message returned.
+fn locked_out(shared: &Shared, peer: &str, ip: IpAddr) -> Option<String> {
+    let config = &shared.config;
+    let left = shared.auth_failures.locked(ip, config.max_auth_failures, config.auth_lockout, Instant::now())?;
+    log_refusal(shared, peer, "locked out after failed authentications");
+    Some(format!("too many failed authentications from {ip}: refused for another {} s", left.as_secs().max(1)))
+}
+
 /// Logs a connection refused before hello.
 fn log_refusal(shared: &Shared, peer: &str, reason: &str) {
     let arguments = format!("reason={reason:?}");
@@ -221,14 +223,7 @@ async fn authenticate(
             // One proof per address is checked at a time, and each failure counts before the next is checked:
             // guesses sent on many connections at once are locked out as surely as guesses sent one by one.
             let _turn = shared.auth_turns.acquire(ip, 1, usize::MAX).await;
-            if let Some(left) =
-                shared.auth_failures.locked(ip, config.max_auth_failures, config.auth_lockout, Instant::now())
-            {
-                let message = format!(
-                    "too many failed authentications from {ip}: refused for another {} s",
-                    left.as_secs().max(1)
-                );
-                log_refusal(shared, peer, "locked out after failed authentications");
+            if let Some(message) = locked_out(shared, peer, ip) {
                 fatal(writer, ErrorCode::AuthFailed, message).await;
                 return false;
             }
