@@ -35,6 +35,7 @@ pub fn sync_json(summary: &SyncSummary, left_out: &std::collections::BTreeMap<St
     json!({
         "uploaded": summary.uploaded,
         "downloaded": summary.downloaded,
+        "moved": summary.moved,
         "deleted": summary.deleted,
         "conflicts": summary.conflicts,
         "bytes_sent": summary.bytes_sent,
@@ -46,9 +47,10 @@ pub fn sync_json(summary: &SyncSummary, left_out: &std::collections::BTreeMap<St
 /// `sync` for people: one line.
 pub fn sync_text(summary: &SyncSummary) -> String {
     format!(
-        "synced: {} uploaded, {} downloaded, {} deleted, {}; {} sent, {} received\n",
+        "synced: {} uploaded, {} downloaded, {}{} deleted, {}; {} sent, {} received\n",
         summary.uploaded,
         summary.downloaded,
+        summary.moved_phrase(),
         summary.deleted,
         summary.conflicts_phrase(),
         format_size(summary.bytes_sent, BINARY),

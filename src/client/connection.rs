@@ -315,7 +315,12 @@ impl Connection {
 
     /// Renames within the share; refused if `to` exists.
     pub async fn rename(&self, from: &str, to: &str) -> Result<Option<Entry>> {
-        self.write(Request::Rename { from: from.to_string(), to: to.to_string() }).await
+        self.rename_expecting(from, to, None).await
+    }
+
+    /// Renames only if `from` still holds what `expect` says.
+    pub async fn rename_expecting(&self, from: &str, to: &str, expect: Option<Expect>) -> Result<Option<Entry>> {
+        self.write(Request::Rename { from: from.to_string(), to: to.to_string(), expect }).await
     }
 
     async fn write(&self, request: Request) -> Result<Option<Entry>> {

@@ -1,6 +1,6 @@
-//! The server's hash cache: MD5s keyed by relative path and checked against (size, mtime, inode), kept in memory
-//! and persisted to SQLite in `.tandem/hashes.sqlite`, so a second `hash checkall` over an unchanged tree reads
-//! no file, even after a restart.
+//! A folder's hash cache (the server's share, or a synced folder): MD5s keyed by relative path and checked against
+//! the file's whole [`FileStamp`] (size, mtime, ctime, inode), kept in memory and persisted to SQLite in
+//! `.tandem/hashes.sqlite`, so a second `hash checkall` over an unchanged tree reads no file, even after a restart.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,20 +28,24 @@ impl HashCache {
         let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
         let db = crate::db::open(
             db_path,
-            "CREATE TABLE IF NOT EXISTS hashes (
-                 path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            // `hashes` was the table of versions that did not record the ctime; it is only a cache, so it goes.
+            "DROP TABLE IF EXISTS hashes;
+             CREATE TABLE IF NOT EXISTS file_hashes (
+                 path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
                  inode INTEGER NOT NULL, md5 BLOB NOT NULL);",
         )?;
         let mut known = HashMap::new();
         {
-            let mut rows = db.prepare("SELECT path, size, mtime_ns, inode, md5 FROM hashes").map_err(fail)?;
+            let mut rows =
+                db.prepare("SELECT path, size, mtime_ns, ctime_ns, inode, md5 FROM file_hashes").map_err(fail)?;
             let mapped = rows
                 .query_map([], |row| {
-                    let md5: Vec<u8> = row.get(4)?;
+                    let md5: Vec<u8> = row.get(5)?;
                     let stamp = FileStamp {
                         size: row.get::<_, i64>(1)? as u64,
                         mtime_ns: row.get(2)?,
-                        inode: row.get::<_, i64>(3)? as u64,
+                        ctime_ns: row.get(3)?,
+                        inode: row.get::<_, i64>(4)? as u64,
                     };
                     Ok((row.get::<_, String>(0)?, stamp, md5))
                 })
@@ -101,12 +105,20 @@ impl HashCache {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO hashes (path, size, mtime_ns, inode, md5) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, ctime_ns, inode, md5)
+                     VALUES (?, ?, ?, ?, ?, ?)",
                 )
                 .map_err(fail)?;
             for (path, stamp, md5) in &pending {
                 insert
-                    .execute(params![path, stamp.size as i64, stamp.mtime_ns, stamp.inode as i64, &md5.0[..]])
+                    .execute(params![
+                        path,
+                        stamp.size as i64,
+                        stamp.mtime_ns,
+                        stamp.ctime_ns,
+                        stamp.inode as i64,
+                        &md5.0[..]
+                    ])
                     .map_err(fail)?;
             }
         }
@@ -122,7 +134,7 @@ mod tests {
     fn survives_reopen_and_misses_on_a_changed_stamp() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hashes.sqlite");
-        let stamp = FileStamp { size: 3, mtime_ns: 42, inode: 7 };
+        let stamp = FileStamp { size: 3, mtime_ns: 42, ctime_ns: 44, inode: 7 };
         let md5 = Md5Digest::of(b"abc");
         {
             let cache = HashCache::open(&db).unwrap();
@@ -133,6 +145,7 @@ mod tests {
         assert_eq!(cache.get("a/b.txt", stamp), Some(md5));
         assert_eq!(cache.get("a/b.txt", FileStamp { mtime_ns: 43, ..stamp }), None);
         assert_eq!(cache.get("a/b.txt", FileStamp { inode: 8, ..stamp }), None);
+        assert_eq!(cache.get("a/b.txt", FileStamp { ctime_ns: 45, ..stamp }), None);
         assert_eq!(cache.get("other", stamp), None);
     }
 }

@@ -161,8 +161,14 @@ pub enum Request {
         #[serde(default)]
         expect: Option<Expect>,
     },
-    /// Renames within the share; refused if `to` exists.
-    Rename { from: String, to: String },
+    /// Renames within the share; refused if `to` exists, and with `expect`, unless `from` still holds what the
+    /// client saw (sync moving a file it saw renamed on its side).
+    Rename {
+        from: String,
+        to: String,
+        #[serde(default)]
+        expect: Option<Expect>,
+    },
     /// Every journal change after sequence number `since`, oldest first, in batches.
     Changes { since: u64 },
     /// Asks for a [`ServerFrame::Changed`] push whenever the journal moves on.
@@ -254,7 +260,7 @@ impl Request {
             Request::Upload { path, size, .. } | Request::UploadDelta { file: UploadItem { path, size, .. } } => {
                 format!("path={path:?} size={size}")
             }
-            Request::Rename { from, to } => format!("from={from:?} to={to:?}"),
+            Request::Rename { from, to, .. } => format!("from={from:?} to={to:?}"),
             Request::Download { path, resume: Some(resume) } => format!("path={path:?} resume_from={}", resume.offset),
             Request::Changes { since } => format!("since={since}"),
             Request::DownloadBatch { paths } => format!("files={}", paths.len()),

@@ -66,7 +66,14 @@ pub async fn delete(
     out.send(Response::Done { entry: None }).await
 }
 
-pub async fn rename(shared: &Arc<Shared>, from: &str, to: &str, client: Client<'_>, out: &mut Responder) -> Result<()> {
+/// Renames `from` (only while it holds what `expect` says, when there is an expectation) to `to`.
+pub async fn rename(
+    shared: &Arc<Shared>,
+    (from, expect): (&str, Option<Expect>),
+    to: &str,
+    client: Client<'_>,
+    out: &mut Responder,
+) -> Result<()> {
     let source = normalize(from)?;
     if source.is_empty() {
         return Err(Error::InvalidPath { path: from.to_string(), reason: "names the share itself" });
@@ -80,12 +87,25 @@ pub async fn rename(shared: &Arc<Shared>, from: &str, to: &str, client: Client<'
     let (shared, author) = (shared.clone(), client.map(|c| c.host.clone()));
     let entry = blocking(move || {
         let _held = shared.path_locks.hold(&[&source, &target]);
+        check_expect(&shared, &source, expect)?;
         // `a.txt` to `A.txt` changes only the case of one name, which every system can do.
         let same_folder = source.rsplit_once('/').map(|(f, _)| f) == target.rsplit_once('/').map(|(f, _)| f);
         let source_name = source.rsplit('/').next().filter(|_| same_folder);
         CaseTwins::default().check(&shared, &target, source_name)?;
+        // A moved file keeps its bytes: its MD5 moves with it, rather than being read again under the new name.
+        let moved = match shared.share.meta(&source)? {
+            Some(meta) if meta.kind == EntryKind::File => {
+                shared.hashes.get(&source, meta.stamp()).map(|md5| (meta, md5))
+            }
+            _ => None,
+        };
         // Moves the entry itself, a link included; never replaces what is at the target.
         shared.share.rename(&source, &target)?;
+        if let (Some((before, md5)), Some(after)) = (moved, shared.share.meta(&target)?)
+            && (after.inode, after.size, after.mtime_ns) == (before.inode, before.size, before.mtime_ns)
+        {
+            shared.hashes.insert(&target, after.stamp(), md5);
+        }
         refresh(&shared, &source, author.as_deref())?;
         refresh(&shared, &target, author.as_deref())?;
         let meta = shared.share.meta(&target)?.ok_or_else(|| Error::NotFound { path: target.clone() })?;

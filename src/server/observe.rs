@@ -31,8 +31,8 @@ const SAVE_EVERY: Duration = Duration::from_millis(500);
 /// Temporary files untouched for this long are leftovers of an interrupted write.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(600);
 
-/// Records in the journal what is now on disk at and below `rel` (`""`: the whole share). Files whose size and
-/// mtime match the journal keep their MD5; others are hashed through the hash cache. Blocking.
+/// Records in the journal what is now on disk at and below `rel` (`""`: the whole share). Files are hashed through
+/// the hash cache, so only those whose stamp moved are read. Blocking.
 pub fn refresh(shared: &Shared, rel: &str, author: Option<&str>) -> Result<usize> {
     refresh_knowing(shared, rel, author, None)
 }
@@ -98,21 +98,13 @@ fn refresh_settling(
         match entry.kind {
             EntryKind::Dir => entry.size = 0,
             _ if written.is_some() => entry.md5 = written.map(|(_, md5)| md5),
-            _ => match journal.get(&entry.path) {
-                Some(known)
-                    if known.size == entry.size
-                        && known.mtime_ns == entry.mtime_ns
-                        && known.md5.is_some()
-                        && !FileStamp { size: entry.size, mtime_ns: entry.mtime_ns, inode: 0 }.is_recent() =>
-                {
-                    entry.md5 = known.md5;
-                }
-                // Still growing: its watcher events and rechecks bring it once it settles.
-                _ if is_being_written(entry.size, entry.mtime_ns) => {
-                    growing.insert(entry.path.clone());
-                }
-                _ => to_hash.push(i),
-            },
+            // Still growing: its watcher events and rechecks bring it once it settles.
+            _ if is_being_written(entry.size, entry.mtime_ns) => {
+                growing.insert(entry.path.clone());
+            }
+            // Through the hash cache, which checks the whole stamp: a file swapped in under the same size and mtime
+            // is read again, where the journal's size and mtime would vouch for the wrong bytes.
+            _ => to_hash.push(i),
         }
     }
     let hashed = parallel_map(&to_hash, |&i| hash_file(shared, &found[i].path));

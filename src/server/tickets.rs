@@ -177,7 +177,7 @@ mod tests {
             locked_by: None,
             target: None,
         };
-        let stamp = FileStamp { size: 1, mtime_ns: 0, inode: n as u64 };
+        let stamp = FileStamp { size: 1, mtime_ns: 0, ctime_ns: 0, inode: n as u64 };
         Grant::Download(PendingDownload { entry, stamp, peer: "peer".into(), offset: 0 })
     }
 

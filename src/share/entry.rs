@@ -81,6 +81,9 @@ pub struct Meta {
     pub kind: EntryKind,
     pub size: u64,
     pub mtime_ns: i64,
+    /// When the inode last changed (a write, a rename, a chmod): with the inode, what tells a file swapped in or
+    /// rewritten under a restored mtime from the one that was hashed.
+    pub ctime_ns: i64,
     pub inode: u64,
     /// The filesystem the entry lives on: a rename cannot cross from one to another.
     pub device: u64,
@@ -107,7 +110,15 @@ impl Meta {
         let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777;
         #[cfg(not(unix))]
         let mode = 0o644;
-        Meta { kind, size: metadata.len(), mtime_ns: mtime_ns(metadata), inode, device, mode }
+        Meta {
+            kind,
+            size: metadata.len(),
+            mtime_ns: mtime_ns(metadata),
+            ctime_ns: ctime_ns(metadata),
+            inode,
+            device,
+            mode,
+        }
     }
 
     /// From a raw `stat`. Anything that is neither a folder nor a symlink (a fifo, a socket, a device) counts as
@@ -120,11 +131,12 @@ impl Meta {
             FileType::Symlink => EntryKind::Symlink,
             _ => EntryKind::File,
         };
-        let mtime_ns = (stat.st_mtime as i64).saturating_mul(1_000_000_000).saturating_add(stat.st_mtime_nsec as i64);
+        let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
         Meta {
             kind,
             size: (stat.st_size as i64).max(0) as u64,
-            mtime_ns,
+            mtime_ns: ns(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            ctime_ns: ns(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
             inode: stat.st_ino as u64,
             device: stat.st_dev as u64,
             mode: (stat.st_mode as u32) & 0o7777,
@@ -132,15 +144,18 @@ impl Meta {
     }
 
     pub fn stamp(&self) -> FileStamp {
-        FileStamp { size: self.size, mtime_ns: self.mtime_ns, inode: self.inode }
+        FileStamp { size: self.size, mtime_ns: self.mtime_ns, ctime_ns: self.ctime_ns, inode: self.inode }
     }
 }
 
-/// What identifies one version of a file without reading it: if any part differs, the bytes may differ.
+/// What identifies one version of a file without reading it: if any part differs, the bytes may differ. Size and
+/// mtime alone miss two files swapped by renames, and a rewrite that puts the old mtime back; the inode and the
+/// ctime (which no program can set) catch both, as in git's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i64,
+    pub ctime_ns: i64,
     pub inode: u64,
 }
 
@@ -150,7 +165,7 @@ impl FileStamp {
         let inode = std::os::unix::fs::MetadataExt::ino(metadata);
         #[cfg(not(unix))]
         let inode = 0;
-        FileStamp { size: metadata.len(), mtime_ns: mtime_ns(metadata), inode }
+        FileStamp { size: metadata.len(), mtime_ns: mtime_ns(metadata), ctime_ns: ctime_ns(metadata), inode }
     }
 
     /// Whether the file was modified so recently that a stamp cannot vouch for its bytes: filesystems tick their
@@ -184,6 +199,19 @@ const SETTLE_NS: i64 = 200_000_000;
 
 fn mtime_ns(metadata: &Metadata) -> i64 {
     metadata.modified().map(system_time_to_ns).unwrap_or(0)
+}
+
+fn ctime_ns(metadata: &Metadata) -> i64 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        metadata.ctime().saturating_mul(1_000_000_000).saturating_add(metadata.ctime_nsec())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        0
+    }
 }
 
 /// A file's permission bits as `ls -l` shows them (`0o755`), the ones that travel: setuid, setgid and sticky

@@ -25,7 +25,7 @@ use crate::client::Connection;
 use crate::digest::HashCache;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
-use crate::share::{EntryKind, STATE_DIR, Share, normalize, system_time_to_ns};
+use crate::share::{EntryKind, FileStamp, STATE_DIR, Share, normalize, system_time_to_ns};
 use crate::task::blocking;
 
 /// Passes in a row before a sync is called quiet: a conflict needs two (rename, then copy the copy).
@@ -40,6 +40,8 @@ const SETTLE_LOOK: Duration = Duration::from_millis(250);
 pub struct SyncSummary {
     pub uploaded: u64,
     pub downloaded: u64,
+    /// Files moved or renamed on one side and moved the same way on the other, no bytes sent.
+    pub moved: u64,
     pub deleted: u64,
     pub conflicts: u64,
     pub bytes_sent: u64,
@@ -50,6 +52,7 @@ impl SyncSummary {
     pub fn add(&mut self, other: &SyncSummary) {
         self.uploaded += other.uploaded;
         self.downloaded += other.downloaded;
+        self.moved += other.moved;
         self.deleted += other.deleted;
         self.conflicts += other.conflicts;
         self.bytes_sent += other.bytes_sent;
@@ -58,6 +61,11 @@ impl SyncSummary {
 
     pub fn is_empty(&self) -> bool {
         *self == SyncSummary::default()
+    }
+
+    /// `3 moved, ` when anything was moved, else nothing: moves are rare enough not to crowd every summary.
+    pub fn moved_phrase(&self) -> String {
+        if self.moved == 0 { String::new() } else { format!("{} moved, ", self.moved) }
     }
 
     /// `1 conflict`, `2 conflicts`.
@@ -217,8 +225,7 @@ impl Engine {
     async fn pass(&mut self) -> Result<PassOutcome> {
         self.pull_changes().await?;
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
-        let base = self.state.base.clone();
-        let (mut local, unreadable) = blocking(move || scan(&root, &base, &hashes)).await?;
+        let (mut local, unreadable) = blocking(move || scan(&root, &hashes)).await?;
         self.note_unreadable(&unreadable);
         self.refuse_if_emptied(&local)?;
         // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
@@ -226,13 +233,20 @@ impl Engine {
             return Ok(PassOutcome::default());
         }
 
-        // Bytes are read only where a decision needs them: a local file with a file on the other side or in the base.
+        // Bytes are read only where a decision needs them: a local file with a file on the other side or in the base,
+        // or one that may have been moved here (the size of a synced file that is gone from its path).
+        let moved_sizes: HashSet<u64> = (self.state.base.iter())
+            .filter(|(path, base)| base.kind == Kind::File && base.size > 0 && !local.contains_key(*path))
+            .map(|(_, base)| base.size)
+            .collect();
         let needs_md5: Vec<String> = local
             .iter()
             .filter(|(_, entry)| entry.version.kind == Kind::File && entry.version.md5.is_none())
-            .filter(|(path, _)| {
+            .filter(|(path, entry)| {
                 let is_file = |v: Option<&Version>| v.is_some_and(|v| v.kind == Kind::File);
-                is_file(self.state.base.get(*path)) || is_file(self.state.remote.get(*path).map(|r| &r.version))
+                is_file(self.state.base.get(*path))
+                    || is_file(self.state.remote.get(*path).map(|r| &r.version))
+                    || moved_sizes.contains(&entry.version.size)
             })
             .map(|(path, _)| path.clone())
             .collect();
@@ -372,6 +386,8 @@ impl Engine {
                     | Action::RenameRemote { .. }
                     | Action::MkdirLocal { .. }
                     | Action::MkdirRemote { .. }
+                    | Action::MoveLocal { .. }
+                    | Action::MoveRemote { .. }
             )
         });
 
@@ -416,6 +432,12 @@ impl Engine {
         while let Some((action, result)) = running.next().await {
             let done = result.map(|(version, moved)| {
                 let path = action_path(&action).to_string();
+                let uploaded = local.get(&path).and_then(|entry| entry.stamp);
+                self.remember_hash(
+                    &path,
+                    &version,
+                    matches!(action, Action::Upload { .. }).then_some(uploaded).flatten(),
+                );
                 update.base.push((path.clone(), Some(version.clone())));
                 if let Action::Upload { .. } = action {
                     outcome.summary.uploaded += 1;
@@ -435,8 +457,24 @@ impl Engine {
             let done = self.structural(&action, states, local, &mut update, &mut outcome.summary).await;
             self.settle(&action, done, states, &mut outcome)?;
         }
+        let hashes = self.hashes.clone();
+        blocking(move || hashes.flush()).await?;
         self.state.apply(update)?;
         Ok(outcome)
+    }
+
+    /// Puts the MD5 of a file this pass just transferred in the hash cache, under the stamp the local file has, so
+    /// the next scan does not read it again. An upload's stamp is the scanned one; a download's is read now, and
+    /// trusted only while its size and mtime are still the ones the download gave it.
+    fn remember_hash(&self, path: &str, version: &Version, uploaded: Option<FileStamp>) {
+        let Some(md5) = version.md5 else { return };
+        let stamp = match uploaded {
+            Some(scanned) => Some(scanned),
+            None => self.folder.meta(path).ok().flatten().filter(|m| m.kind == EntryKind::File).map(|m| m.stamp()),
+        };
+        if let Some(stamp) = stamp.filter(|s| s.size == version.size && s.mtime_ns == version.mtime_ns) {
+            self.hashes.insert(path, stamp, md5);
+        }
     }
 
     /// Everything but transfers: renames, folders, deletions and bookkeeping.
@@ -459,6 +497,30 @@ impl Engine {
             Action::RenameRemote { from, to } => {
                 self.conn.rename(from, to).await?;
                 summary.conflicts += 1;
+            }
+            Action::MoveLocal { from, to } => {
+                let moved = local.get(from).ok_or_else(|| Error::NotFound { path: from.clone() })?;
+                check_local(&self.folder, from, moved.stamp)?;
+                // Never replaces what is at `to`; makes its folders.
+                self.folder.rename(from, to)?;
+                self.remember_hash(to, &moved.version, None);
+                update.base.push((from.clone(), None));
+                update.base.push((to.clone(), Some(moved.version.clone())));
+                summary.moved += 1;
+            }
+            Action::MoveRemote { from, to } => {
+                let state = states.get(from.as_str()).copied();
+                let remote =
+                    state.and_then(|s| s.remote.clone()).ok_or_else(|| Error::NotFound { path: from.clone() })?;
+                let here = local.get(to).ok_or_else(|| Error::NotFound { path: to.clone() })?;
+                self.conn.rename_expecting(from, to, expect_of(state)).await?;
+                update.base.push((from.clone(), None));
+                update.remote.push((from.clone(), None));
+                update.base.push((to.clone(), Some(here.version.clone())));
+                update
+                    .remote
+                    .push((to.clone(), Some(RemoteVersion { version: remote, author: Some(self.host.clone()) })));
+                summary.moved += 1;
             }
             Action::MkdirLocal { path } => {
                 self.folder.create_dirs(path)?;
@@ -558,7 +620,10 @@ pub fn action_path(action: &Action) -> &str {
         | Action::DeleteRemote { path, .. }
         | Action::Record { path, .. }
         | Action::Forget { path } => path,
-        Action::RenameLocal { from, .. } | Action::RenameRemote { from, .. } => from,
+        Action::RenameLocal { from, .. }
+        | Action::RenameRemote { from, .. }
+        | Action::MoveLocal { from, .. }
+        | Action::MoveRemote { from, .. } => from,
     }
 }
 

@@ -50,6 +50,8 @@ pub fn describe(action: &Action) -> String {
         Action::DeleteRemote { path, .. } => format!("delete on server (to trash) {path}"),
         Action::RenameLocal { from, to } => format!("conflict: keep this side's older {from} as {to}"),
         Action::RenameRemote { from, to } => format!("conflict: keep the server's older {from} as {to}"),
+        Action::MoveLocal { from, to } => format!("move here {from} -> {to}"),
+        Action::MoveRemote { from, to } => format!("move on server {from} -> {to}"),
         Action::Record { path, .. } => format!("in step {path}"),
         Action::Forget { path } => format!("gone on both sides {path}"),
     }

@@ -1,6 +1,7 @@
 //! Two-way sync of a local folder with a server's share, hub and spoke like Dropbox.
 //!
 //! - [`plan`]: the pure three-way planner: (base, local, remote) per path → actions.
+//! - `moves`: turning a deletion plus a transfer of the same bytes into one move, so renames cost no bytes.
 //! - [`state`]: the folder's state database: the base, a mirror of the server's journal, its sequence number.
 //! - [`scan`]: reading the local folder, hashing only where a decision needs the bytes.
 //! - [`engine`]: one pass: pull the journal, scan, plan, act, with every write checked against what was planned.
@@ -11,6 +12,7 @@
 
 pub mod engine;
 pub mod log;
+mod moves;
 pub mod plan;
 pub mod run;
 pub mod scan;

@@ -16,14 +16,17 @@
 //! back), this pass only moves the other side's old entry to the trash; the next pass creates the new one, so
 //! that no action ever writes over an entry of the other kind.
 //!
-//! The plan is in execution order: conflict renames, folder creations (parents first), transfers, deletions
-//! (children first), then the bookkeeping of paths both sides already agree on.
+//! A deletion and a transfer that together move a file (same bytes, new path) become one move ([`super::moves`]).
+//!
+//! The plan is in execution order: conflict renames, folder creations (parents first), moves, transfers,
+//! deletions (children first), then the bookkeeping of paths both sides already agree on.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use chrono::{Local, TimeZone};
 
+use super::moves::pair_moves;
 use crate::digest::Md5Digest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +91,16 @@ pub enum Action {
         from: String,
         to: String,
     },
+    /// The remote file moved to a new path: move the local one the same way (see [`super::moves`]).
+    MoveLocal {
+        from: String,
+        to: String,
+    },
+    /// The local file moved to a new path: move the remote one the same way.
+    MoveRemote {
+        from: String,
+        to: String,
+    },
     /// Both sides already hold this: base := version.
     Record {
         path: String,
@@ -146,6 +159,7 @@ pub fn plan(states: &[PathState], host: &str) -> Vec<Action> {
     let mut decisions: Vec<Decision> = states.iter().map(|state| decide(state)).collect();
     keep_survivors(&states, &mut decisions);
     let mut actions = emit(&states, &decisions, host);
+    pair_moves(&states, &mut actions);
     actions.sort_by(|a, b| {
         let (phase_a, path_a) = phase(a);
         let (phase_b, path_b) = phase(b);
@@ -314,16 +328,17 @@ fn copy(to: Side, path: &str, source: Option<&Version>, dest: Option<&Version>, 
     waits
 }
 
-const DELETE_PHASE: u8 = 3;
+const DELETE_PHASE: u8 = 4;
 
 /// Where an action runs in the plan, and the path that orders it within its phase.
 fn phase(action: &Action) -> (u8, &str) {
     match action {
         Action::RenameLocal { from, .. } | Action::RenameRemote { from, .. } => (0, from),
         Action::MkdirLocal { path } | Action::MkdirRemote { path } => (1, path),
-        Action::Upload { path } | Action::Download { path } => (2, path),
+        Action::MoveLocal { to, .. } | Action::MoveRemote { to, .. } => (2, to),
+        Action::Upload { path } | Action::Download { path } => (3, path),
         Action::DeleteLocal { path, .. } | Action::DeleteRemote { path, .. } => (DELETE_PHASE, path),
-        Action::Record { path, .. } | Action::Forget { path } => (4, path),
+        Action::Record { path, .. } | Action::Forget { path } => (5, path),
     }
 }
 

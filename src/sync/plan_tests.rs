@@ -451,7 +451,7 @@ impl Sim {
 
     fn rename(&mut self, from: &str, to: &str) {
         let v = self.tree.remove(from).unwrap_or_else(|| panic!("renames {from}, which is not there"));
-        assert_eq!(v.kind, Kind::File, "only files become conflict copies");
+        assert_eq!(v.kind, Kind::File, "only files are renamed or moved");
         assert!(!self.tree.contains_key(to), "rename onto the existing {to}");
         self.make_parents(to);
         self.tree.insert(to.to_string(), v);
@@ -475,6 +475,8 @@ fn apply(actions: &[Action], local: &mut Sim, remote: &mut Sim) {
             Action::DeleteRemote { path, kind } => remote.delete(path, *kind),
             Action::RenameLocal { from, to } => local.rename(from, to),
             Action::RenameRemote { from, to } => remote.rename(from, to),
+            Action::MoveLocal { from, to } => local.rename(from, to),
+            Action::MoveRemote { from, to } => remote.rename(from, to),
             Action::Record { .. } | Action::Forget { .. } => {}
         }
     }

@@ -1,10 +1,12 @@
 //! Reading the local side of a synced folder: one walk that stats every file and folder (never following
 //! symlinks, never entering `.tandem`, skipping files tandem is still writing), and MD5s only where a decision
-//! needs the bytes. A file whose size and mtime still match the base is taken to be the base version, as
-//! rsync and Syncthing do (unless it was modified within the last two seconds, when a coarse filesystem clock
-//! cannot tell two writes apart); one whose stamp matches the hash cache gets the cached MD5; any other file is hashed
-//! only if the other side or the base has a file at that path to compare with. A new file with nothing to
-//! compare against is hashed while it uploads instead, so a first sync reads each file once.
+//! needs the bytes. A file whose whole stamp (size, mtime, ctime, inode) matches the hash cache gets the cached MD5,
+//! as in git's index: size and mtime alone would miss two files swapped by renames. Sync fills the cache with every
+//! file it hashes, uploads or downloads, so an unchanged folder is not read again (unless a file was modified
+//! within the last two seconds, when a coarse filesystem clock cannot tell two writes apart). Any other file is
+//! hashed only if the other side or the base has a file at that path to compare with, or it may be a file moved
+//! from elsewhere; a new file with nothing to compare against is hashed while it uploads instead, so a first sync
+//! reads each file once.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -30,13 +32,9 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-/// Every file and folder below `root`, with MD5s from the base or the hash cache where they are known, and the
-/// folders that could not be read (the rest of the tree is scanned all the same). Blocking.
-pub fn scan(
-    root: &Path,
-    base: &HashMap<String, Version>,
-    hashes: &HashCache,
-) -> Result<(HashMap<String, LocalEntry>, Vec<Unreadable>)> {
+/// Every file and folder below `root`, with MD5s from the hash cache where they are known, and the folders that
+/// could not be read (the rest of the tree is scanned all the same). Blocking.
+pub fn scan(root: &Path, hashes: &HashCache) -> Result<(HashMap<String, LocalEntry>, Vec<Unreadable>)> {
     let mut found = HashMap::new();
     let mut unreadable = Vec::new();
     for entry in Walk::local(root, "")? {
@@ -62,17 +60,7 @@ pub fn scan(
                     Err(e) => return Err(Error::io(&abs, e)),
                 };
                 let stamp = FileStamp::of(&metadata);
-                let md5 = match base.get(&entry.path) {
-                    Some(known)
-                        if known.kind == Kind::File
-                            && known.size == stamp.size
-                            && known.mtime_ns == stamp.mtime_ns
-                            && !stamp.is_recent() =>
-                    {
-                        known.md5
-                    }
-                    _ => hashes.get(&entry.path, stamp),
-                };
+                let md5 = hashes.get(&entry.path, stamp);
                 let version = Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5 };
                 LocalEntry { version, stamp: Some(stamp) }
             }
@@ -146,41 +134,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_base_and_the_cache_spare_reading_and_new_files_wait_to_be_hashed() {
+    fn the_cache_spares_reading_until_a_stamp_moves_and_new_files_wait_to_be_hashed() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("docs/.tandem")).unwrap();
         std::fs::write(root.join("docs/a.txt"), b"alpha").unwrap();
+        std::fs::write(root.join("docs/b.txt"), b"bravo").unwrap();
         std::fs::write(root.join("new.txt"), b"new").unwrap();
         std::fs::write(root.join("docs/.a.txt.tandem-Zz99.tmp"), b"half").unwrap();
         // Stamps of files written just now vouch for nothing (see `FileStamp::is_recent`); these are older.
         let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
-        for file in ["docs/a.txt", "new.txt"] {
+        for file in ["docs/a.txt", "docs/b.txt", "new.txt"] {
             std::fs::File::options().write(true).open(root.join(file)).unwrap().set_modified(long_ago).unwrap();
         }
-        let stamp = FileStamp::of(&std::fs::metadata(root.join("docs/a.txt")).unwrap());
-        let pretend = crate::digest::Md5Digest::of(b"what the base says");
-        let base_version = Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5: Some(pretend) };
-        let base = HashMap::from([("docs/a.txt".to_string(), base_version)]);
         let hashes = HashCache::in_memory();
+        let pretend = crate::digest::Md5Digest::of(b"what the cache says");
+        for file in ["docs/a.txt", "docs/b.txt"] {
+            hashes.insert(file, FileStamp::of(&std::fs::metadata(root.join(file)).unwrap()), pretend);
+        }
 
-        let (mut local, unreadable) = scan(root, &base, &hashes).unwrap();
+        let (mut local, unreadable) = scan(root, &hashes).unwrap();
         assert!(unreadable.is_empty());
         let mut paths: Vec<&str> = local.keys().map(String::as_str).collect();
         paths.sort();
-        assert_eq!(paths, ["docs", "docs/a.txt", "new.txt"]);
-        assert_eq!(local["docs/a.txt"].version.md5, Some(pretend), "an unchanged stamp trusts the base");
+        assert_eq!(paths, ["docs", "docs/a.txt", "docs/b.txt", "new.txt"]);
+        assert_eq!(local["docs/a.txt"].version.md5, Some(pretend), "an unchanged stamp trusts the cache");
         assert_eq!(local["new.txt"].version.md5, None);
 
         let unsettled = hash_files(root, &mut local, vec!["new.txt".into()], &hashes).unwrap();
         assert!(unsettled.is_empty());
         assert_eq!(local["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")));
-        let (again, _) = scan(root, &HashMap::new(), &hashes).unwrap();
+        let (again, _) = scan(root, &hashes).unwrap();
         assert_eq!(again["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")), "from the cache");
 
-        std::fs::write(root.join("docs/a.txt"), b"omega").unwrap();
-        let (now, _) = scan(root, &base, &hashes).unwrap();
-        assert_eq!(now["docs/a.txt"].version.md5, None, "a fresh write is never vouched for by its stamp");
+        // Two files of the same size and mtime swapped by renames: size and mtime say nothing changed.
+        std::fs::rename(root.join("docs/a.txt"), root.join("docs/swap")).unwrap();
+        std::fs::rename(root.join("docs/b.txt"), root.join("docs/a.txt")).unwrap();
+        std::fs::rename(root.join("docs/swap"), root.join("docs/b.txt")).unwrap();
+        let (swapped, _) = scan(root, &hashes).unwrap();
+        assert_eq!(swapped["docs/a.txt"].version.mtime_ns, again["docs/a.txt"].version.mtime_ns);
+        assert_eq!(swapped["docs/a.txt"].version.md5, None, "a swapped-in file is hashed again");
+        assert_eq!(swapped["docs/b.txt"].version.md5, None);
+
+        // A rewrite that puts the old mtime back keeps the inode but not the ctime (which moves with the kernel's
+        // clock tick: the rewrite is repeated until it has).
+        let hashed = again["new.txt"].stamp.unwrap();
+        for _ in 0..1000 {
+            std::fs::write(root.join("new.txt"), b"NEW").unwrap();
+            std::fs::File::options().write(true).open(root.join("new.txt")).unwrap().set_modified(long_ago).unwrap();
+            if FileStamp::of(&std::fs::metadata(root.join("new.txt")).unwrap()).ctime_ns != hashed.ctime_ns {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let (rewritten, _) = scan(root, &hashes).unwrap();
+        assert_eq!((rewritten["new.txt"].version.size, rewritten["new.txt"].version.mtime_ns), (3, hashed.mtime_ns));
+        assert_eq!(rewritten["new.txt"].version.md5, None, "a rewrite under a restored mtime is hashed again");
     }
 
     #[test]
@@ -188,7 +197,7 @@ mod tests {
         let now = 1_700_000_000_000_000_000;
         let entry = |size: u64, mtime_ns: i64| LocalEntry {
             version: Version { kind: Kind::File, size, mtime_ns, md5: None },
-            stamp: Some(FileStamp { size, mtime_ns, inode: 1 }),
+            stamp: Some(FileStamp { size, mtime_ns, ctime_ns: mtime_ns, inode: 1 }),
         };
         let big = 64 * 1024 * 1024;
         let local = HashMap::from([

@@ -101,9 +101,10 @@ impl SyncStatus {
 /// `2 uploaded, 1 downloaded, 0 deleted, 0 conflicts`, for the message log.
 pub fn describe(summary: &SyncSummary) -> String {
     format!(
-        "{} uploaded, {} downloaded, {} deleted, {}",
+        "{} uploaded, {} downloaded, {}{} deleted, {}",
         summary.uploaded,
         summary.downloaded,
+        summary.moved_phrase(),
         summary.deleted,
         summary.conflicts_phrase()
     )
@@ -114,6 +115,7 @@ pub fn counts(summary: &SyncSummary) -> String {
     let arrows = [("↑", summary.uploaded), ("↓", summary.downloaded)];
     let arrows: Vec<String> = arrows.iter().filter(|(_, n)| *n > 0).map(|(mark, n)| format!("{mark}{n}")).collect();
     let mut parts = vec![arrows.join(" ")];
+    parts.extend((summary.moved > 0).then(|| format!("{} moved", summary.moved)));
     parts.extend((summary.deleted > 0).then(|| format!("{} deleted", summary.deleted)));
     parts.extend((summary.conflicts > 0).then(|| summary.conflicts_phrase()));
     parts.retain(|p| !p.is_empty());

@@ -25,7 +25,7 @@ fn sync_once_reports_what_it_did_in_json_and_a_second_run_does_nothing() {
         let fields: Vec<&str> = summary.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             fields,
-            ["uploaded", "downloaded", "deleted", "conflicts", "bytes_sent", "bytes_received", "left_out"]
+            ["uploaded", "downloaded", "moved", "deleted", "conflicts", "bytes_sent", "bytes_received", "left_out"]
         );
         totals.0 += summary["uploaded"].as_u64().unwrap();
         totals.1 += summary["bytes_received"].as_u64().unwrap();
@@ -37,7 +37,7 @@ fn sync_once_reports_what_it_did_in_json_and_a_second_run_does_nothing() {
     let again = json(&cli_as(&server.addr, home.path(), &["sync", dir, "--once", "--json"]));
     assert_eq!(
         again,
-        serde_json::json!({"uploaded": 0, "downloaded": 0, "deleted": 0, "conflicts": 0, "bytes_sent": 0, "bytes_received": 0, "left_out": []})
+        serde_json::json!({"uploaded": 0, "downloaded": 0, "moved": 0, "deleted": 0, "conflicts": 0, "bytes_sent": 0, "bytes_received": 0, "left_out": []})
     );
     let log = std::fs::read_to_string(folder.path().join(".tandem/sync.log")).unwrap();
     assert!(log.contains("upload docs/a b.txt") && log.contains("download from server/\u{00fc}ber.bin"), "{log}");
