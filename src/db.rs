@@ -33,3 +33,17 @@ pub fn open_shared(path: &Path, schema: &str, busy_timeout: std::time::Duration)
     db.execute_batch(schema).map_err(fail)?;
     Ok(db)
 }
+
+/// Adds `column` (`name TYPE`) to `table` unless a database made by an earlier version already has it.
+pub fn add_column(db: &Connection, path: &Path, table: &str, column: &str) -> Result<()> {
+    let fail = |source| Error::Database { path: path.to_path_buf(), source };
+    let name = column.split_whitespace().next().unwrap_or(column);
+    let mut info = db.prepare(&format!("PRAGMA table_info({table})")).map_err(fail)?;
+    let names = info.query_map([], |row| row.get::<_, String>(1)).map_err(fail)?;
+    for existing in names {
+        if existing.map_err(fail)? == name {
+            return Ok(());
+        }
+    }
+    db.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}")).map_err(fail)
+}

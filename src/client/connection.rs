@@ -318,6 +318,11 @@ impl Connection {
         self.rename_expecting(from, to, None).await
     }
 
+    /// Makes `path` on the server a symbolic link to `target`, only if `path` still holds what `expect` says.
+    pub async fn symlink(&self, path: &str, target: &str, expect: Option<Expect>) -> Result<Option<Entry>> {
+        self.write(Request::Symlink { path: path.to_string(), target: target.to_string(), expect }).await
+    }
+
     /// Renames only if `from` still holds what `expect` says.
     pub async fn rename_expecting(&self, from: &str, to: &str, expect: Option<Expect>) -> Result<Option<Entry>> {
         self.write(Request::Rename { from: from.to_string(), to: to.to_string(), expect }).await

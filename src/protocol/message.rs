@@ -169,6 +169,14 @@ pub enum Request {
         #[serde(default)]
         expect: Option<Expect>,
     },
+    /// Makes `path` a symbolic link to `target`, which must stay inside the share; what was there goes to the trash.
+    /// With `expect`, only if `path` still holds what the client saw.
+    Symlink {
+        path: String,
+        target: String,
+        #[serde(default)]
+        expect: Option<Expect>,
+    },
     /// Every journal change after sequence number `since`, oldest first, in batches.
     Changes { since: u64 },
     /// Asks for a [`ServerFrame::Changed`] push whenever the journal moves on.
@@ -213,8 +221,14 @@ pub enum BatchItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expect {
     Absent,
-    File { md5: Md5Digest },
+    File {
+        md5: Md5Digest,
+    },
     EmptyDir,
+    /// A symbolic link whose target text has this MD5.
+    Link {
+        md5: Md5Digest,
+    },
 }
 
 /// One entry of the share's journal: the state of `path` as of sequence number `seq`.
@@ -245,6 +259,7 @@ impl Request {
             Request::Mkdir { .. } => "mkdir",
             Request::Delete { .. } => "delete",
             Request::Rename { .. } => "rename",
+            Request::Symlink { .. } => "symlink",
             Request::Changes { .. } => "changes",
             Request::Subscribe => "subscribe",
             Request::Lock { .. } => "lock",
@@ -261,6 +276,7 @@ impl Request {
                 format!("path={path:?} size={size}")
             }
             Request::Rename { from, to, .. } => format!("from={from:?} to={to:?}"),
+            Request::Symlink { path, target, .. } => format!("path={path:?} target={target:?}"),
             Request::Download { path, resume: Some(resume) } => format!("path={path:?} resume_from={}", resume.offset),
             Request::Changes { since } => format!("since={since}"),
             Request::DownloadBatch { paths } => format!("files={}", paths.len()),

@@ -1,5 +1,5 @@
-//! `Mkdir`, `Delete` and `Rename`: the share's structural writes. A delete moves the entry to the trash; a
-//! rename never replaces an existing entry. Each holds its paths while it checks and acts, and records the
+//! `Mkdir`, `Delete`, `Rename` and `Symlink`: the share's structural writes. A delete moves the entry to the
+//! trash; a rename never replaces an existing entry; a link is made only when its target stays inside the share. Each holds its paths while it checks and acts, and records the
 //! result in the journal.
 
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use super::observe::refresh;
 use super::session::Responder;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Expect, Response};
-use crate::share::{Entry, EntryKind, normalize};
+use crate::share::{Entry, EntryKind, link_stays_inside, normalize};
 use crate::task::blocking;
 
 type Client<'a> = Option<&'a ClientIdentity>;
@@ -110,6 +110,39 @@ pub async fn rename(
         refresh(&shared, &target, author.as_deref())?;
         let meta = shared.share.meta(&target)?.ok_or_else(|| Error::NotFound { path: target.clone() })?;
         Ok(Entry::from_meta(target, &meta))
+    })
+    .await?;
+    out.send(Response::Done { entry: Some(entry) }).await
+}
+
+/// Makes `path` a link to `target` (only while `path` holds what `expect` says, when there is an expectation), what
+/// was there going to the trash. The target is text that must stay inside the share; the server never follows it.
+pub async fn symlink(
+    shared: &Arc<Shared>,
+    (path, expect): (&str, Option<Expect>),
+    target: &str,
+    client: Client<'_>,
+    out: &mut Responder,
+) -> Result<()> {
+    let rel = writable_name(shared, path)?;
+    may_write(shared, &rel, client)?;
+    if !link_stays_inside(&rel, target) {
+        return Err(Error::InvalidPath {
+            path: format!("{rel} -> {target}"),
+            reason: "the link's target leaves the share; only links that point inside it are made",
+        });
+    }
+    let (shared, author, target) = (shared.clone(), client.map(|c| c.host.clone()), target.to_string());
+    let entry = blocking(move || {
+        let _held = shared.path_locks.hold(&[&rel]);
+        check_expect(&shared, &rel, expect)?;
+        CaseTwins::default().check(&shared, &rel, None)?;
+        shared.share.place_symlink(&rel, &target)?;
+        refresh(&shared, &rel, author.as_deref())?;
+        let meta = shared.share.meta(&rel)?.ok_or_else(|| Error::NotFound { path: rel.clone() })?;
+        let mut entry = Entry::from_meta(rel, &meta);
+        entry.target = Some(target);
+        Ok(entry)
     })
     .await?;
     out.send(Response::Done { entry: Some(entry) }).await

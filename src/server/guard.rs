@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::Shared;
 use super::hash::hash_file;
+use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientIdentity, Expect};
 use crate::share::{EntryKind, check_portable, normalize};
@@ -101,5 +102,13 @@ pub fn check_expect(shared: &Shared, rel: &str, expect: Option<Expect>) -> Resul
             }
         }
         (Expect::EmptyDir, Some(_)) => stale("it is no longer a folder"),
+        (Expect::Link { md5 }, Some(EntryKind::Symlink)) => {
+            if Md5Digest::of(shared.share.read_link(rel)?.as_bytes()) == md5 {
+                Ok(())
+            } else {
+                stale("the link points elsewhere now")
+            }
+        }
+        (Expect::Link { .. }, Some(_)) => stale("it is no longer a link"),
     }
 }

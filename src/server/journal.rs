@@ -80,6 +80,8 @@ impl Journal {
                  path TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_host TEXT NOT NULL, since_ns INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
+        // A link's target, which is its content; journals of versions that did not record links lack it.
+        crate::db::add_column(&db, db_path, "entries", "target TEXT")?;
         let fresh_id = format!("{:032x}", rand::random::<u128>());
         db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![fresh_id]).map_err(fail)?;
         let id: String = db.query_row("SELECT value FROM meta WHERE key = 'id'", [], |row| row.get(0)).map_err(fail)?;
@@ -87,22 +89,14 @@ impl Journal {
         let mut live = BTreeMap::new();
         {
             let mut rows = db
-                .prepare("SELECT path, kind, size, mtime_ns, md5 FROM entries WHERE kind IS NOT NULL")
+                .prepare("SELECT path, kind, size, mtime_ns, md5, target FROM entries WHERE kind IS NOT NULL")
                 .map_err(fail)?;
-            let mapped = rows
-                .query_map([], |row| {
-                    let kind: String = row.get(1)?;
-                    let md5: Option<Vec<u8>> = row.get(4)?;
-                    Ok((row.get::<_, String>(0)?, kind, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?, md5))
-                })
-                .map_err(fail)?;
+            let mapped = rows.query_map([], |row| entry_row(row.get(0)?, row, 1)).map_err(fail)?;
             for row in mapped {
-                let (path, kind, size, mtime_ns, md5) = row.map_err(fail)?;
-                let kind = if kind == "dir" { EntryKind::Dir } else { EntryKind::File };
-                let md5 = md5.and_then(|bytes| Md5Digest::from_slice(&bytes));
-                let entry =
-                    Entry { path: path.clone(), kind, size: size as u64, mtime_ns, md5, locked_by: None, target: None };
-                live.insert(path, entry);
+                let entry = row.map_err(fail)?;
+                if let Some(entry) = entry {
+                    live.insert(entry.path.clone(), entry);
+                }
             }
         }
         let mut locks = BTreeMap::new();
@@ -212,24 +206,15 @@ impl Journal {
         let mut query = inner
             .db
             .prepare_cached(
-                "SELECT seq, path, kind, size, mtime_ns, md5, author FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, path, kind, size, mtime_ns, md5, target, author FROM entries WHERE seq > ?
+                 ORDER BY seq LIMIT ?",
             )
             .map_err(&fail)?;
         let rows = query
             .query_map(params![since as i64, limit as i64], |row| {
                 let path: String = row.get(1)?;
-                let kind: Option<String> = row.get(2)?;
-                let md5: Option<Vec<u8>> = row.get(5)?;
-                let entry = kind.map(|kind| Entry {
-                    path: path.clone(),
-                    kind: if kind == "dir" { EntryKind::Dir } else { EntryKind::File },
-                    size: row.get::<_, i64>(3).unwrap_or(0) as u64,
-                    mtime_ns: row.get(4).unwrap_or(0),
-                    md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
-                    locked_by: None,
-                    target: None,
-                });
-                Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(6)? })
+                let entry = entry_row(path.clone(), row, 2)?;
+                Ok(Change { seq: row.get::<_, i64>(0)? as u64, path, entry, author: row.get(7)? })
             })
             .map_err(&fail)?;
         // A batch also ends once its paths pass `BATCH_BYTES`, however long they are.
@@ -407,14 +392,17 @@ fn write_rows(db: &mut Connection, pending: &mut Vec<Row>) -> rusqlite::Result<(
     let tx = db.transaction()?;
     {
         let mut upsert = tx.prepare_cached(
-            "INSERT OR REPLACE INTO entries (path, seq, kind, size, mtime_ns, md5, author) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO entries (path, seq, kind, size, mtime_ns, md5, target, author)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )?;
         for row in pending.iter() {
-            let (kind, size, mtime_ns, md5) = match &row.entry {
-                Some(e) => (Some(e.kind.as_str()), e.size as i64, e.mtime_ns, e.md5.map(|m| m.0.to_vec())),
-                None => (None, 0, 0, None),
+            let (kind, size, mtime_ns, md5, target) = match &row.entry {
+                Some(e) => {
+                    (Some(e.kind.as_str()), e.size as i64, e.mtime_ns, e.md5.map(|m| m.0.to_vec()), e.target.as_deref())
+                }
+                None => (None, 0, 0, None, None),
             };
-            upsert.execute(params![row.path, row.seq as i64, kind, size, mtime_ns, md5, row.author])?;
+            upsert.execute(params![row.path, row.seq as i64, kind, size, mtime_ns, md5, target, row.author])?;
         }
     }
     tx.commit()?;
@@ -422,13 +410,34 @@ fn write_rows(db: &mut Connection, pending: &mut Vec<Row>) -> rusqlite::Result<(
     Ok(())
 }
 
-/// Whether two observations of one path are the same state: folders by kind alone, files by size, mtime and MD5.
+/// Whether two observations of one path are the same state: folders by kind alone, files by size, mtime and MD5,
+/// links by target.
 fn same_state(a: &Entry, b: &Entry) -> bool {
     match (a.kind, b.kind) {
         (EntryKind::Dir, EntryKind::Dir) => true,
         (EntryKind::File, EntryKind::File) => a.size == b.size && a.mtime_ns == b.mtime_ns && a.md5 == b.md5,
+        (EntryKind::Symlink, EntryKind::Symlink) => a.target == b.target,
         _ => false,
     }
+}
+
+/// The entry in `row`'s columns from `first` on (kind, size, mtime_ns, md5, target); `None` for a deletion.
+fn entry_row(path: String, row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<Entry>> {
+    let Some(kind) = row.get::<_, Option<String>>(first)? else { return Ok(None) };
+    let md5: Option<Vec<u8>> = row.get(first + 3)?;
+    Ok(Some(Entry {
+        path,
+        kind: match kind.as_str() {
+            "dir" => EntryKind::Dir,
+            "symlink" => EntryKind::Symlink,
+            _ => EntryKind::File,
+        },
+        size: row.get::<_, i64>(first + 1).unwrap_or(0) as u64,
+        mtime_ns: row.get(first + 2).unwrap_or(0),
+        md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
+        locked_by: None,
+        target: row.get(first + 4)?,
+    }))
 }
 
 pub fn is_at_or_below(path: &str, rel: &str) -> bool {

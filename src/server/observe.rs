@@ -58,7 +58,7 @@ fn refresh_settling(
 ) -> Result<(usize, Vec<String>)> {
     let share = &shared.share;
     let mut found: Vec<Entry> = Vec::new();
-    // Links are never entered nor recorded: what they point at is not part of the share.
+    // Links are recorded with their targets (sync carries those that point inside the share), never entered.
     match share.meta(rel) {
         Ok(Some(meta)) if meta.kind == EntryKind::Dir => {
             if !rel.is_empty() {
@@ -66,13 +66,17 @@ fn refresh_settling(
             }
             for entry in Walk::new(share, rel)? {
                 match entry {
-                    Ok(entry) if entry.kind != EntryKind::Symlink => found.push(entry),
-                    Ok(_) => {}
+                    Ok(entry) => found.push(entry),
                     Err(e) => tracing::warn!("journal scan skips a folder: {e}"),
                 }
             }
         }
         Ok(Some(meta)) if meta.kind == EntryKind::File => found.push(Entry::from_meta(rel.to_string(), &meta)),
+        Ok(Some(meta)) => {
+            let mut link = Entry::from_meta(rel.to_string(), &meta);
+            link.target = share.read_link(rel).ok();
+            found.push(link);
+        }
         _ => {}
     }
     let journal = &shared.journal;
@@ -97,6 +101,7 @@ fn refresh_settling(
             .filter(|(stamp, _)| entry.path == rel && stamp.size == entry.size && stamp.mtime_ns == entry.mtime_ns);
         match entry.kind {
             EntryKind::Dir => entry.size = 0,
+            EntryKind::Symlink => {}
             _ if written.is_some() => entry.md5 = written.map(|(_, md5)| md5),
             // Still growing: its watcher events and rechecks bring it once it settles.
             _ if is_being_written(entry.size, entry.mtime_ns) => {
@@ -146,20 +151,24 @@ fn refresh_settling(
     Ok((changed, unsettled.into_iter().collect()))
 }
 
-/// Whether the disk still holds what `entry` describes (a folder, or a file of that size and mtime).
+/// Whether the disk still holds what `entry` describes (a folder, a link to that target, or a file of that size
+/// and mtime).
 fn still_there(share: &Share, entry: &Entry) -> bool {
     match share.meta(&entry.path) {
         Ok(Some(meta)) if entry.kind == EntryKind::Dir => meta.kind == EntryKind::Dir,
+        Ok(Some(meta)) if entry.kind == EntryKind::Symlink => {
+            meta.kind == EntryKind::Symlink && share.read_link(&entry.path).ok() == entry.target
+        }
         Ok(Some(meta)) => meta.kind == EntryKind::File && meta.size == entry.size && meta.mtime_ns == entry.mtime_ns,
         _ => false,
     }
 }
 
-/// Whether nothing the journal records is at `rel` any more: nothing at all, a link, or something reached only
-/// through a link or a file.
+/// Whether nothing the journal records is at `rel` any more: nothing at all, or something reached only through a
+/// link or a file.
 fn is_gone(share: &Share, rel: &str) -> bool {
     match share.meta(rel) {
-        Ok(meta) => meta.is_none_or(|meta| meta.kind == EntryKind::Symlink),
+        Ok(meta) => meta.is_none(),
         Err(e) => matches!(e, Error::NotFound { .. } | Error::Symlink { .. } | Error::NotAFolder { .. }),
     }
 }

@@ -426,6 +426,9 @@ async fn run_request(request: Request, mut out: Responder, caller: &Caller, shar
         Request::UploadBatch { files } => batch::upload(shared, files, caller, &mut out).await,
         Request::Mkdir { path } => change::mkdir(shared, path, client, &mut out).await,
         Request::Delete { path, expect } => change::delete(shared, path, *expect, client, &mut out).await,
+        Request::Symlink { path, target, expect } => {
+            change::symlink(shared, (path, *expect), target, client, &mut out).await
+        }
         Request::Rename { from, to, expect } => change::rename(shared, (from, *expect), to, client, &mut out).await,
         Request::Changes { since } => sync_requests::changes(shared, *since, &mut out).await,
         // Answered by the connection itself; see `control`.

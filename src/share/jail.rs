@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
-use super::{Meta, STATE_DIR};
+use super::{Meta, STATE_DIR, link_stays_inside};
 use crate::error::{Error, Result};
 
 /// How folders are opened: never through a link, never as a controlling terminal or across an exec.
@@ -245,6 +245,32 @@ impl Share {
             )),
             Err(e) => Err(Error::io(self.shown(rel), e.into())),
         }
+    }
+
+    /// Makes a symbolic link to `target` at `rel`, as [`Share::place`] places a file: made under a temporary name
+    /// in `.tandem/tmp`, then renamed into place, what was there going to the trash. A target that leaves the
+    /// folder is refused (see [`link_stays_inside`]).
+    pub fn place_symlink(&self, rel: &str, target: &str) -> Result<()> {
+        if !link_stays_inside(rel, target) {
+            return Err(Error::InvalidPath {
+                path: format!("{rel} -> {target}"),
+                reason: "the link's target leaves the folder; only links that point inside it are synced",
+            });
+        }
+        let state = self.state()?;
+        let name = loop {
+            let name = format!("incoming-{:016x}", rand::random::<u64>());
+            match rustix::fs::symlinkat(target, &state.tmp, name.as_str()) {
+                Ok(()) => break name,
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(Error::io(self.temp_shown(&name), e.into())),
+            }
+        };
+        let placed = self.place(&name, rel);
+        if placed.is_err() {
+            self.remove_temp(&name);
+        }
+        placed.map(drop)
     }
 
     /// Removes the temporary file `name`, if it is still there.

@@ -23,5 +23,5 @@ pub use entry::{
 };
 pub use filter::{EntryFilter, compile_pattern};
 pub use jail::Share;
-pub use sandbox::{check_portable, normalize};
+pub use sandbox::{MAX_LINK_TARGET, check_portable, link_stays_inside, normalize};
 pub use walk::Walk;

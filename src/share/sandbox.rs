@@ -96,9 +96,53 @@ fn is_drive_prefixed(path: &str) -> bool {
     bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':'
 }
 
+/// Longest link target sync carries: the length of a path on Linux.
+pub const MAX_LINK_TARGET: usize = 4096;
+
+/// Whether a symbolic link at `rel` pointing at `target` stays inside the folder it is in, read as text: a relative
+/// target whose `..` never climb above the folder's root and that never reaches tandem's own `.tandem`. Only such
+/// links are synced; one to `/etc` or `../../elsewhere` would mean something else, or nothing, on the other side.
+pub fn link_stays_inside(rel: &str, target: &str) -> bool {
+    if target.is_empty() || target.len() > MAX_LINK_TARGET || target.starts_with('/') || target.contains('\0') {
+        return false;
+    }
+    let mut resolved: Vec<&str> = rel.split('/').collect();
+    resolved.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if resolved.pop().is_none() {
+                    return false;
+                }
+            }
+            name => resolved.push(name),
+        }
+    }
+    resolved.first() != Some(&super::STATE_DIR)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_synced_only_when_their_target_stays_inside_the_folder() {
+        for (rel, target) in [("a", "b"), ("docs/up", ".."), ("docs/x", "../notes/./y.txt"), ("d/e/f", "../../g")] {
+            assert!(link_stays_inside(rel, target), "{rel} -> {target}");
+        }
+        for (rel, target) in [
+            ("a", "/etc/passwd"),
+            ("a", ".."),
+            ("docs/x", "../../outside"),
+            ("docs/x", "../.tandem/sync.sqlite"),
+            ("a", ""),
+            ("a", "b\0c"),
+        ] {
+            assert!(!link_stays_inside(rel, target), "{rel} -> {target}");
+        }
+        assert!(!link_stays_inside("a", &"x/".repeat(3000)), "too long");
+    }
 
     #[test]
     fn clean_paths_normalize() {

@@ -18,11 +18,11 @@ use serde::Serialize;
 
 use super::log::ActionLog;
 use super::plan::{Action, Kind, PathState, Version, plan};
-use super::scan::{LocalEntry, Unreadable, hash_files, scan, still_being_written};
+use super::scan::{LeftOut, LocalEntry, Scan, hash_files, scan, still_being_written};
 use super::state::{RemoteVersion, SyncState, Update};
 use super::transfer::{PARALLEL_BATCHES, Planned, batched, check_local, transfer_batch, worth_a_delta};
 use crate::client::Connection;
-use crate::digest::HashCache;
+use crate::digest::{HashCache, Md5Digest};
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorCode, Expect};
 use crate::share::{EntryKind, FileStamp, STATE_DIR, Share, normalize, system_time_to_ns};
@@ -92,8 +92,9 @@ pub struct Engine {
     /// What the latest run of passes left out, and why: paths whose action failed for a reason another pass will
     /// not mend, and folders that cannot be read. The rest of the tree syncs all the same.
     left_out: BTreeMap<String, String>,
-    /// Unreadable folders already reported, so each is told once until it can be read again.
-    reported_unreadable: HashSet<String>,
+    /// What was already reported as left out (path and reason), and the files reported as hard links: each is
+    /// told once, until it changes.
+    reported: HashSet<(String, String)>,
     /// The last pass found nothing to do: until the journal or the folder changes, there is nothing to plan.
     quiet: bool,
     /// The last pass left files alone because a program was still writing them.
@@ -143,7 +144,7 @@ impl Engine {
             log,
             blocked: HashMap::new(),
             left_out: BTreeMap::new(),
-            reported_unreadable: HashSet::new(),
+            reported: HashSet::new(),
             quiet: false,
             growing: false,
             unplanned_remote: false,
@@ -199,14 +200,17 @@ impl Engine {
         let (changes, latest) = self.conn.changes_since(self.state.remote_seq).await?;
         let mut update = Update { remote_seq: Some(latest), ..Default::default() };
         for change in changes {
-            let remote = change.entry.and_then(|entry| {
-                let kind = match entry.kind {
-                    EntryKind::File => Kind::File,
-                    EntryKind::Dir => Kind::Dir,
-                    EntryKind::Symlink => return None,
+            let remote = change.entry.map(|entry| {
+                let (kind, md5) = match entry.kind {
+                    EntryKind::File => (Kind::File, entry.md5),
+                    EntryKind::Dir => (Kind::Dir, entry.md5),
+                    // A link's content is its target text.
+                    EntryKind::Symlink => {
+                        (Kind::Symlink, entry.target.as_ref().map(|target| Md5Digest::of(target.as_bytes())))
+                    }
                 };
-                let version = Version { kind, size: entry.size, mtime_ns: entry.mtime_ns, md5: entry.md5 };
-                Some(RemoteVersion { version, author: change.author.clone() })
+                let version = Version { kind, size: entry.size, mtime_ns: entry.mtime_ns, md5 };
+                RemoteVersion { version, author: change.author.clone(), target: entry.target }
             });
             // Paths from the network go through the same checks as any other remote path.
             match normalize(&change.path) {
@@ -225,8 +229,8 @@ impl Engine {
     async fn pass(&mut self) -> Result<PassOutcome> {
         self.pull_changes().await?;
         let (root, hashes) = (self.root.clone(), self.hashes.clone());
-        let (mut local, unreadable) = blocking(move || scan(&root, &hashes)).await?;
-        self.note_unreadable(&unreadable);
+        let Scan { entries: mut local, left_out, hard_linked } = blocking(move || scan(&root, &hashes)).await?;
+        self.note_left_out(&left_out, &hard_linked);
         self.refuse_if_emptied(&local)?;
         // The idle case, every minute or so: nothing changed on either side since a pass that had nothing to do.
         if self.quiet && !self.unplanned_remote && self.matches_base(&local) {
@@ -260,7 +264,7 @@ impl Engine {
         .await?;
         unsettled.extend(growing.iter().cloned());
 
-        let states = self.path_states(&local, &unsettled, &unreadable);
+        let states = self.path_states(&local, &unsettled, &left_out);
         let by_path: HashMap<&str, &PathState> = states.iter().map(|s| (s.path.as_str(), s)).collect();
         // A path a lock refused waits until one side changes again, instead of being refused every pass.
         self.blocked.retain(|path, refused| {
@@ -283,6 +287,7 @@ impl Engine {
                 self.state.base.get(path).is_some_and(|base| {
                     base.kind == now.kind
                         && (now.kind == Kind::Dir
+                            || (now.kind == Kind::Symlink && now.md5 == base.md5)
                             || (now.md5.is_some()
                                 && now.md5 == base.md5
                                 && now.size == base.size
@@ -318,38 +323,38 @@ impl Engine {
         Ok(())
     }
 
-    /// Reports each folder that cannot be read, once until it can be again, and leaves it out of this run.
-    fn note_unreadable(&mut self, unreadable: &[Unreadable]) {
-        self.reported_unreadable.retain(|path| unreadable.iter().any(|u| &u.path == path));
-        for folder in unreadable {
-            if self.reported_unreadable.insert(folder.path.clone()) {
-                tracing::warn!(
-                    "{}: the folder cannot be read ({}); what is in it is left out until it can be",
-                    folder.path,
-                    folder.reason
-                );
+    /// Reports each path the scan left out, once until it changes, and leaves it out of this run; and tells once
+    /// of each file with hard links, which syncs as a file of its own.
+    fn note_left_out(&mut self, left_out: &[LeftOut], hard_linked: &[String]) {
+        const HARD_LINK: &str = "has other names (hard links); the other side gets it as a separate file";
+        let now: HashSet<(String, String)> = (left_out.iter().map(|l| (l.path.clone(), l.reason.clone())))
+            .chain(hard_linked.iter().map(|path| (path.clone(), HARD_LINK.to_string())))
+            .collect();
+        self.reported.retain(|seen| now.contains(seen));
+        for (path, reason) in now {
+            if !self.reported.contains(&(path.clone(), reason.clone())) {
+                self.log.noted(&path, &reason);
+                self.reported.insert((path.clone(), reason.clone()));
             }
-            self.left_out.insert(folder.path.clone(), format!("the folder cannot be read: {}", folder.reason));
+            if reason != HARD_LINK {
+                self.left_out.insert(path, reason);
+            }
         }
     }
 
-    /// Every path to plan for: in the base, on the server or here, but not one still settling, nor one inside a
-    /// folder that cannot be read (its files are unknown, not gone).
+    /// Every path to plan for: in the base, on the server or here, but not one still settling, nor one left out
+    /// (a special file, a link outside, or anything inside a folder that cannot be read: unknown, not gone).
     fn path_states(
         &self,
         local: &HashMap<String, LocalEntry>,
         unsettled: &HashSet<String>,
-        unreadable: &[Unreadable],
+        left_out: &[LeftOut],
     ) -> Vec<PathState> {
         let mut paths: HashSet<&str> = HashSet::new();
         paths.extend(self.state.base.keys().map(String::as_str));
         paths.extend(self.state.remote.keys().map(String::as_str));
         paths.extend(local.keys().map(String::as_str));
-        let unknown = |path: &str| {
-            unreadable.iter().any(|u| {
-                path.len() > u.path.len() && path.starts_with(&u.path) && path.as_bytes()[u.path.len()] == b'/'
-            })
-        };
+        let unknown = |path: &str| left_out.iter().any(|l| l.covers(path));
         paths
             .into_iter()
             .filter(|path| !unsettled.contains(*path) && !unknown(path))
@@ -441,7 +446,7 @@ impl Engine {
                 update.base.push((path.clone(), Some(version.clone())));
                 if let Action::Upload { .. } = action {
                     outcome.summary.uploaded += 1;
-                    let mirrored = RemoteVersion { version, author: Some(self.host.clone()) };
+                    let mirrored = RemoteVersion { version, author: Some(self.host.clone()), target: None };
                     update.remote.push((path, Some(mirrored)));
                 } else {
                     outcome.summary.downloaded += 1;
@@ -517,10 +522,37 @@ impl Engine {
                 update.base.push((from.clone(), None));
                 update.remote.push((from.clone(), None));
                 update.base.push((to.clone(), Some(here.version.clone())));
-                update
-                    .remote
-                    .push((to.clone(), Some(RemoteVersion { version: remote, author: Some(self.host.clone()) })));
+                update.remote.push((
+                    to.clone(),
+                    Some(RemoteVersion { version: remote, author: Some(self.host.clone()), target: None }),
+                ));
                 summary.moved += 1;
+            }
+            Action::LinkRemote { path } => {
+                let here = local.get(path).ok_or_else(|| Error::NotFound { path: path.clone() })?;
+                let target = self.folder.read_link(path)?;
+                if Some(Md5Digest::of(target.as_bytes())) != here.version.md5 {
+                    return Err(Error::Stale { path: path.clone(), found: "the link changed during the sync".into() });
+                }
+                self.conn.symlink(path, &target, expect_of(states.get(path.as_str()).copied())).await?;
+                update.base.push((path.clone(), Some(here.version.clone())));
+                let mirrored = RemoteVersion {
+                    version: here.version.clone(),
+                    author: Some(self.host.clone()),
+                    target: Some(target),
+                };
+                update.remote.push((path.clone(), Some(mirrored)));
+                summary.uploaded += 1;
+            }
+            Action::LinkLocal { path } => {
+                let remote = self.state.remote.get(path).ok_or_else(|| Error::NotFound { path: path.clone() })?;
+                let target = remote.target.clone().ok_or_else(|| Error::NotFound { path: path.clone() })?;
+                let version = remote.version.clone();
+                // What is here must still be what the scan saw; the link replaces it (into the trash), or fills a gap.
+                check_local(&self.folder, path, local.get(path).and_then(|e| e.stamp))?;
+                self.folder.place_symlink(path, &target)?;
+                update.base.push((path.clone(), Some(version)));
+                summary.downloaded += 1;
             }
             Action::MkdirLocal { path } => {
                 self.folder.create_dirs(path)?;
@@ -531,7 +563,7 @@ impl Engine {
                 update.base.push((path.clone(), Some(dir)));
             }
             Action::DeleteLocal { path, kind } => {
-                if *kind == Kind::File {
+                if *kind != Kind::Dir {
                     check_local(&self.folder, path, local.get(path).and_then(|e| e.stamp))?;
                 }
                 // An emptied folder simply goes; anything else is kept in the trash.
@@ -605,6 +637,7 @@ fn expect_of(state: Option<&PathState>) -> Option<Expect> {
     Some(match state.and_then(|s| s.remote.as_ref()) {
         None => Expect::Absent,
         Some(Version { kind: Kind::Dir, .. }) => Expect::EmptyDir,
+        Some(Version { kind: Kind::Symlink, md5: Some(md5), .. }) => Expect::Link { md5: *md5 },
         Some(Version { md5: Some(md5), .. }) => Expect::File { md5: *md5 },
         Some(Version { md5: None, .. }) => return None,
     })
@@ -618,6 +651,8 @@ pub fn action_path(action: &Action) -> &str {
         | Action::MkdirRemote { path }
         | Action::DeleteLocal { path, .. }
         | Action::DeleteRemote { path, .. }
+        | Action::LinkLocal { path }
+        | Action::LinkRemote { path }
         | Action::Record { path, .. }
         | Action::Forget { path } => path,
         Action::RenameLocal { from, .. }

@@ -25,6 +25,13 @@ impl ActionLog {
         self.write(&line);
     }
 
+    /// Something about `path` a person should know once, such as why it is left out.
+    pub fn noted(&self, path: &str, what: &str) {
+        let line = format!("note {path}: {what}");
+        tracing::warn!("{line}");
+        self.write(&line);
+    }
+
     pub fn skipped(&self, action: &Action, why: &Error) {
         let line = format!("skipped {}: {why}", describe(action));
         tracing::warn!("{line}");
@@ -44,6 +51,8 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::Upload { path } => format!("upload {path}"),
         Action::Download { path } => format!("download {path}"),
+        Action::LinkRemote { path } => format!("link on server {path}"),
+        Action::LinkLocal { path } => format!("link here {path}"),
         Action::MkdirLocal { path } => format!("mkdir here {path}"),
         Action::MkdirRemote { path } => format!("mkdir on server {path}"),
         Action::DeleteLocal { path, .. } => format!("delete here (to trash) {path}"),

@@ -33,6 +33,15 @@ use crate::digest::Md5Digest;
 pub enum Kind {
     File,
     Dir,
+    /// A symbolic link whose target stays inside the folder; its `md5` is that of the target text, its content.
+    Symlink,
+}
+
+impl Kind {
+    /// Files and links: entries with content of their own, nothing below them.
+    fn is_leaf(self) -> bool {
+        self != Kind::Dir
+    }
 }
 
 /// One side's version of a path. `md5` is Some for files whose bytes are known; a local file not yet hashed
@@ -65,6 +74,14 @@ pub enum Action {
     },
     /// Copy the remote file to the local side.
     Download {
+        path: String,
+    },
+    /// Make the local link at `path` on the remote side.
+    LinkRemote {
+        path: String,
+    },
+    /// Make the remote link at `path` on the local side.
+    LinkLocal {
         path: String,
     },
     MkdirLocal {
@@ -118,7 +135,7 @@ pub fn same_content(a: Option<&Version>, b: Option<&Version>) -> bool {
         (None, None) => true,
         (Some(a), Some(b)) => match (a.kind, b.kind) {
             (Kind::Dir, Kind::Dir) => true,
-            (Kind::File, Kind::File) => a.md5.is_some() && a.md5 == b.md5,
+            (Kind::File, Kind::File) | (Kind::Symlink, Kind::Symlink) => a.md5.is_some() && a.md5 == b.md5,
             _ => false,
         },
         _ => false,
@@ -202,10 +219,12 @@ fn decide(state: &PathState) -> Decision {
             (_, None) => Decision::Push,
             (Some(l), Some(r)) => match (l.kind, r.kind) {
                 // The older file loses; on a tie, the local one.
-                (Kind::File, Kind::File) if l.mtime_ns <= r.mtime_ns => Decision::LocalLoses,
-                (Kind::File, Kind::File) => Decision::RemoteLoses,
+                (l_kind, r_kind) if l_kind.is_leaf() && r_kind.is_leaf() && l.mtime_ns <= r.mtime_ns => {
+                    Decision::LocalLoses
+                }
+                (l_kind, r_kind) if l_kind.is_leaf() && r_kind.is_leaf() => Decision::RemoteLoses,
                 // A folder always beats a file: the file is one entry, easily set aside.
-                (Kind::File, Kind::Dir) => Decision::LocalLoses,
+                (_, Kind::Dir) => Decision::LocalLoses,
                 _ => Decision::RemoteLoses,
             },
         },
@@ -231,9 +250,9 @@ fn keep_survivors(states: &[&PathState], decisions: &mut [Decision]) {
         if holds_survivor.contains(path) && target(state, *decision) != Some(Kind::Dir) {
             let kind = |v: &Option<Version>| v.as_ref().map(|v| v.kind);
             *decision = match (kind(&state.local), kind(&state.remote)) {
-                (Some(Kind::Dir), Some(Kind::File)) => Decision::RemoteLoses,
+                (Some(Kind::Dir), Some(remote)) if remote.is_leaf() => Decision::RemoteLoses,
                 (Some(Kind::Dir), _) => Decision::Push,
-                (Some(Kind::File), Some(Kind::Dir)) => Decision::LocalLoses,
+                (Some(local), Some(Kind::Dir)) if local.is_leaf() => Decision::LocalLoses,
                 (_, Some(Kind::Dir)) => Decision::Pull,
                 // Neither side has a folder here (inconsistent input): transfers below create their parents.
                 _ => *decision,
@@ -313,8 +332,8 @@ fn copy(to: Side, path: &str, source: Option<&Version>, dest: Option<&Version>, 
         (None, None) | (Some(Kind::Dir), Some(Kind::Dir)) => return false,
         (None, Some(kind)) => (delete(kind), false),
         // A kind change: clear the old entry now, create the new one next pass (deletions run last).
-        (Some(Kind::Dir), Some(Kind::File)) => (delete(Kind::File), true),
-        (Some(Kind::File), Some(Kind::Dir)) => (delete(Kind::Dir), false),
+        (Some(Kind::Dir), Some(leaf)) => (delete(leaf), true),
+        (Some(_), Some(Kind::Dir)) => (delete(Kind::Dir), false),
         (Some(Kind::Dir), None) => match to {
             Side::Local => (Action::MkdirLocal { path }, false),
             Side::Remote => (Action::MkdirRemote { path }, false),
@@ -322,6 +341,10 @@ fn copy(to: Side, path: &str, source: Option<&Version>, dest: Option<&Version>, 
         (Some(Kind::File), _) => match to {
             Side::Local => (Action::Download { path }, false),
             Side::Remote => (Action::Upload { path }, false),
+        },
+        (Some(Kind::Symlink), _) => match to {
+            Side::Local => (Action::LinkLocal { path }, false),
+            Side::Remote => (Action::LinkRemote { path }, false),
         },
     };
     actions.push(action);
@@ -337,6 +360,7 @@ fn phase(action: &Action) -> (u8, &str) {
         Action::MkdirLocal { path } | Action::MkdirRemote { path } => (1, path),
         Action::MoveLocal { to, .. } | Action::MoveRemote { to, .. } => (2, to),
         Action::Upload { path } | Action::Download { path } => (3, path),
+        Action::LinkLocal { path } | Action::LinkRemote { path } => (3, path),
         Action::DeleteLocal { path, .. } | Action::DeleteRemote { path, .. } => (DELETE_PHASE, path),
         Action::Record { path, .. } | Action::Forget { path } => (5, path),
     }

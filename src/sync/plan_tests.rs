@@ -419,9 +419,9 @@ impl Sim {
     }
 
     fn write(&mut self, path: &str, version: Version) {
-        assert_eq!(version.kind, Kind::File, "only files are transferred: {path}");
+        assert_ne!(version.kind, Kind::Dir, "only files and links are transferred: {path}");
         if let Some(old) = self.tree.remove(path) {
-            assert_eq!(old.kind, Kind::File, "a transfer must not write over the folder {path}");
+            assert_ne!(old.kind, Kind::Dir, "a transfer must not write over the folder {path}");
             self.trash.push(old);
         }
         self.make_parents(path);
@@ -451,15 +451,15 @@ impl Sim {
 
     fn rename(&mut self, from: &str, to: &str) {
         let v = self.tree.remove(from).unwrap_or_else(|| panic!("renames {from}, which is not there"));
-        assert_eq!(v.kind, Kind::File, "only files are renamed or moved");
+        assert_ne!(v.kind, Kind::Dir, "only files and links are renamed or moved");
         assert!(!self.tree.contains_key(to), "rename onto the existing {to}");
         self.make_parents(to);
         self.tree.insert(to.to_string(), v);
     }
 
-    fn file(&self, path: &str) -> Version {
+    fn leaf(&self, path: &str, kind: Kind) -> Version {
         let v = self.tree.get(path).unwrap_or_else(|| panic!("copies {path}, which is not there")).clone();
-        assert_eq!(v.kind, Kind::File, "copies the folder {path} as a file");
+        assert_eq!(v.kind, kind, "copies {path} as the wrong kind");
         v
     }
 }
@@ -467,8 +467,10 @@ impl Sim {
 fn apply(actions: &[Action], local: &mut Sim, remote: &mut Sim) {
     for action in actions {
         match action {
-            Action::Upload { path } => remote.write(path, local.file(path)),
-            Action::Download { path } => local.write(path, remote.file(path)),
+            Action::Upload { path } => remote.write(path, local.leaf(path, Kind::File)),
+            Action::Download { path } => local.write(path, remote.leaf(path, Kind::File)),
+            Action::LinkRemote { path } => remote.write(path, local.leaf(path, Kind::Symlink)),
+            Action::LinkLocal { path } => local.write(path, remote.leaf(path, Kind::Symlink)),
             Action::MkdirLocal { path } => local.mkdir(path),
             Action::MkdirRemote { path } => remote.mkdir(path),
             Action::DeleteLocal { path, kind } => local.delete(path, *kind),
@@ -505,6 +507,7 @@ fn content(sim: &Sim) -> BTreeMap<String, (Kind, Option<Md5Digest>)> {
 enum Node {
     Absent,
     File(usize, i64),
+    Link(usize, i64),
     Dir,
 }
 
@@ -519,7 +522,12 @@ fn universe() -> Vec<String> {
 }
 
 fn node() -> impl Strategy<Value = Node> {
-    prop_oneof![Just(Node::Absent), (0..CONTENTS.len(), 0..4i64).prop_map(|(c, t)| Node::File(c, t)), Just(Node::Dir)]
+    prop_oneof![
+        Just(Node::Absent),
+        (0..CONTENTS.len(), 0..4i64).prop_map(|(c, t)| Node::File(c, t)),
+        (0..CONTENTS.len(), 0..4i64).prop_map(|(c, t)| Node::Link(c, t)),
+        Just(Node::Dir)
+    ]
 }
 
 /// A consistent tree: `pick` says what each path holds (None: the same as in `base`); children of anything but
@@ -536,6 +544,7 @@ fn tree(pick: &[Option<Node>], base: &BTreeMap<String, Version>) -> BTreeMap<Str
             None => base.get(&path).cloned(),
             Some(Node::Absent) => None,
             Some(Node::File(c, t)) => Some(file(CONTENTS[*c], *t)),
+            Some(Node::Link(c, t)) => Some(Version { kind: Kind::Symlink, ..file(CONTENTS[*c], *t) }),
             Some(Node::Dir) => Some(dir()),
         };
         if let Some(v) = version {
@@ -576,7 +585,7 @@ proptest! {
         // Every file version at the start; versions a side changed must stay live, unchanged ones may be trashed.
         let mut initial = Vec::new();
         for sim in [&local, &remote] {
-            for (path, v) in sim.tree.iter().filter(|(_, v)| v.kind == Kind::File) {
+            for (path, v) in sim.tree.iter().filter(|(_, v)| v.kind != Kind::Dir) {
                 initial.push((path.clone(), v.clone(), !same_content(base.get(path), Some(v))));
             }
         }

@@ -12,9 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::plan::{Kind, Version};
-use crate::digest::{HashCache, md5_file};
+use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
-use crate::share::{EntryKind, FileStamp, Walk, is_being_written_at};
+use crate::share::{EntryKind, FileStamp, Walk, is_being_written_at, link_stays_inside};
 use crate::task::parallel_map;
 
 /// One local file or folder as the scan found it.
@@ -25,49 +25,97 @@ pub struct LocalEntry {
     pub stamp: Option<FileStamp>,
 }
 
-/// A folder the scan found but could not read, and why: what is in it is unknown, not gone.
+/// A path sync leaves out, and why: a folder it cannot read (what is in it is unknown, not gone), a special file
+/// (a FIFO, a socket, a device), or a link whose target leaves the folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unreadable {
+pub struct LeftOut {
     pub path: String,
     pub reason: String,
+    /// An unreadable folder: the folder itself still syncs, only what is below it is unknown.
+    pub folder: bool,
 }
 
-/// Every file and folder below `root`, with MD5s from the hash cache where they are known, and the folders that
-/// could not be read (the rest of the tree is scanned all the same). Blocking.
-pub fn scan(root: &Path, hashes: &HashCache) -> Result<(HashMap<String, LocalEntry>, Vec<Unreadable>)> {
-    let mut found = HashMap::new();
-    let mut unreadable = Vec::new();
+impl LeftOut {
+    /// Whether planning must leave `path` alone because of this.
+    pub fn covers(&self, path: &str) -> bool {
+        let below =
+            path.len() > self.path.len() && path.starts_with(&self.path) && path.as_bytes()[self.path.len()] == b'/';
+        below || (!self.folder && path == self.path)
+    }
+}
+
+/// What a scan of the local folder found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every file, folder and syncable link, by path.
+    pub entries: HashMap<String, LocalEntry>,
+    pub left_out: Vec<LeftOut>,
+    /// Files with more than one name (hard links): each name syncs as a file of its own.
+    pub hard_linked: Vec<String>,
+}
+
+/// Every file, folder and link below `root`, with MD5s from the hash cache where they are known (a link's content is
+/// its target text), and what is left out (the rest of the tree is scanned all the same). Blocking.
+pub fn scan(root: &Path, hashes: &HashCache) -> Result<Scan> {
+    let mut found = Scan::default();
     for entry in Walk::local(root, "")? {
         let entry = match entry {
             Ok(entry) => entry,
             // An unreadable folder is not an empty one: the caller must not take its files for deleted.
             Err(Error::UnreadableFolder { path, source }) => {
-                unreadable.push(Unreadable { path, reason: source.to_string() });
+                let reason = format!("the folder cannot be read: {source}");
+                found.left_out.push(LeftOut { path, reason, folder: true });
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let local = match entry.kind {
-            EntryKind::Symlink => continue,
-            EntryKind::Dir => {
-                LocalEntry { version: Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None }, stamp: None }
-            }
-            EntryKind::File => {
-                let abs = root.join(&entry.path);
-                let metadata = match std::fs::symlink_metadata(&abs) {
-                    Ok(metadata) => metadata,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io(&abs, e)),
-                };
-                let stamp = FileStamp::of(&metadata);
-                let md5 = hashes.get(&entry.path, stamp);
-                let version = Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5 };
-                LocalEntry { version, stamp: Some(stamp) }
-            }
+        if entry.kind == EntryKind::Dir {
+            let version = Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None };
+            found.entries.insert(entry.path, LocalEntry { version, stamp: None });
+            continue;
+        }
+        let abs = root.join(&entry.path);
+        let metadata = match std::fs::symlink_metadata(&abs) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&abs, e)),
         };
-        found.insert(entry.path, local);
+        let stamp = FileStamp::of(&metadata);
+        let file_type = metadata.file_type();
+        let version = if file_type.is_symlink() {
+            let Some(target) = entry.target.filter(|target| link_stays_inside(&entry.path, target)) else {
+                let reason = "a symbolic link that points outside the folder; only links inside it are synced";
+                found.left_out.push(LeftOut { path: entry.path, reason: reason.into(), folder: false });
+                continue;
+            };
+            let md5 = Some(Md5Digest::of(target.as_bytes()));
+            Version { kind: Kind::Symlink, size: target.len() as u64, mtime_ns: stamp.mtime_ns, md5 }
+        } else if file_type.is_file() {
+            if hard_link_count(&metadata) > 1 {
+                found.hard_linked.push(entry.path.clone());
+            }
+            let md5 = hashes.get(&entry.path, stamp);
+            Version { kind: Kind::File, size: stamp.size, mtime_ns: stamp.mtime_ns, md5 }
+        } else {
+            let reason = "a special file (a FIFO, socket or device), which has no content to sync";
+            found.left_out.push(LeftOut { path: entry.path, reason: reason.into(), folder: false });
+            continue;
+        };
+        found.entries.insert(entry.path, LocalEntry { version, stamp: Some(stamp) });
     }
-    Ok((found, unreadable))
+    Ok(found)
+}
+
+fn hard_link_count(metadata: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::nlink(metadata)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = metadata;
+        1
+    }
 }
 
 /// The local files a program still seems to be writing (see [`is_being_written_at`]) at `now_ns`, apart from
@@ -153,8 +201,8 @@ mod tests {
             hashes.insert(file, FileStamp::of(&std::fs::metadata(root.join(file)).unwrap()), pretend);
         }
 
-        let (mut local, unreadable) = scan(root, &hashes).unwrap();
-        assert!(unreadable.is_empty());
+        let Scan { entries: mut local, left_out, .. } = scan(root, &hashes).unwrap();
+        assert!(left_out.is_empty());
         let mut paths: Vec<&str> = local.keys().map(String::as_str).collect();
         paths.sort();
         assert_eq!(paths, ["docs", "docs/a.txt", "docs/b.txt", "new.txt"]);
@@ -164,14 +212,14 @@ mod tests {
         let unsettled = hash_files(root, &mut local, vec!["new.txt".into()], &hashes).unwrap();
         assert!(unsettled.is_empty());
         assert_eq!(local["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")));
-        let (again, _) = scan(root, &hashes).unwrap();
+        let again = scan(root, &hashes).unwrap().entries;
         assert_eq!(again["new.txt"].version.md5, Some(crate::digest::Md5Digest::of(b"new")), "from the cache");
 
         // Two files of the same size and mtime swapped by renames: size and mtime say nothing changed.
         std::fs::rename(root.join("docs/a.txt"), root.join("docs/swap")).unwrap();
         std::fs::rename(root.join("docs/b.txt"), root.join("docs/a.txt")).unwrap();
         std::fs::rename(root.join("docs/swap"), root.join("docs/b.txt")).unwrap();
-        let (swapped, _) = scan(root, &hashes).unwrap();
+        let swapped = scan(root, &hashes).unwrap().entries;
         assert_eq!(swapped["docs/a.txt"].version.mtime_ns, again["docs/a.txt"].version.mtime_ns);
         assert_eq!(swapped["docs/a.txt"].version.md5, None, "a swapped-in file is hashed again");
         assert_eq!(swapped["docs/b.txt"].version.md5, None);
@@ -187,7 +235,7 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let (rewritten, _) = scan(root, &hashes).unwrap();
+        let rewritten = scan(root, &hashes).unwrap().entries;
         assert_eq!((rewritten["new.txt"].version.size, rewritten["new.txt"].version.mtime_ns), (3, hashed.mtime_ns));
         assert_eq!(rewritten["new.txt"].version.md5, None, "a rewrite under a restored mtime is hashed again");
     }

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 pub struct RemoteVersion {
     pub version: Version,
     pub author: Option<String>,
+    /// For a link, its target.
+    pub target: Option<String>,
 }
 
 pub struct SyncState {
@@ -58,6 +60,7 @@ impl SyncState {
                  author TEXT);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
+        crate::db::add_column(&db, db_path, "remote", "target TEXT")?;
         let mut base = HashMap::new();
         let mut remote = HashMap::new();
         {
@@ -66,11 +69,12 @@ impl SyncState {
                 let (path, version) = row.map_err(fail)?;
                 base.insert(path, version);
             }
-            let mut rows = db.prepare("SELECT path, kind, size, mtime_ns, md5, author FROM remote").map_err(fail)?;
-            let mapped = rows.query_map([], |row| Ok((version_row(row)?, row.get::<_, Option<String>>(5)?)));
+            let mut rows =
+                db.prepare("SELECT path, kind, size, mtime_ns, md5, author, target FROM remote").map_err(fail)?;
+            let mapped = rows.query_map([], |row| Ok((version_row(row)?, row.get(5)?, row.get(6)?)));
             for row in mapped.map_err(fail)? {
-                let ((path, version), author) = row.map_err(fail)?;
-                remote.insert(path, RemoteVersion { version, author });
+                let ((path, version), author, target) = row.map_err(fail)?;
+                remote.insert(path, RemoteVersion { version, author, target });
             }
         }
         let meta = |key: &str| -> Result<Option<String>> {
@@ -125,19 +129,21 @@ impl SyncState {
             }
             let mut put_remote = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO remote (path, kind, size, mtime_ns, md5, author) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO remote (path, kind, size, mtime_ns, md5, author, target)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )
                 .map_err(fail)?;
             let mut drop_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?").map_err(fail)?;
             for (path, remote) in &update.remote {
                 match remote {
-                    Some(RemoteVersion { version: v, author }) => put_remote.execute(params![
+                    Some(RemoteVersion { version: v, author, target }) => put_remote.execute(params![
                         path,
                         kind_str(v.kind),
                         v.size as i64,
                         v.mtime_ns,
                         md5_blob(v),
-                        author
+                        author,
+                        target
                     ]),
                     None => drop_remote.execute(params![path]),
                 }
@@ -175,6 +181,7 @@ fn kind_str(kind: Kind) -> &'static str {
     match kind {
         Kind::File => "file",
         Kind::Dir => "dir",
+        Kind::Symlink => "symlink",
     }
 }
 
@@ -186,7 +193,11 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Version)> {
     let kind: String = row.get(1)?;
     let md5: Option<Vec<u8>> = row.get(4)?;
     let version = Version {
-        kind: if kind == "dir" { Kind::Dir } else { Kind::File },
+        kind: match kind.as_str() {
+            "dir" => Kind::Dir,
+            "symlink" => Kind::Symlink,
+            _ => Kind::File,
+        },
         size: row.get::<_, i64>(2)? as u64,
         mtime_ns: row.get(3)?,
         md5: md5.and_then(|bytes| Md5Digest::from_slice(&bytes)),
@@ -206,7 +217,7 @@ mod tests {
         {
             let mut state = SyncState::open(&db).unwrap();
             state.bind_to("10.0.0.1:7878").unwrap();
-            let remote = RemoteVersion { version: file.clone(), author: Some("alice".into()) };
+            let remote = RemoteVersion { version: file.clone(), author: Some("alice".into()), target: None };
             let update = Update {
                 base: vec![("a.txt".into(), Some(file.clone())), ("gone".into(), None)],
                 remote: vec![("a.txt".into(), Some(remote))],

@@ -84,23 +84,44 @@ fn checkall_and_verify_agree_with_md5sum() {
     assert!(text.contains(&format!("md5       {}", md5sum(&server.path("a.txt")))), "{text}");
 }
 
+/// Bytes the server process has read with `read` calls so far (files and sockets alike), from `/proc`.
+fn bytes_read_by(server: &ServeProcess) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{}/io", server.child.id())).unwrap();
+    let line = io.lines().find(|line| line.starts_with("rchar:")).unwrap();
+    line["rchar:".len()..].trim().parse().unwrap()
+}
+
 #[test]
 fn second_checkall_is_answered_from_the_cache() {
     let server = sample();
-    let path = server.path("a.txt");
-    let first = json(&server.cli(&["hash", "verify", "a.txt", "--json"]));
-    // Same size, same mtime, same inode, different bytes: only a cache answers with the old MD5.
-    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-    std::fs::write(&path, b"ALPHA\n").unwrap();
-    set_mtime(&path, mtime);
+    let big = server.path("big.bin");
+    std::fs::write(&big, vec![7u8; 8_000_000]).unwrap();
+    set_mtime(&big, std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000));
+    let first = json(&server.cli(&["hash", "checkall", "--json"]));
+    // The second reads no file again: far fewer bytes than the 8 MB file.
+    let before = bytes_read_by(&server);
     let second = json(&server.cli(&["hash", "checkall", "--json"]));
-    let cached = second.as_array().unwrap().iter().find(|e| e["path"] == "a.txt").unwrap();
-    assert_eq!(cached["md5"], first["md5"]);
-    // A new mtime invalidates the entry.
-    set_mtime(&path, mtime + Duration::from_secs(1));
+    let read = bytes_read_by(&server) - before;
+    assert!(read < 1_000_000, "the second checkall read {read} bytes");
+    assert_eq!(second, first);
+
+    // Same size, same mtime, same inode, different bytes: the ctime tells, and the file is read again.
+    let path = server.path("a.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let hashed = std::fs::metadata(&path).unwrap();
+    for _ in 0..1000 {
+        std::fs::write(&path, b"ALPHA\n").unwrap();
+        set_mtime(&path, mtime);
+        let now = std::fs::metadata(&path).unwrap();
+        if std::os::unix::fs::MetadataExt::ctime_nsec(&now) != std::os::unix::fs::MetadataExt::ctime_nsec(&hashed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let third = json(&server.cli(&["hash", "verify", "a.txt", "--json"]));
     assert_eq!(third["md5"], md5sum(&path));
-    assert_ne!(third["md5"], first["md5"]);
+    let old = first.as_array().unwrap().iter().find(|e| e["path"] == "a.txt").unwrap();
+    assert_ne!(third["md5"], old["md5"]);
 }
 
 #[test]

@@ -124,6 +124,7 @@ fn client_frames() -> Vec<ClientFrame> {
         Request::Mkdir { path: "new/dir".into() },
         Request::Delete { path: "old".into(), expect: Some(Expect::EmptyDir) },
         Request::Rename { from: "a".into(), to: "b".into(), expect: None },
+        Request::Symlink { path: "a".into(), target: "b".into(), expect: None },
         Request::Changes { since: u64::MAX },
         Request::Subscribe,
         Request::Lock { path: "l".into() },

@@ -225,8 +225,8 @@ async fn swapping_a_file_for_a_link_out_never_leaks_or_copies_an_outside_file() 
     canary.assert_reads_show();
 }
 
-/// Finding 3: links to outside folders, and a link back up the tree, bring nothing into listings or the journal,
-/// on a read-only server too, even as files appear behind them.
+/// Finding 3: links to outside folders, and a link back up the tree, bring nothing into listings or the journal
+/// but themselves (with their targets), on a read-only server too, even as files appear behind them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watcher_and_the_scan_never_follow_a_link_out() {
     let canary = Canary::new();
@@ -252,7 +252,12 @@ async fn the_watcher_and_the_scan_never_follow_a_link_out() {
     let mut paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
     paths.sort();
     paths.dedup();
-    assert_eq!(paths, ["docs", "docs/readme.txt", "marker.txt"], "the journal holds only the share");
+    assert_eq!(paths, ["docs", "docs/readme.txt", "docs/up", "ext", "marker.txt"], "the journal holds only the share");
+    let target = |path: &str| changes.iter().rev().find(|c| c.path == path).and_then(|c| c.entry.clone()?.target);
+    assert_eq!(
+        (target("ext"), target("docs/up")),
+        (canary.dir.path().to_str().map(String::from), Some("../..".into()))
+    );
     let listed: Vec<String> = conn.list("", Default::default()).await.unwrap().into_iter().map(|e| e.path).collect();
     assert_eq!(listed, ["docs", "docs/readme.txt", "docs/up", "ext", "marker.txt"]);
     let links = conn.list("ext", Default::default()).await.unwrap();
@@ -406,8 +411,45 @@ fn sync_never_writes_through_a_link_in_the_clients_folder() {
         assert!(Instant::now() < deadline, "sync never finished: {said}");
         said += &stderr(&cli_as(&server.addr, home.path(), &["sync", dir, "--once"]));
     }
-    assert!(said.contains("\"docs\" is a symbolic link, and tandem never follows one"), "{said}");
+    assert!(said.contains("note docs: a symbolic link that points outside the folder"), "{said}");
     assert_eq!(std::fs::read(folder.path().join("other.txt")).unwrap(), b"fine");
     assert!(std::fs::symlink_metadata(folder.path().join("docs")).unwrap().is_symlink(), "the link is left alone");
     canary.assert_untouched();
+}
+
+/// A client may make links (sync carries those inside the folder), but only ones whose target stays inside the
+/// share and out of `.tandem`, never one placed through a link, and never on a read-only server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_makes_only_links_that_point_inside_and_never_through_one() {
+    let canary = Canary::new();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("docs")).unwrap();
+    symlink(canary.dir.path(), root.path().join("link-out")).unwrap();
+    let server = ServeProcess::start(root);
+    let conn = Connection::connect(&server.addr).await.unwrap();
+    for (path, target, refused) in [
+        ("x", "/etc/passwd", "\"x -> /etc/passwd\": the link's target leaves the share"),
+        ("docs/x", "../../outside", "\"docs/x -> ../../outside\": the link's target leaves the share"),
+        ("x", ".tandem/journal.sqlite", "\"x -> .tandem/journal.sqlite\": the link's target leaves the share"),
+        ("link-out/x", "../y", "link-out/x: \"link-out\" is a symbolic link, and tandem never follows one"),
+    ] {
+        let error = conn.symlink(path, target, None).await.unwrap_err().to_string();
+        assert!(error.contains(refused), "{path} -> {target}: {error}");
+    }
+    conn.symlink("docs/up", "../docs", None).await.unwrap();
+    assert_eq!(std::fs::read_link(server.path("docs/up")).unwrap(), Path::new("../docs"));
+    // Made again over itself with a stale expectation: refused; with the right one, replaced (into the trash).
+    let wrong = tandem::protocol::Expect::Link { md5: tandem::digest::Md5Digest::of(b"elsewhere") };
+    let stale = conn.symlink("docs/up", "..", Some(wrong)).await.unwrap_err().to_string();
+    assert!(stale.contains("the link points elsewhere now"), "{stale}");
+    let right = tandem::protocol::Expect::Link { md5: tandem::digest::Md5Digest::of(b"../docs") };
+    conn.symlink("docs/up", "..", Some(right)).await.unwrap();
+    assert_eq!(std::fs::read_link(server.path("docs/up")).unwrap(), Path::new(".."));
+    assert_eq!(std::fs::read_dir(server.path(".tandem/tmp")).unwrap().count(), 0, "no temporary link is left");
+    canary.assert_untouched();
+
+    let read_only = ServeProcess::start_with(tempfile::tempdir().unwrap(), &["--read-only"]);
+    let conn = Connection::connect(&read_only.addr).await.unwrap();
+    assert!(conn.symlink("x", "y", None).await.is_err(), "a read-only share makes no link");
+    assert!(std::fs::symlink_metadata(read_only.path("x")).is_err());
 }

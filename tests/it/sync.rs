@@ -91,6 +91,11 @@ impl Client {
         self.engine.remote_seq()
     }
 
+    /// What the latest sync left out, by path, with the reason.
+    pub fn left_out(&self) -> std::collections::BTreeMap<String, String> {
+        self.engine.left_out().clone()
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel)
     }
@@ -115,7 +120,7 @@ pub fn write(root: &Path, rel: &str, bytes: &[u8]) {
     std::fs::write(&path, bytes).unwrap();
 }
 
-/// Every file (with its MD5) and folder (None) below `root`, outside `.tandem`.
+/// Every file (with its MD5), link (with the MD5 of `-> TARGET`) and folder (None) below `root`, outside `.tandem`.
 pub fn tree(root: &Path) -> BTreeMap<String, Option<Md5Digest>> {
     let mut found = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -130,6 +135,9 @@ pub fn tree(root: &Path) -> BTreeMap<String, Option<Md5Digest>> {
             if entry.file_type().unwrap().is_dir() {
                 found.insert(rel, None);
                 stack.push(path);
+            } else if entry.file_type().unwrap().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                found.insert(rel, Some(Md5Digest::of(format!("-> {}", target.display()).as_bytes())));
             } else {
                 found.insert(rel, Some(Md5Digest::of(&std::fs::read(&path).unwrap())));
             }

@@ -204,7 +204,7 @@ fn an_unreadable_folder_is_left_out_and_reported_while_the_rest_syncs() {
     };
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let said = stderr(&output);
-    assert!(said.contains("locked: the folder cannot be read (Permission denied"), "{said}");
+    assert!(said.contains("note locked: the folder cannot be read: Permission denied"), "{said}");
     assert!(said.contains("error: 1 path was left out of this sync"), "{said}");
     // `--json` still prints its one document, failure or not.
     let summary: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
