@@ -234,10 +234,15 @@ impl Connection {
     /// A ticket for one file, from a request answered by [`Response::Ticket`] (such as
     /// [`Request::DownloadDelta`] or [`Request::UploadDelta`]): the ticket, the file, and its permission bits.
     pub async fn ticket_for(&self, request: Request) -> Result<(Ticket, Entry, Option<u32>)> {
+        self.ticket_at(request).await.map(|(ticket, entry, mode, _)| (ticket, entry, mode))
+    }
+
+    /// [`Connection::ticket_for`], with the ticket's `offset`: where in the file its bulk stream starts.
+    pub async fn ticket_at(&self, request: Request) -> Result<(Ticket, Entry, Option<u32>, u64)> {
         let what = request.command();
         let mut responses = self.request(request).await?;
         match responses.next().await? {
-            Some(Response::Ticket { ticket, entry, mode, .. }) => Ok((ticket, entry, mode)),
+            Some(Response::Ticket { ticket, entry, mode, offset }) => Ok((ticket, entry, mode, offset)),
             Some(Response::Error(body)) => Err(Error::Remote(body)),
             _ => Err(self.unexpected(&format!("a {what} answer without a ticket"))),
         }

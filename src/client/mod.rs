@@ -2,6 +2,7 @@
 //! request, the download and upload drivers, and
 //! [`fetch`], which downloads through the download cache.
 
+mod append;
 mod batch;
 mod connection;
 mod delta;

@@ -34,7 +34,7 @@ pub struct UploadReport {
 /// Uploads the local file `local` to `remote` in the share; as a delta when the server holds an older version
 /// worth one ([`super::upload_delta`]).
 pub async fn upload_tcp(conn: &Connection, local: &Path, remote: &str, progress: &Progress) -> Result<UploadReport> {
-    super::delta::upload_delta(conn, local, remote, None, progress).await
+    super::delta::upload_delta(conn, local, remote, (None, None), progress).await
 }
 
 /// Uploads `local` to `remote`, refused by the server unless `remote` still holds what `expect` says.

@@ -144,15 +144,30 @@ pub enum Request {
     /// starts with the client's signature of that version, and the server answers with a [`BulkBody`]: a delta
     /// against it, or the whole file when that is cheaper; with `delta_only`, nothing at all
     /// ([`BulkBody::Declined`]) rather than the whole file.
+    ///
+    /// With `append_to` (the client's version), if the server's file begins with exactly those bytes, the
+    /// ticket's `offset` is their length and the bulk channel is a plain stream of the rest of the file, as for
+    /// a resumed download: no signature, no [`BulkBody`]. Otherwise the offset is 0 and the channel is as above.
     DownloadDelta {
         path: String,
         #[serde(default)]
         delta_only: bool,
+        #[serde(default)]
+        append_to: Option<Held>,
     },
     /// A [`Request::Upload`] over a file the server may hold an older version of. The bulk channel starts with
     /// the server's signature of that version (empty when it has none worth using), and the client answers with
     /// a [`BulkBody`] and then the delta or the whole file.
-    UploadDelta { file: UploadItem },
+    ///
+    /// With `append_to` (the server's version, which the client's file begins with), if the server still holds
+    /// exactly that, the ticket's `offset` is its length and the client sends only the rest of the file, as a
+    /// plain stream with no signature before it and no [`BulkBody`]; its trailer counts the bytes sent and gives
+    /// the whole file's MD5. Otherwise the offset is 0 and the channel is as above.
+    UploadDelta {
+        file: UploadItem,
+        #[serde(default)]
+        append_to: Option<Held>,
+    },
     /// Creates a folder and any missing parents.
     Mkdir { path: String },
     /// Moves a file or folder to the share's trash; with `expect`, only if it still holds what the client saw.
@@ -194,6 +209,14 @@ pub struct ResumeFrom {
     pub offset: u64,
     pub size: u64,
     pub mtime_ns: i64,
+}
+
+/// A version of a file that one side holds, named so the other side can tell whether its own file begins with
+/// it: an append ([`Request::DownloadDelta`], [`Request::UploadDelta`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub size: u64,
+    pub md5: Md5Digest,
 }
 
 /// One file of an [`Request::UploadBatch`]: the fields of an [`Request::Upload`].
@@ -272,8 +295,15 @@ impl Request {
         match self {
             Request::List { path, filter } => format!("path={path:?} {filter}").trim_end().to_string(),
             Request::HashAll { path, max_depth: Some(depth) } => format!("path={path:?} depth={depth}"),
-            Request::Upload { path, size, .. } | Request::UploadDelta { file: UploadItem { path, size, .. } } => {
+            Request::Upload { path, size, .. }
+            | Request::UploadDelta { file: UploadItem { path, size, .. }, append_to: None } => {
                 format!("path={path:?} size={size}")
+            }
+            Request::UploadDelta { file: UploadItem { path, size, .. }, append_to: Some(held) } => {
+                format!("path={path:?} size={size} append_to={}", held.size)
+            }
+            Request::DownloadDelta { path, append_to: Some(held), .. } => {
+                format!("path={path:?} append_to={}", held.size)
             }
             Request::Rename { from, to, .. } => format!("from={from:?} to={to:?}"),
             Request::Symlink { path, target, .. } => format!("path={path:?} target={target:?}"),

@@ -39,7 +39,7 @@
 //! | `Download { path, resume }` | `Ticket`: size, mtime, maybe MD5, a ticket, and the `offset` the bytes start at |
 //! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
 //! | `DownloadBatch { paths }`, `UploadBatch { files }` | `Batch`: one ticket, and per file `Ready` or `Refused` |
-//! | `DownloadDelta { path }`, `UploadDelta { file }` | `Ticket`, as for `Download` and `Upload` |
+//! | `DownloadDelta { path, append_to }`, `UploadDelta { file, append_to }` | `Ticket`, as for `Download` and `Upload`; its `offset` grants an append |
 //! | `Mkdir`, `Delete`, `Rename` | `Done`; deletes go to the share's trash |
 //!
 //! # Bulk channel
@@ -71,6 +71,16 @@
 //! stream above follows; or `Delta`, and the chunks carry an rsync delta against the signed version, and the
 //! trailer gives the size and MD5 of the file it rebuilds; or, when the request said `delta_only` and no delta
 //! is worth it, `Declined`, and nothing follows. See [`crate::transfer::delta`].
+//!
+//! A delta request may name, in `append_to`, a version by its length and MD5 ([`Held`]): for a download the
+//! client's own, for an upload the server's, which the client's file begins with. If the file the server holds
+//! begins with exactly that version (download) or is exactly that version (upload), the ticket's `offset` is its
+//! length, and the bulk channel carries the plain stream above from that offset on, as for a resumed download:
+//! no signature and no `BulkBody`, chunks of the bytes after the offset, then a trailer counting those bytes and
+//! giving the whole file's MD5. The receiver writes a copy of its own first `offset` bytes, then the rest, to a
+//! temporary file, and commits it only if that file's MD5 is the trailer's. Otherwise the offset is 0 and the
+//! channel is the delta form. Both fields default to none, so an older peer on either side simply gets or grants
+//! no append. See [`crate::transfer::append`].
 
 pub mod codec;
 pub mod frame;

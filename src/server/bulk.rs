@@ -59,9 +59,10 @@ pub async fn serve(
         }
     };
     // A delta holds both versions of a file in memory: only a few run at once, server-wide. One that finds no
-    // slot free soon goes whole, so stalled deltas hold up nobody else's.
+    // slot free soon goes whole, so stalled deltas hold up nobody else's. An append streams, and needs none.
     let delta_slot = match &admitted {
-        Ok(Grant::DownloadDelta { .. } | Grant::UploadDelta(_)) => {
+        Ok(Grant::DownloadDelta { download: PendingDownload { offset: 0, .. }, .. })
+        | Ok(Grant::UploadDelta(PendingUpload { append_to: None, .. })) => {
             tokio::time::timeout(DELTA_WAIT, shared.delta_slots.clone().acquire_owned()).await.ok().and_then(Result::ok)
         }
         _ => None,
@@ -77,6 +78,10 @@ pub async fn serve(
             Ok(Grant::DownloadBatch(downloads)) => send_all(&shared, &mut stream, &peer, downloads, &mut send_whole),
             Ok(Grant::Upload(upload)) => receive_all(&shared, &mut stream, &peer, vec![upload], &mut receive_whole),
             Ok(Grant::UploadBatch(uploads)) => receive_all(&shared, &mut stream, &peer, uploads, &mut receive_whole),
+            // An append: the plain stream of the bytes after the client's version.
+            Ok(Grant::DownloadDelta { download, .. }) if download.offset > 0 => {
+                send_all(&shared, &mut stream, &peer, vec![download], &mut send_whole)
+            }
             Ok(Grant::DownloadDelta { download, delta_only }) => {
                 let mut send = |shared: &Shared, stream: &mut StdTcpStream, peer: &str, download: &PendingDownload| {
                     bulk_delta::send(shared, stream, peer, download, (delta_only, as_delta))

@@ -1,7 +1,8 @@
 //! `Download` and `DownloadDelta`: checks the file and hands out a one-time ticket for a bulk connection. The MD5
 //! travels on the ticket when the hash cache already knows it, so the client can check each byte against it. A
 //! download that resumes says which version its first bytes came from; if the file is still that version, its
-//! ticket starts the stream at the client's offset.
+//! ticket starts the stream at the client's offset. A delta download whose older version the file begins with
+//! (an append) starts the stream after it, the same way.
 
 use std::sync::Arc;
 
@@ -9,8 +10,10 @@ use super::Shared;
 use super::session::{Caller, Responder};
 use super::tickets::{Grant, PendingDownload};
 use crate::error::{Error, Result};
-use crate::protocol::{Response, ResumeFrom};
+use crate::protocol::{Held, Response, ResumeFrom};
 use crate::share::{Entry, EntryKind, normalize};
+use crate::task::blocking;
+use crate::transfer::append;
 
 pub async fn handle(
     shared: &Arc<Shared>,
@@ -37,17 +40,41 @@ pub fn resume_offset(entry: &Entry, resume: Option<ResumeFrom>) -> u64 {
     }
 }
 
-/// `DownloadDelta`: the same checks, and a ticket for the delta form of the bulk stream.
+/// `DownloadDelta`: the same checks, and a ticket for the delta form of the bulk stream; or, when the file
+/// begins with the client's version (`append_to`), for the plain stream of the bytes after it.
 pub async fn handle_delta(
     shared: &Arc<Shared>,
-    (path, delta_only): (&str, bool),
+    (path, delta_only, append_to): (&str, bool, Option<Held>),
     caller: &Caller,
     out: &mut Responder,
 ) -> Result<()> {
-    let (pending, mode) = prepare(shared, path, &caller.peer)?;
-    let entry = pending.entry.clone();
+    let (mut pending, mode) = prepare(shared, path, &caller.peer)?;
+    // Only a version shorter than the file can have been appended to: nothing is read for any other.
+    if let Some(held) = append_to.filter(|held| held.size > 0 && held.size < pending.stamp.size) {
+        let (shared_for_check, pending_for_check) = (shared.clone(), pending.clone());
+        pending.offset = blocking(move || Ok(append_offset(&shared_for_check, &pending_for_check, held))).await?;
+    }
+    let (entry, offset) = (pending.entry.clone(), pending.offset);
     let ticket = shared.tickets.issue(Grant::DownloadDelta { download: pending, delta_only }, &caller.owner);
-    out.send(Response::Ticket { ticket, entry, mode, offset: 0 }).await
+    out.send(Response::Ticket { ticket, entry, mode, offset }).await
+}
+
+/// Where a delta download's bytes start: after the client's version `held` if the file (still the version
+/// `pending` announces) begins with exactly those bytes, an append; else 0, and the delta form. Blocking: it
+/// reads the first `held.size` bytes.
+fn append_offset(shared: &Shared, pending: &PendingDownload, held: Held) -> u64 {
+    let path = &pending.entry.path;
+    let begins = shared.share.open_file(path).and_then(|(file, _)| {
+        append::begins_with(&file, pending.stamp, held).map_err(|e| Error::io(shared.share.shown(path), e))
+    });
+    match begins {
+        Ok(true) => held.size,
+        Ok(false) => 0,
+        Err(e) => {
+            tracing::debug!(path, "no append: {e}");
+            0
+        }
+    }
 }
 
 /// Checks that `path` is a file the client may fetch, and describes the version it will get, with its

@@ -418,10 +418,12 @@ async fn run_request(request: Request, mut out: Responder, caller: &Caller, shar
                 UploadItem { path: path.clone(), size: *size, mtime_ns: *mtime_ns, mode: *mode, expect: *expect };
             upload::handle(shared, (item, false), caller, &mut out).await
         }
-        Request::DownloadDelta { path, delta_only } => {
-            download::handle_delta(shared, (path, *delta_only), caller, &mut out).await
+        Request::DownloadDelta { path, delta_only, append_to } => {
+            download::handle_delta(shared, (path, *delta_only, *append_to), caller, &mut out).await
         }
-        Request::UploadDelta { file } => upload::handle(shared, (file.clone(), true), caller, &mut out).await,
+        Request::UploadDelta { file, append_to } => {
+            upload::handle_delta(shared, (file.clone(), *append_to), caller, &mut out).await
+        }
         Request::DownloadBatch { paths } => batch::download(shared, paths, caller, &mut out).await,
         Request::UploadBatch { files } => batch::upload(shared, files, caller, &mut out).await,
         Request::Mkdir { path } => change::mkdir(shared, path, client, &mut out).await,

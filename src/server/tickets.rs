@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::auth::{SessionKey, TicketProof};
-use crate::protocol::{ClientIdentity, Expect, Ticket};
+use crate::protocol::{ClientIdentity, Expect, Held, Ticket};
 use crate::share::{Entry, FileStamp};
 
 /// How long a ticket stays valid if nobody presents it.
@@ -51,6 +51,9 @@ pub struct PendingUpload {
     pub expect: Option<Expect>,
     /// The uploading client, for locks and for the journal's author.
     pub client: Option<ClientIdentity>,
+    /// The server's version that the client's file begins with, when the ticket let the client send only the
+    /// bytes after it (an append).
+    pub append_to: Option<Held>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,12 +64,13 @@ pub enum Grant {
     DownloadBatch(Vec<PendingDownload>),
     UploadBatch(Vec<PendingUpload>),
     /// One file in the delta form of the bulk stream: the client's signature comes first. With `delta_only`,
-    /// no delta worth sending means nothing is sent.
+    /// no delta worth sending means nothing is sent. With an `offset` (an append), the plain stream from there.
     DownloadDelta {
         download: PendingDownload,
         delta_only: bool,
     },
-    /// One file in the delta form: the server sends its signature first.
+    /// One file in the delta form: the server sends its signature first; or, with the upload's `append_to`, the
+    /// client sends the bytes after that version.
     UploadDelta(PendingUpload),
 }
 

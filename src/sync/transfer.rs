@@ -1,6 +1,7 @@
 //! How a sync pass moves files: uploads and downloads in batches (one request and one bulk connection for up to
 //! [`BATCH_FILES`] files), and a file whose receiving side holds an older version as a delta of its own
-//! ([`crate::client::download_delta_to`], [`crate::client::upload_delta`]). Every download checks, after its bytes
+//! ([`crate::client::download_delta_to`], [`crate::client::upload_delta`]), or as the bytes appended to it when it
+//! grew at its end (a log). Every download checks, after its bytes
 //! are verified and before they replace anything, that the local file is still the version the pass scanned.
 
 use std::sync::Arc;
@@ -12,9 +13,9 @@ use crate::client::{
 };
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
-use crate::protocol::Expect;
+use crate::protocol::{Expect, Held};
 use crate::share::{Destination, FileStamp, Share};
-use crate::transfer::{Progress, delta};
+use crate::transfer::{Progress, append, delta};
 
 /// Transfers go in batches, each one request and one bulk connection ([`crate::client::upload_batch`]), so a
 /// small file costs its bytes and its hash rather than round trips. A batch ends at this many files or bytes.
@@ -31,8 +32,9 @@ pub(super) struct Planned {
     /// What the server's path must hold for an upload to replace it.
     pub remote_expect: Option<Expect>,
     pub size: u64,
-    /// The receiving side holds an older version worth a delta, so the file travels alone, as one.
-    pub delta: bool,
+    /// The size of the receiving side's older version, when it is worth a delta or the file may have grown by an
+    /// append to it: the file then travels alone, as a delta or as the appended bytes.
+    pub delta: Option<u64>,
 }
 
 /// Payload bytes one transfer moved each way: file or delta bytes one way, a signature the other.
@@ -42,15 +44,18 @@ pub(super) struct Moved {
     pub received: u64,
 }
 
-/// Whether a transfer of `size` bytes over a receiving side's older version of `base_size` bytes goes as a delta.
-pub(super) fn worth_a_delta(size: u64, base_size: Option<u64>) -> bool {
-    base_size.is_some_and(delta::worth_a_delta) && delta::worth_a_delta(size)
+/// Whether a transfer of `size` bytes over a receiving side's older version of `base_size` bytes goes alone, as
+/// a delta or an append: then the older version's size.
+pub(super) fn worth_a_delta(size: u64, base_size: Option<u64>) -> Option<u64> {
+    base_size.filter(|&base| {
+        (delta::worth_a_delta(base) && delta::worth_a_delta(size)) || append::may_be_an_append(size, base)
+    })
 }
 
 /// Splits transfers into batches of one direction, each at most [`BATCH_FILES`] files and about [`BATCH_BYTES`].
 /// A file that goes as a delta is a batch of its own.
 pub(super) fn batched(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
-    let (deltas, planned): (Vec<Planned>, Vec<Planned>) = planned.into_iter().partition(|p| p.delta);
+    let (deltas, planned): (Vec<Planned>, Vec<Planned>) = planned.into_iter().partition(|p| p.delta.is_some());
     let (uploads, downloads): (Vec<Planned>, Vec<Planned>) =
         planned.into_iter().partition(|p| matches!(p.action, Action::Upload { .. }));
     let mut batches: Vec<Vec<Planned>> = deltas.into_iter().map(|p| vec![p]).collect();
@@ -80,7 +85,7 @@ pub(super) async fn transfer_batch(
     mut batch: Vec<Planned>,
 ) -> Vec<(Action, Result<(Version, Moved)>)> {
     let root = folder.root();
-    if batch.len() == 1 && batch[0].delta {
+    if batch.len() == 1 && batch[0].delta.is_some() {
         let planned = batch.remove(0);
         let result = transfer_delta(conn, folder, &planned).await;
         return vec![(planned.action, result)];
@@ -120,7 +125,13 @@ async fn transfer_delta(conn: &Connection, folder: &Arc<Share>, planned: &Planne
     let path = action_path(&planned.action);
     let progress = Progress::default();
     if let Action::Upload { .. } = planned.action {
-        let r = upload_delta(conn, &folder.root().join(path), path, planned.remote_expect, &progress).await?;
+        // The server's version as this pass saw it: if the local file begins with it, only the rest is sent.
+        let append_to = match (planned.remote_expect, planned.delta) {
+            (Some(Expect::File { md5 }), Some(size)) => Some(Held { size, md5 }),
+            _ => None,
+        };
+        let expected = (planned.remote_expect, append_to);
+        let r = upload_delta(conn, &folder.root().join(path), path, expected, &progress).await?;
         return Ok((file(r.size, r.mtime_ns, r.md5), Moved { sent: r.bytes_sent, received: r.bytes_received }));
     }
     let (dest, before_commit) = prepare_download(folder, path, planned.local_stamp);

@@ -1,9 +1,10 @@
 //! Moving file bytes between machines, separate from the control connection. [`tcp`] is the bulk stream over a
 //! second TCP connection; [`udp`] is tandem's own reliable UDP protocol. Both receivers hand bytes to
 //! [`sink`], which writes and hashes them on their own threads. [`delta`] and [`tcp_delta`] send only the changed
-//! parts of a file the receiver holds an older version of. Every transfer ends with an MD5 check; nothing
-//! unverified reaches the destination.
+//! parts of a file the receiver holds an older version of, and [`append`] only the bytes added to the end of one.
+//! Every transfer ends with an MD5 check; nothing unverified reaches the destination.
 
+pub mod append;
 pub mod delta;
 pub mod sink;
 pub mod tcp;

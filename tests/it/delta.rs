@@ -167,8 +167,10 @@ async fn a_hostile_signature_gets_the_whole_file_and_the_server_carries_on() {
     for signature in
         [hostile_signature(1, 16), hostile_signature(4096, 99), vec![0xff; 11], b"rs\x016garbage!!!".to_vec()]
     {
-        let (ticket, entry, _) =
-            conn.ticket_for(Request::DownloadDelta { path: "big.bin".into(), delta_only: false }).await.unwrap();
+        let (ticket, entry, _) = conn
+            .ticket_for(Request::DownloadDelta { path: "big.bin".into(), delta_only: false, append_to: None })
+            .await
+            .unwrap();
         assert_eq!(entry.size, bytes.len() as u64);
         let (stream, already) = conn.open_bulk(ticket).await.unwrap();
         let peer = server.addr.clone();

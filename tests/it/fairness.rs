@@ -168,14 +168,14 @@ async fn two_stalled_deltas_hold_up_no_other_clients_delta() {
     let attacker = Connection::connect(&server.addr).await.unwrap();
     let mut stalled = Vec::new();
     for _ in 0..2 {
-        let request = Request::DownloadDelta { path: "stall.bin".into(), delta_only: false };
+        let request = Request::DownloadDelta { path: "stall.bin".into(), delta_only: false, append_to: None };
         let (ticket, _, _) = attacker.ticket_for(request).await.unwrap();
         stalled.push(attacker.open_bulk_channel(ticket).await.unwrap());
     }
     let victim = Connection::connect(&server.addr).await.unwrap();
     let (source, progress) = (local.path().join("up.bin"), Progress::default());
     let started = Instant::now();
-    let uploading = upload_delta(&victim, &source, "up.bin", None, &progress);
+    let uploading = upload_delta(&victim, &source, "up.bin", (None, None), &progress);
     let uploaded = tokio::time::timeout(Duration::from_secs(3), uploading).await;
     let uploaded = uploaded.expect("the delta upload finished within 3 s").unwrap();
     println!("delta upload beside two stalled deltas: {:?}, {} bytes sent", started.elapsed(), uploaded.bytes_sent);

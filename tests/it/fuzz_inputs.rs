@@ -111,7 +111,12 @@ fn client_frames() -> Vec<ClientFrame> {
             mode: 0o644,
             expect: Some(Expect::File { md5: md5() }),
         },
-        Request::DownloadDelta { path: "d/ü.bin".into(), delta_only: true },
+        Request::DownloadDelta { path: "d/ü.bin".into(), delta_only: true, append_to: None },
+        Request::DownloadDelta {
+            path: "d/ü.bin".into(),
+            delta_only: false,
+            append_to: Some(Held { size: u64::MAX, md5: md5() }),
+        },
         Request::UploadDelta {
             file: UploadItem {
                 path: "u".into(),
@@ -120,6 +125,11 @@ fn client_frames() -> Vec<ClientFrame> {
                 mode: 0o600,
                 expect: Some(Expect::Absent),
             },
+            append_to: None,
+        },
+        Request::UploadDelta {
+            file: UploadItem { path: "u".into(), size: 10, mtime_ns: 0, mode: 0o600, expect: None },
+            append_to: Some(Held { size: 1 << 62, md5: md5() }),
         },
         Request::Mkdir { path: "new/dir".into() },
         Request::Delete { path: "old".into(), expect: Some(Expect::EmptyDir) },

@@ -27,6 +27,7 @@ mod safety;
 mod starvation;
 mod sync;
 mod sync_cli;
+mod sync_delta;
 mod sync_links;
 mod sync_moves;
 mod sync_property;
