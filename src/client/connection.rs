@@ -301,7 +301,8 @@ impl Connection {
     pub async fn changes_since(&self, since: u64) -> Result<(Vec<Change>, u64)> {
         let mut responses = self.request(Request::Changes { since }).await?;
         let mut all = Vec::new();
-        let mut latest = since;
+        // The server's own cursor, even one behind `since`: a journal restored from a backup must show as such.
+        let mut latest = 0;
         while let Some(response) = responses.next().await? {
             match response {
                 Response::Changes { changes, seq, more } => {

@@ -40,7 +40,8 @@
 //! | `Upload { path, size, mtime_ns, mode }` | `Ticket` for a bulk channel the client sends on |
 //! | `DownloadBatch { paths }`, `UploadBatch { files }` | `Batch`: one ticket, and per file `Ready` or `Refused` |
 //! | `DownloadDelta { path, append_to }`, `UploadDelta { file, append_to }` | `Ticket`, as for `Download` and `Upload`; its `offset` grants an append |
-//! | `Mkdir`, `Delete`, `Rename` | `Done`; deletes go to the share's trash |
+//! | `Mkdir`, `Delete { expect }`, `Rename { expect }` | `Done`; deletes go to the share's trash, a rename never replaces |
+//! | `Symlink { path, target, expect }` | `Done`; only a target that stays inside the share, what was there to the trash |
 //!
 //! # Bulk channel
 //!
@@ -89,7 +90,7 @@ mod message;
 pub use message::*;
 
 /// Bumped on any change that an older peer would misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The largest frame either side accepts: 16 MiB.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;

@@ -236,10 +236,10 @@ impl Journal {
             }
         }
         // Every change up to `covered` was in the database when it was queried; a full batch covers only up to its
-        // last change.
+        // last change. A `since` beyond `covered` gets `covered`: the client learns the journal is behind it.
         let cursor = match changes.last() {
             Some(last) if full => last.seq,
-            _ => covered.max(since),
+            _ => covered,
         };
         Ok(Batch { changes, cursor, full })
     }

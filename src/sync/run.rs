@@ -21,8 +21,9 @@ const QUIET: Duration = Duration::from_millis(100);
 const MAX_GATHER: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Without news from the watcher or the server, the folder is rescanned in full on every this many polls (so
-/// every ten minutes by default): a safety net for what a watcher can miss, kept rare so an idle sync costs
-/// next to nothing.
+/// every ten minutes by default), and the mirror of the server's journal is compared with the whole journal
+/// ([`Engine::verify_mirror`]): safety nets for what a watcher or a cursor can miss, kept rare so an idle sync
+/// costs next to nothing.
 const RESCAN_EVERY_POLLS: u32 = 10;
 /// How long after a new folder appeared (see [`Dirty::NewFolder`]), or after a pass that left files still being
 /// written, the folder is looked at again.
@@ -89,7 +90,16 @@ pub async fn run(
         let mut polls = 0u32;
         let mut full_pass = true;
         let mut second_look = None;
+        let mut verify_due = false;
         loop {
+            if std::mem::take(&mut verify_due)
+                && let Err(e) = engine.verify_mirror().await
+            {
+                let _ = events.send(SyncEvent::Problem(e.to_string()));
+                if conn.close_reason().is_some() {
+                    break;
+                }
+            }
             if !full_pass {
                 // A poll: the journal only, unless it has news.
                 match engine.poll_remote().await {
@@ -139,7 +149,8 @@ pub async fn run(
                 _ = tokio::time::sleep(config.interval) => {
                     // The folder is rescanned in full every few polls, or every poll without a watcher.
                     polls += 1;
-                    Some(watching.is_none() || polls.is_multiple_of(RESCAN_EVERY_POLLS))
+                    verify_due = polls.is_multiple_of(RESCAN_EVERY_POLLS);
+                    Some(watching.is_none() || verify_due)
                 }
             };
             if let Some(full) = wake {

@@ -31,6 +31,7 @@ mod sync_delta;
 mod sync_links;
 mod sync_moves;
 mod sync_property;
+mod sync_safety_net;
 mod tui;
 mod udp;
 mod upload;

@@ -91,6 +91,11 @@ impl Client {
         self.engine.remote_seq()
     }
 
+    /// Compares the mirror of the server's journal with the whole journal; how many paths differed.
+    pub async fn verify_mirror(&mut self) -> usize {
+        self.engine.verify_mirror().await.unwrap_or_else(|e| panic!("{} failed to verify: {e}", self.host))
+    }
+
     /// What the latest sync left out, by path, with the reason.
     pub fn left_out(&self) -> std::collections::BTreeMap<String, String> {
         self.engine.left_out().clone()
