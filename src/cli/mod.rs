@@ -143,7 +143,8 @@ async fn sync(args: SyncArgs, remote: &Remote, json: bool) -> Result<()> {
             match event {
                 SyncEvent::Problem(problem) => tracing::warn!("{problem}"),
                 SyncEvent::Connected { server } => tracing::info!("syncing {} with {server}", args.dir.display()),
-                SyncEvent::Syncing | SyncEvent::Idle { .. } => {}
+                // The engine's log has told each left-out path already.
+                SyncEvent::Syncing | SyncEvent::Idle { .. } | SyncEvent::LeftOut { .. } => {}
             }
         }
         let summary =

@@ -36,8 +36,10 @@ pub enum SyncEvent {
     Connected { server: String },
     /// A pass is running.
     Syncing,
-    /// Caught up; `summary` is what the last run of passes did.
-    Idle { summary: SyncSummary },
+    /// Caught up; `summary` is what the last run of passes did, `left_out` how many paths it could not sync.
+    Idle { summary: SyncSummary, left_out: usize },
+    /// A path newly left out of sync, and why (told once until it syncs again).
+    LeftOut { path: String, reason: String },
     /// Something went wrong; sync keeps trying.
     Problem(String),
 }
@@ -69,6 +71,8 @@ pub async fn run(
         }
     };
     let mut totals = SyncSummary::default();
+    // Left-out paths already told, so each is told once until it syncs again.
+    let mut told = std::collections::BTreeMap::new();
     let mut backoff = Duration::from_secs(1);
     loop {
         let conn = match connect(&config).await {
@@ -118,7 +122,15 @@ pub async fn run(
                 match engine.sync_until_quiet().await {
                     Ok(summary) => {
                         totals.add(&summary);
-                        let _ = events.send(SyncEvent::Idle { summary });
+                        let left_out = engine.left_out();
+                        for (path, reason) in left_out {
+                            if told.get(path) != Some(reason) {
+                                let (path, reason) = (path.clone(), reason.clone());
+                                let _ = events.send(SyncEvent::LeftOut { path, reason });
+                            }
+                        }
+                        told = left_out.clone();
+                        let _ = events.send(SyncEvent::Idle { summary, left_out: told.len() });
                         // A file still being written gets a look of its own once its writer may be done.
                         if engine.waiting_for_writers() {
                             second_look.get_or_insert(tokio::time::Instant::now() + SECOND_LOOK);

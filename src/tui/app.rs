@@ -231,7 +231,7 @@ impl App {
     fn toggle_sync(&mut self) -> Vec<Job> {
         match self.sync.phase {
             SyncPhase::Off | SyncPhase::Failed(_) => {
-                self.sync = SyncStatus { phase: SyncPhase::Starting, last: None };
+                self.sync = SyncStatus { phase: SyncPhase::Starting, ..SyncStatus::default() };
                 self.message(format!("sync: starting, {} with {}", self.local_label, self.remote_label), false);
                 vec![Job::StartSync]
             }
@@ -515,7 +515,7 @@ impl App {
             Event::Message { text, error } => self.message(text, error),
             Event::Sync(event) => {
                 // A pass that changed something changed the panes' folders too: show it without a key press.
-                let changed = matches!(&event, crate::sync::SyncEvent::Idle { summary } if !summary.is_empty());
+                let changed = matches!(&event, crate::sync::SyncEvent::Idle { summary, .. } if !summary.is_empty());
                 if let Some((line, error)) = self.sync.apply(event) {
                     self.message(line, error);
                 }

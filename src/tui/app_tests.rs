@@ -205,7 +205,7 @@ fn sync_events_move_the_title_state_and_a_pass_with_changes_relists_both_panes()
     assert!(app.on_event(Event::Sync(SyncEvent::Syncing)).is_empty());
     assert_eq!(app.sync.phase, SyncPhase::Syncing);
     let summary = SyncSummary { uploaded: 2, downloaded: 1, ..Default::default() };
-    let jobs = app.on_event(Event::Sync(SyncEvent::Idle { summary }));
+    let jobs = app.on_event(Event::Sync(SyncEvent::Idle { summary, left_out: 0 }));
     assert_eq!(
         jobs,
         vec![Job::List { side: Side::Local, dir: String::new() }, Job::List { side: Side::Remote, dir: "docs".into() }]
@@ -214,8 +214,15 @@ fn sync_events_move_the_title_state_and_a_pass_with_changes_relists_both_panes()
     assert_eq!(app.status().unwrap().text, "sync: 2 uploaded, 1 downloaded, 0 deleted, 0 conflicts");
     // A quiet pass afterwards neither relists nor forgets what the last busy one did.
     app.on_event(Event::Sync(SyncEvent::Syncing));
-    assert!(app.on_event(Event::Sync(SyncEvent::Idle { summary: SyncSummary::default() })).is_empty());
+    assert!(app.on_event(Event::Sync(SyncEvent::Idle { summary: SyncSummary::default(), left_out: 0 })).is_empty());
     assert_eq!(app.sync.last, Some(summary));
+    // A path left out is told once in the log, and counted on the status line until it syncs.
+    let reason = "a special file (a FIFO, socket or device), which has no content to sync".to_string();
+    app.on_event(Event::Sync(SyncEvent::LeftOut { path: "queue.fifo".into(), reason }));
+    let told = app.status().unwrap();
+    assert!(told.error && told.text.starts_with("sync: left out queue.fifo: a special file"), "{}", told.text);
+    app.on_event(Event::Sync(SyncEvent::Idle { summary: SyncSummary::default(), left_out: 1 }));
+    assert_eq!(app.sync.left_out, 1);
     app.on_event(Event::Sync(SyncEvent::Problem("lost the connection to server:7878".into())));
     assert_eq!(app.sync.phase, SyncPhase::Problem("lost the connection to server:7878".into()));
     let status = app.status().unwrap();

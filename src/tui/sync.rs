@@ -42,6 +42,8 @@ pub struct SyncStatus {
     pub phase: SyncPhase,
     /// The last pass that changed something, kept through the quiet passes after it.
     pub last: Option<SyncSummary>,
+    /// Paths the last run of passes could not sync (each told in the message log).
+    pub left_out: usize,
 }
 
 impl SyncStatus {
@@ -60,10 +62,17 @@ impl SyncStatus {
                 (SyncPhase::Syncing, Some((format!("sync: connected to {server}"), false)))
             }
             SyncEvent::Syncing => (SyncPhase::Syncing, None),
-            SyncEvent::Idle { summary } if summary.is_empty() => (SyncPhase::InSync, None),
-            SyncEvent::Idle { summary } => {
+            SyncEvent::Idle { summary, left_out } if summary.is_empty() => {
+                self.left_out = left_out;
+                (SyncPhase::InSync, None)
+            }
+            SyncEvent::Idle { summary, left_out } => {
                 self.last = Some(summary);
+                self.left_out = left_out;
                 (SyncPhase::InSync, Some((format!("sync: {}", describe(&summary)), false)))
+            }
+            SyncEvent::LeftOut { path, reason } => {
+                return Some((format!("sync: left out {path}: {reason}"), true));
             }
             SyncEvent::Problem(problem) => {
                 // The task retries with backoff: one log line per distinct problem, not one per attempt.
@@ -233,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_repeated_problem_is_logged_once_and_a_stop_in_progress_stays() {
-        let mut status = SyncStatus { phase: SyncPhase::Starting, last: None };
+        let mut status = SyncStatus { phase: SyncPhase::Starting, ..SyncStatus::default() };
         assert!(status.apply(SyncEvent::Problem("refused".into())).is_some());
         assert!(status.apply(SyncEvent::Problem("refused".into())).is_none());
         assert_eq!(status.phase, SyncPhase::Problem("refused".into()));

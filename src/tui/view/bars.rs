@@ -34,6 +34,10 @@ fn sync_state(sync: &SyncStatus) -> Span<'static> {
         SyncPhase::Off => ("off".to_string(), Color::DarkGray),
         SyncPhase::Starting => ("starting…".to_string(), Color::Yellow),
         SyncPhase::Syncing => ("syncing…".to_string(), Color::Cyan),
+        SyncPhase::InSync if sync.left_out > 0 => {
+            let done = sync.last.as_ref().map(|last| format!(" · {}", counts(last))).unwrap_or_default();
+            (format!("in sync{done} · {} left out (see the log)", sync.left_out), Color::Yellow)
+        }
         SyncPhase::InSync => match &sync.last {
             Some(last) => (format!("in sync · {}", counts(last)), Color::Green),
             None => ("in sync".to_string(), Color::Green),

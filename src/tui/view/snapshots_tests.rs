@@ -147,7 +147,7 @@ fn locked_file_and_sync_in_step() {
     app.on_event(Event::Sync(SyncEvent::Connected { server: "127.0.0.1:7878".into() }));
     app.on_event(Event::Sync(SyncEvent::Syncing));
     let summary = SyncSummary { uploaded: 2, downloaded: 1, ..Default::default() };
-    app.on_event(Event::Sync(SyncEvent::Idle { summary }));
+    app.on_event(Event::Sync(SyncEvent::Idle { summary, left_out: 0 }));
     snapshot!("locked_in_sync", render(&app, 120, 12));
 }
 
