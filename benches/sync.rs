@@ -152,6 +152,7 @@ fn start_sync_task(
             match event {
                 SyncEvent::Idle { .. } => idle_tx.send_modify(|n| *n += 1),
                 SyncEvent::Problem(problem) => eprintln!("  [{host}] sync problem: {problem}"),
+                SyncEvent::LeftOut { path, reason } => eprintln!("  [{host}] left out {path}: {reason}"),
                 SyncEvent::Connected { .. } | SyncEvent::Syncing => {}
             }
         }
