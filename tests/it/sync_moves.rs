@@ -99,6 +99,9 @@ fn a_renamed_folder_of_50_mb_is_moved_not_sent_again() {
     };
     assert_eq!(sync(home_a.path(), a.path())["uploaded"], 5);
     assert_eq!(sync(home_b.path(), b.path())["downloaded"], 5);
+    // What was uploaded or downloaded is not read again by the next scan.
+    assert_cached(a.path(), "photos 2026", &files);
+    assert_cached(b.path(), "photos 2026", &files);
 
     std::fs::create_dir(a.path().join("Photos")).unwrap();
     std::fs::rename(a.path().join("photos 2026"), a.path().join("Photos/2026 trip")).unwrap();
@@ -119,4 +122,20 @@ fn a_renamed_folder_of_50_mb_is_moved_not_sent_again() {
     }
     assert!(!b.path().join("photos 2026").exists(), "the old folder is gone on the other client");
     assert!(!server.path("photos 2026").exists(), "and on the server");
+    // Neither client reads the moved files again: each is in its hash cache under the stamp it has now.
+    for root in [a.path(), b.path()] {
+        assert_cached(root, "Photos/2026 trip", &files);
+    }
+}
+
+/// Each of `files` in `folder` below `root` is in the sync's hash cache under the stamp it has now, so the next
+/// scan does not read it.
+fn assert_cached(root: &std::path::Path, folder: &str, files: &[&str]) {
+    let cache = tandem::digest::HashCache::open(&root.join(".tandem/hashes.sqlite")).unwrap();
+    for name in files {
+        let rel = format!("{folder}/{name}");
+        let stamp = tandem::share::FileStamp::of(&std::fs::metadata(root.join(&rel)).unwrap());
+        let cached = cache.get(&rel, stamp).map(|md5| md5.to_string());
+        assert_eq!(cached, Some(md5sum(&root.join(&rel))), "{}: {rel}", root.display());
+    }
 }
