@@ -8,7 +8,7 @@
 //! one file pair in path order, which is as good as any: their bytes are equal. Empty files are left as they are;
 //! sending nothing costs nothing.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::plan::{Action, Kind, PathState, Version};
 use crate::digest::Md5Digest;
@@ -73,6 +73,100 @@ pub(super) fn pair_moves(states: &[&PathState], actions: &mut Vec<Action>) {
         !replaced.contains(&(index - 1))
     });
     actions.extend(moves.into_iter().map(|(_, _, moved)| moved));
+    fold_folder_moves(&by_path, actions);
+}
+
+/// Turns the moves of a whole folder's files to the same names in a new folder on the server into one move of the
+/// folder: one request, however many files, which matters on a link with a long round trip. Only when the server's
+/// folder holds nothing else, and nothing else is planned to be made in the new one before the move.
+fn fold_folder_moves(by_path: &HashMap<&str, &PathState>, actions: &mut Vec<Action>) {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, action) in actions.iter().enumerate() {
+        if let Action::MoveRemote { from, to } = action
+            && let Some(folders) = renamed_folders(from, to)
+        {
+            groups.entry(folders).or_default().push(i);
+        }
+    }
+    let deleted: HashMap<&str, usize> = (actions.iter().enumerate())
+        .filter_map(|(i, a)| match a {
+            Action::DeleteRemote { path, kind: Kind::Dir } => Some((path.as_str(), i)),
+            _ => None,
+        })
+        .collect();
+    let made: HashMap<&str, usize> = (actions.iter().enumerate())
+        .filter_map(|(i, a)| match a {
+            Action::MkdirRemote { path } => Some((path.as_str(), i)),
+            _ => None,
+        })
+        .collect();
+    let mut replaced: HashSet<usize> = HashSet::new();
+    let mut folded = Vec::new();
+    for ((from, to), moves) in groups {
+        let (Some(&delete), Some(&mkdir)) = (deleted.get(from.as_str()), made.get(to.as_str())) else { continue };
+        let moved: HashSet<&str> = moves.iter().filter_map(|&i| moved_from(&actions[i])).collect();
+        let mut covered = vec![delete, mkdir];
+        // Everything the server holds in the old folder goes along: each file is one of these moves, each folder
+        // is deleted there and made anew in the new one.
+        let whole = (by_path.iter()).filter(|(path, state)| is_below(path, &from) && state.remote.is_some()).all(
+            |(path, state)| match state.remote.as_ref().map(|v| v.kind) {
+                Some(Kind::Dir) => {
+                    let twin = format!("{to}{}", &path[from.len()..]);
+                    match (deleted.get(*path), made.get(twin.as_str())) {
+                        (Some(&d), Some(&m)) => {
+                            covered.extend([d, m]);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                _ => moved.contains(*path),
+            },
+        );
+        // A folder to be made in the new one first would be in the way of the move.
+        let in_the_way = made.keys().any(|path| is_below(path, &to) && !covered.contains(&made[path]));
+        if whole && !in_the_way {
+            replaced.extend(covered.into_iter().chain(moves));
+            folded.push(Action::MoveRemote { from, to });
+        }
+    }
+    if folded.is_empty() {
+        return;
+    }
+    let mut index = 0;
+    actions.retain(|_| {
+        index += 1;
+        !replaced.contains(&(index - 1))
+    });
+    actions.extend(folded);
+}
+
+/// The folders a file moved between, when it kept its name and the folders below them: `a/b/c/f` to `d/c/f` is
+/// `a/b` renamed to `d`. None for a file that changed its name, or a move to or from the root.
+fn renamed_folders(from: &str, to: &str) -> Option<(String, String)> {
+    let (mut from_parts, mut to_parts): (Vec<&str>, Vec<&str>) = (from.split('/').collect(), to.split('/').collect());
+    if from_parts.last() != to_parts.last() {
+        return None;
+    }
+    while from_parts.len() > 1 && to_parts.len() > 1 && from_parts.last() == to_parts.last() {
+        from_parts.pop();
+        to_parts.pop();
+    }
+    let (from_folder, to_folder) = (from_parts.join("/"), to_parts.join("/"));
+    // A folder cannot move into itself or out of itself into its parent's place.
+    let nested = is_below(&to_folder, &from_folder) || is_below(&from_folder, &to_folder) || from_folder == to_folder;
+    (from_parts.len() < from.split('/').count() && !nested).then_some((from_folder, to_folder))
+}
+
+fn moved_from(action: &Action) -> Option<&str> {
+    match action {
+        Action::MoveRemote { from, .. } => Some(from),
+        _ => None,
+    }
+}
+
+fn is_below(path: &str, folder: &str) -> bool {
+    path.len() > folder.len() && path.starts_with(folder) && path.as_bytes()[folder.len()] == b'/'
 }
 
 #[derive(Clone, Copy)]
@@ -114,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn a_folder_renamed_here_is_moved_on_the_server_file_by_file() {
+    fn a_folder_renamed_here_is_moved_on_the_server_in_one_request() {
         let states = [
             state("old", dir(), None, dir()),
             state("old/a.bin", file("alpha"), None, file("alpha")),
@@ -123,16 +217,37 @@ mod tests {
             state("new/a.bin", None, file("alpha"), None),
             state("new/b.bin", None, file("bravo"), None),
         ];
-        let actions = plan(&states, "me");
-        assert_eq!(
-            actions,
-            [
-                Action::MkdirRemote { path: "new".into() },
-                mv("old/a.bin", "new/a.bin", true),
-                mv("old/b.bin", "new/b.bin", true),
-                Action::DeleteRemote { path: "old".into(), kind: Kind::Dir },
-            ]
-        );
+        assert_eq!(plan(&states, "me"), [mv("old", "new", true)]);
+
+        // Nested folders go along; a new file in the renamed folder follows the move.
+        let mut nested = states.to_vec();
+        nested.extend([
+            state("old/sub", dir(), None, dir()),
+            state("old/sub/c.bin", file("charlie"), None, file("charlie")),
+            state("new/sub", None, dir(), None),
+            state("new/sub/c.bin", None, file("charlie"), None),
+            state("new/added.txt", None, file("added"), None),
+        ]);
+        let actions = plan(&nested, "me");
+        assert_eq!(actions, [mv("old", "new", true), Action::Upload { path: "new/added.txt".into() }]);
+
+        // A file another client put in the old folder meanwhile keeps it there: the files move one by one.
+        let mut busy = states.to_vec();
+        busy.push(state("old/theirs.txt", None, None, file("theirs")));
+        let actions = plan(&busy, "me");
+        assert!(actions.contains(&mv("old/a.bin", "new/a.bin", true)), "{actions:?}");
+        assert!(actions.contains(&Action::Download { path: "old/theirs.txt".into() }), "{actions:?}");
+        assert!(!actions.contains(&mv("old", "new", true)), "{actions:?}");
+    }
+
+    #[test]
+    fn only_a_rename_of_folders_with_the_same_names_below_them_folds() {
+        assert_eq!(renamed_folders("a/b/c/f", "d/c/f"), Some(("a/b".into(), "d".into())));
+        assert_eq!(renamed_folders("old/a.bin", "new/a.bin"), Some(("old".into(), "new".into())));
+        assert_eq!(renamed_folders("a/f", "a/g"), None, "a renamed file");
+        assert_eq!(renamed_folders("x/f", "f"), None, "out to the root");
+        assert_eq!(renamed_folders("a/f", "a/b/f"), None, "into a folder of its own");
+        assert_eq!(renamed_folders("a/b/f", "a/f"), None);
     }
 
     #[test]

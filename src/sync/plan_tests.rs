@@ -451,10 +451,15 @@ impl Sim {
 
     fn rename(&mut self, from: &str, to: &str) {
         let v = self.tree.remove(from).unwrap_or_else(|| panic!("renames {from}, which is not there"));
-        assert_ne!(v.kind, Kind::Dir, "only files and links are renamed or moved");
         assert!(!self.tree.contains_key(to), "rename onto the existing {to}");
         self.make_parents(to);
         self.tree.insert(to.to_string(), v);
+        // A folder takes everything in it along.
+        let inside: Vec<String> = self.tree.keys().filter(|p| is_under(p, from)).cloned().collect();
+        for p in inside {
+            let v = self.tree.remove(&p).unwrap();
+            self.tree.insert(format!("{to}{}", &p[from.len()..]), v);
+        }
     }
 
     fn leaf(&self, path: &str, kind: Kind) -> Version {

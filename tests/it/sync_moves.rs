@@ -70,7 +70,8 @@ async fn a_rewrite_under_a_restored_mtime_is_synced() {
 }
 
 /// Renaming a folder of 50 MB on one client costs the wire well under 1% of its bytes, on both clients, from the
-/// byte counts `sync --once --json` reports; every file arrives under the new name with the same MD5.
+/// byte counts `sync --once --json` reports (one rename request for the whole folder); every file arrives under
+/// the new name with the same MD5.
 #[test]
 fn a_renamed_folder_of_50_mb_is_moved_not_sent_again() {
     let server = ServeProcess::start(tempfile::tempdir().unwrap());
@@ -114,6 +115,10 @@ fn a_renamed_folder_of_50_mb_is_moved_not_sent_again() {
         assert_eq!((summary["moved"].as_u64(), summary["uploaded"].as_u64()), (Some(5), Some(0)), "{who}: {summary}");
         assert_eq!(summary["downloaded"], 0, "{who}: {summary}");
     }
+    // One request moved the whole folder on the server; the other client moved its files one by one, locally.
+    let log = std::fs::read_to_string(a.path().join(".tandem/sync.log")).unwrap();
+    assert!(log.contains("move on server photos 2026 -> Photos/2026 trip"), "{log}");
+    assert_eq!(log.matches("move on server").count(), 1, "{log}");
     for name in files {
         let (here, there) =
             (a.path().join("Photos/2026 trip").join(name), b.path().join("Photos/2026 trip").join(name));

@@ -164,16 +164,28 @@ impl Engine {
                 let state = states.get(from.as_str()).copied();
                 let remote =
                     state.and_then(|s| s.remote.clone()).ok_or_else(|| Error::NotFound { path: from.clone() })?;
-                let here = local.get(to).ok_or_else(|| Error::NotFound { path: to.clone() })?;
-                self.conn.rename_expecting(from, to, expect_of(state)).await?;
-                update.base.push((from.clone(), None));
-                update.remote.push((from.clone(), None));
-                update.base.push((to.clone(), Some(here.version.clone())));
-                update.remote.push((
-                    to.clone(),
-                    Some(RemoteVersion { version: remote, author: Some(self.host.clone()), target: None }),
-                ));
-                summary.moved += 1;
+                // A whole folder (see `moves`): whatever is in it goes along, so there is nothing to expect of it.
+                let folder = remote.kind == Kind::Dir;
+                let expect = if folder { None } else { expect_of(state) };
+                self.conn.rename_expecting(from, to, expect).await?;
+                let below = format!("{from}/");
+                let moved: Vec<(&str, &PathState)> = match state {
+                    Some(state) if !folder => vec![(from.as_str(), state)],
+                    _ => (states.iter())
+                        .filter(|(path, _)| **path == from || path.starts_with(&below))
+                        .map(|(p, s)| (*p, *s))
+                        .collect(),
+                };
+                for (old, state) in moved {
+                    let new = format!("{to}{}", &old[from.len()..]);
+                    let (Some(here), Some(remote)) = (local.get(&new), state.remote.clone()) else { continue };
+                    update.base.push((old.to_string(), None));
+                    update.remote.push((old.to_string(), None));
+                    update.base.push((new.clone(), Some(here.version.clone())));
+                    let mirrored = RemoteVersion { version: remote, author: Some(self.host.clone()), target: None };
+                    update.remote.push((new, Some(mirrored)));
+                    summary.moved += u64::from(here.version.kind == Kind::File);
+                }
             }
             Action::LinkRemote { path } => {
                 let here = local.get(path).ok_or_else(|| Error::NotFound { path: path.clone() })?;
