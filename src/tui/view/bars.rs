@@ -36,7 +36,7 @@ fn sync_state(sync: &SyncStatus) -> Span<'static> {
         SyncPhase::Syncing => ("syncing…".to_string(), Color::Cyan),
         SyncPhase::InSync if sync.left_out > 0 => {
             let done = sync.last.as_ref().map(|last| format!(" · {}", counts(last))).unwrap_or_default();
-            (format!("in sync{done} · {} left out (see the log)", sync.left_out), Color::Yellow)
+            (format!("in sync{done} · {} left out", sync.left_out), Color::Yellow)
         }
         SyncPhase::InSync => match &sync.last {
             Some(last) => (format!("in sync · {}", counts(last)), Color::Green),
