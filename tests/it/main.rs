@@ -28,6 +28,7 @@ mod starvation;
 mod sync;
 mod sync_cli;
 mod sync_property;
+mod sync_stress;
 mod tui;
 mod udp;
 mod upload;
