@@ -93,6 +93,24 @@ impl Model {
         self.0.retain(|path, _| path != rel && !path.starts_with(&below));
     }
 
+    /// Moves `from`, and everything below it, to `to`.
+    fn rename(&mut self, from: &str, to: &str) {
+        let below = format!("{from}/");
+        let moved: Vec<(String, Node)> = self
+            .0
+            .iter()
+            .filter(|(path, _)| *path == from || path.starts_with(&below))
+            .map(|(path, node)| (format!("{to}{}", &path[from.len()..]), node.clone()))
+            .collect();
+        self.remove(from);
+        let mut parent = to;
+        while let Some(cut) = parent.rfind('/') {
+            parent = &parent[..cut];
+            self.0.insert(parent.to_string(), Node::Dir);
+        }
+        self.0.extend(moved);
+    }
+
     fn files(&self) -> usize {
         self.0.values().filter(|n| matches!(n, Node::File { .. })).count()
     }
@@ -103,6 +121,8 @@ enum Op {
     Write(String, Vec<u8>),
     Remove(String),
     RemoveAll(String),
+    /// A rename with `mv`: of a file or a whole folder.
+    Rename(String, String),
 }
 
 fn apply(root: &Path, ops: &[Op]) {
@@ -117,6 +137,11 @@ fn apply(root: &Path, ops: &[Op]) {
             Op::RemoveAll(rel) => {
                 std::fs::remove_dir_all(root.join(rel)).unwrap_or_else(|e| panic!("rm -r {rel}: {e}"))
             }
+            Op::Rename(from, to) => {
+                let to_path = root.join(to);
+                std::fs::create_dir_all(to_path.parent().expect("a parent")).expect("create folders");
+                std::fs::rename(root.join(from), to_path).unwrap_or_else(|e| panic!("mv {from} {to}: {e}"));
+            }
         }
     }
 }
@@ -126,6 +151,7 @@ fn record(model: &mut Model, ops: &[Op]) {
         match op {
             Op::Write(rel, bytes) => model.file(rel, bytes),
             Op::Remove(rel) | Op::RemoveAll(rel) => model.remove(rel),
+            Op::Rename(from, to) => model.rename(from, to),
         }
     }
 }
@@ -362,27 +388,63 @@ fn twenty_thousand_files_copied_in_then_five_thousand_deleted_reach_every_side()
 const ROUNDS: usize = 5;
 /// ...and no new round once this long has passed.
 const ROUNDS_BUDGET: Duration = Duration::from_secs(60);
+/// Time between one side's bursts of changes in a round: about as long as a sync of the burst before takes.
+const BURST_GAP: Duration = Duration::from_millis(300);
 
-/// One side's changes in a round: edits and deletions of files it owns, and new files.
-fn changes_of(side: usize, round: usize, owned: &mut Vec<String>, rng: &mut StdRng) -> Vec<Op> {
-    owned.shuffle(rng);
-    let mut ops = Vec::new();
-    for rel in &owned[..30] {
-        ops.push(Op::Write(rel.clone(), small_content(rng.random_range(0..1_000_000))));
-    }
-    for rel in owned.drain(30..45) {
-        ops.push(Op::Remove(rel));
-    }
+/// One side's changes in a round, in three bursts: edits, deletions and renames of files it owns, and new
+/// files, some of them edited or deleted again by a later burst, and (after the first round) its folder of the
+/// round before renamed, files and all.
+fn changes_of(side: usize, round: usize, owned: &mut Vec<String>, rng: &mut StdRng) -> [Vec<Op>; 3] {
     let tag = ["a", "b"][side];
+    let content = |rng: &mut StdRng| small_content(rng.random_range(0..1_000_000));
+    let mut bursts: [Vec<Op>; 3] = Default::default();
+    owned.shuffle(rng);
+    for (i, rel) in owned[..30].iter().enumerate() {
+        bursts[i % 3].push(Op::Write(rel.clone(), content(rng)));
+    }
+    for (i, rel) in owned.drain(30..45).enumerate() {
+        bursts[i % 3].push(Op::Remove(rel));
+    }
+    for (i, from) in owned.drain(30..35).collect::<Vec<_>>().into_iter().enumerate() {
+        let to = format!("{from} renamed in r{round}");
+        bursts[i % 3].push(Op::Rename(from, to.clone()));
+        owned.push(to);
+    }
     for k in 0..20 {
         let rel = match k % 2 {
             0 => format!("g{:02}/{tag} r{round} {k}.txt", rng.random_range(0..20)),
             _ => format!("{tag}{round}/sub/x {k}.txt"),
         };
-        ops.push(Op::Write(rel.clone(), small_content(rng.random_range(0..1_000_000))));
+        bursts[0].push(Op::Write(rel.clone(), content(rng)));
+        // Some new files change again a moment later, perhaps while their upload is under way.
+        match k % 5 {
+            0 => bursts[1].push(Op::Write(rel.clone(), content(rng))),
+            1 => {
+                bursts[2].push(Op::Remove(rel));
+                continue;
+            }
+            _ => {}
+        }
         owned.push(rel);
     }
-    ops
+    if round > 0 {
+        let (from, to) = (format!("{tag}{}", round - 1), format!("{tag}{} moved", round - 1));
+        for rel in owned.iter_mut().filter(|rel| rel.starts_with(&format!("{from}/"))) {
+            *rel = format!("{to}{}", &rel[from.len()..]);
+        }
+        bursts[2].push(Op::Rename(from, to));
+    }
+    bursts
+}
+
+/// Applies each burst, [`BURST_GAP`] after the one before.
+fn in_bursts(root: &Path, bursts: &[Vec<Op>]) {
+    for (i, burst) in bursts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(BURST_GAP);
+        }
+        apply(root, burst);
+    }
 }
 
 #[test]
@@ -415,18 +477,22 @@ fn rounds_of_edits_and_deletions_on_both_sides_converge_every_time() {
         let mut b_ops = changes_of(1, round, &mut owned[1], &mut rng);
         // B makes a nested folder in even rounds; A deletes it, folders and all, in odd ones.
         if round % 2 == 0 {
-            b_ops.push(Op::Write("newdir/inner/n.txt".into(), format!("made by B in round {round}").into_bytes()));
+            b_ops[2].push(Op::Write("newdir/inner/n.txt".into(), format!("made by B in round {round}").into_bytes()));
         } else {
-            a_ops.push(Op::RemoveAll("newdir".into()));
+            a_ops[0].push(Op::RemoveAll("newdir".into()));
         }
+        // Both sides at once; each burst lands while the one before it is most likely still syncing.
         std::thread::scope(|s| {
             let (a_root, b_root) = (setup.a.path(), setup.b.path());
-            s.spawn(|| apply(a_root, &a_ops));
-            apply(b_root, &b_ops);
+            s.spawn(|| {
+                in_bursts(a_root, &a_ops);
+            });
+            in_bursts(b_root, &b_ops);
         });
         let last_change = Instant::now();
-        record(&mut model, &a_ops);
-        record(&mut model, &b_ops);
+        for ops in a_ops.iter().chain(&b_ops) {
+            record(&mut model, ops);
+        }
         setup.converge(&model, last_change, &format!("round {round}"));
         round += 1;
     }
