@@ -45,16 +45,19 @@ pub fn refresh_knowing(
     author: Option<&str>,
     known: Option<(FileStamp, Md5Digest)>,
 ) -> Result<usize> {
-    refresh_settling(shared, rel, author, known).map(|(changed, _)| changed)
+    refresh_settling(shared, rel, author, known, false).map(|(changed, _)| changed)
 }
 
 /// [`refresh_knowing`], also returning the paths it left unrecorded because they changed while it looked (still
-/// being written, or gone again).
+/// being written, or gone again). The observer's refreshes (`observer`) also leave alone the paths a write of
+/// tandem's holds: that write records its result itself, with its author, which the observer does not know (were
+/// the observer first, the write's record would be no change, and the author would be lost).
 fn refresh_settling(
     shared: &Shared,
     rel: &str,
     author: Option<&str>,
     known: Option<(FileStamp, Md5Digest)>,
+    observer: bool,
 ) -> Result<(usize, Vec<String>)> {
     let share = &shared.share;
     let mut found: Vec<Entry> = Vec::new();
@@ -137,13 +140,16 @@ fn refresh_settling(
         }
     }
     let present: HashSet<&str> = found.iter().map(|e| e.path.as_str()).collect();
-    let gone: Vec<(String, Option<Entry>)> = journal
+    let vanished: Vec<String> = journal
         .live_under(rel)
         .into_iter()
         .filter(|path| !present.contains(path.as_str()) && !unsettled.contains(path))
         .filter(|path| is_gone(share, path))
-        .map(|path| (path, None))
         .collect();
+    // What a write of tandem's holds is that write's to record; the observer looks again later.
+    let held = |path: &&String| observer && shared.path_locks.is_held(path);
+    unsettled.extend(found.iter().map(|e| &e.path).chain(&vanished).filter(held).cloned());
+    let gone = vanished.into_iter().filter(|path| !unsettled.contains(path)).map(|path| (path, None));
     let mut observed: Vec<(String, Option<Entry>)> =
         found.into_iter().filter(|e| !unsettled.contains(&e.path)).map(|e| (e.path.clone(), Some(e))).collect();
     observed.extend(gone);
@@ -277,7 +283,7 @@ async fn observe(
             let mut changed = 0;
             let mut again = Vec::new();
             for (rel, attempt) in targets {
-                match refresh_settling(&shared, &rel, None, None) {
+                match refresh_settling(&shared, &rel, None, None, true) {
                     Ok((count, unsettled)) => {
                         changed += count;
                         again.extend(unsettled.into_iter().map(|path| (path, attempt + 1)));
@@ -477,6 +483,30 @@ mod tests {
             self.shutdown.cancel();
             self.task.await.unwrap();
         }
+    }
+
+    /// An upload holds its path from placing the file until it records it; the watcher, woken by the rename,
+    /// may look in between (a slow disk makes that likely). It must leave the path to the upload, whose record
+    /// names its author: conflict copies are named after it.
+    #[tokio::test]
+    async fn the_observer_leaves_a_path_being_written_to_the_writer_and_its_author() {
+        let root = tempfile::tempdir().unwrap();
+        let mut config = super::super::ServerConfig::new(root.path());
+        config.listen = "127.0.0.1:0".into();
+        let shared = super::super::Server::bind(config).await.unwrap().shared;
+        let held = shared.path_locks.hold(&["plan.txt"]);
+        std::fs::write(shared.share.root().join("plan.txt"), b"alice's v2").unwrap();
+
+        let (_, unsettled) = refresh_settling(&shared, "", None, None, true).unwrap();
+        assert_eq!(unsettled, ["plan.txt"], "looked at again later");
+        assert!(shared.journal.get("plan.txt").is_none(), "the observer recorded a path a write holds");
+        refresh(&shared, "plan.txt", Some("alice")).unwrap();
+        drop(held);
+        // Once the write is done, the observer's second look finds nothing new.
+        assert_eq!(refresh_settling(&shared, "", None, None, true).unwrap().0, 0);
+        let changes = shared.journal.since(0, 100).unwrap().changes;
+        let plan = changes.iter().find(|c| c.path == "plan.txt").unwrap();
+        assert_eq!(plan.author.as_deref(), Some("alice"));
     }
 
     #[tokio::test]

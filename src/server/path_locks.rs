@@ -29,6 +29,11 @@ impl PathLocks {
         held.extend(paths.iter().cloned());
         PathGuard { locks: self, paths }
     }
+
+    /// Whether a write holds `path` right now.
+    pub fn is_held(&self, path: &str) -> bool {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).contains(path)
+    }
 }
 
 impl Drop for PathGuard<'_> {
@@ -72,5 +77,6 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 1);
         let _other = locks.hold(&["a.txt", "b.txt"]);
+        assert!(locks.is_held("b.txt") && !locks.is_held("c.txt"));
     }
 }

@@ -32,6 +32,7 @@ mod sync_links;
 mod sync_moves;
 mod sync_property;
 mod sync_safety_net;
+mod sync_stress;
 mod tui;
 mod udp;
 mod upload;
