@@ -378,3 +378,7 @@ fn is_under(path: &str, folder: &str) -> bool {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_property_tests.rs"]
+mod property_tests;
