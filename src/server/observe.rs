@@ -61,20 +61,28 @@ fn refresh_settling(
 ) -> Result<(usize, Vec<String>)> {
     let share = &shared.share;
     let mut found: Vec<Entry> = Vec::new();
+    // Each file's stamp as it was read, by index into `found`: the hash cache vouches with no further system call.
+    let mut stamps: HashMap<usize, FileStamp> = HashMap::new();
     // Links are recorded with their targets (sync carries those that point inside the share), never entered.
     match share.meta(rel) {
         Ok(Some(meta)) if meta.kind == EntryKind::Dir => {
             if !rel.is_empty() {
                 found.push(Entry::from_meta(rel.to_string(), &meta));
             }
-            for entry in Walk::new(share, rel)? {
+            for entry in Walk::new(share, rel)?.with_meta() {
                 match entry {
-                    Ok(entry) => found.push(entry),
+                    Ok((entry, meta)) => {
+                        stamps.insert(found.len(), meta.stamp());
+                        found.push(entry);
+                    }
                     Err(e) => tracing::warn!("journal scan skips a folder: {e}"),
                 }
             }
         }
-        Ok(Some(meta)) if meta.kind == EntryKind::File => found.push(Entry::from_meta(rel.to_string(), &meta)),
+        Ok(Some(meta)) if meta.kind == EntryKind::File => {
+            stamps.insert(found.len(), meta.stamp());
+            found.push(Entry::from_meta(rel.to_string(), &meta));
+        }
         Ok(Some(meta)) => {
             let mut link = Entry::from_meta(rel.to_string(), &meta);
             link.target = share.read_link(rel).ok();
@@ -110,9 +118,12 @@ fn refresh_settling(
             _ if is_being_written(entry.size, entry.mtime_ns) => {
                 growing.insert(entry.path.clone());
             }
-            // Through the hash cache, which checks the whole stamp: a file swapped in under the same size and mtime
-            // is read again, where the journal's size and mtime would vouch for the wrong bytes.
-            _ => to_hash.push(i),
+            // The hash cache checks the whole stamp: a file swapped in under the same size and mtime is read again,
+            // where the journal's size and mtime would vouch for the wrong bytes.
+            _ => match stamps.get(&i).and_then(|stamp| shared.hashes.get(&entry.path, *stamp)) {
+                Some(md5) => entry.md5 = Some(md5),
+                None => to_hash.push(i),
+            },
         }
     }
     let hashed = parallel_map(&to_hash, |&i| hash_file(shared, &found[i].path));

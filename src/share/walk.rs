@@ -9,14 +9,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::jail::{list_names, read_link_at, stat_at};
-use super::{Entry, EntryKind, STATE_DIR, Share};
+use super::{Entry, EntryKind, Meta, STATE_DIR, Share};
 use crate::error::{Error, Result};
 
 /// An iterator over every entry below a folder. A folder that cannot be read is yielded, then an
 /// [`Error::UnreadableFolder`] naming it, and the walk goes on without its contents.
 pub struct Walk {
     /// Folders being read, innermost last: each folder's handle and its sorted entries not yet yielded.
-    stack: Vec<(OwnedFd, std::vec::IntoIter<Entry>)>,
+    stack: Vec<(OwnedFd, std::vec::IntoIter<(Entry, Meta)>)>,
     /// Folders this many levels down are listed but not entered.
     max_depth: Option<u32>,
     /// Leave out names of [`super::AtomicFile`]'s temporary files (a client's own folder).
@@ -54,19 +54,21 @@ impl Walk {
         self.max_depth = depth;
         self
     }
-}
 
-impl Iterator for Walk {
-    type Item = Result<Entry>;
+    /// The same walk, each entry with the [`Meta`] it was read from (its stamp, to check a hash cache with no
+    /// further system call).
+    pub fn with_meta(mut self) -> impl Iterator<Item = Result<(Entry, Meta)>> {
+        std::iter::from_fn(move || self.next_with_meta())
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_with_meta(&mut self) -> Option<Result<(Entry, Meta)>> {
         if let Some(error) = self.unreadable.take() {
             return Some(Err(error));
         }
         loop {
             let depth = self.stack.len();
             let (dir, entries) = self.stack.last_mut()?;
-            let Some(entry) = entries.next() else {
+            let Some((entry, meta)) = entries.next() else {
                 self.stack.pop();
                 continue;
             };
@@ -88,13 +90,21 @@ impl Iterator for Walk {
                     Err(err) => self.unreadable = Some(err),
                 }
             }
-            return Some(Ok(entry));
+            return Some(Ok((entry, meta)));
         }
     }
 }
 
+impl Iterator for Walk {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_with_meta().map(|found| found.map(|(entry, _)| entry))
+    }
+}
+
 /// Reads the entries of the open folder `dir` (at `rel`), sorted by name, without `.tandem`.
-fn read_sorted(dir: &OwnedFd, rel: &str, root: &Path) -> Result<Vec<Entry>> {
+fn read_sorted(dir: &OwnedFd, rel: &str, root: &Path) -> Result<Vec<(Entry, Meta)>> {
     let failed = |e| Error::io(root.join(rel), e);
     let mut entries = Vec::new();
     for name in list_names(dir.as_fd()).map_err(failed)? {
@@ -110,9 +120,9 @@ fn read_sorted(dir: &OwnedFd, rel: &str, root: &Path) -> Result<Vec<Entry>> {
         if meta.kind == EntryKind::Symlink {
             entry.target = read_link_at(dir.as_fd(), &name).ok();
         }
-        entries.push(entry);
+        entries.push((entry, meta));
     }
-    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    entries.sort_unstable_by(|a, b| a.0.path.cmp(&b.0.path));
     Ok(entries)
 }
 
