@@ -1,9 +1,9 @@
 //! Atomic file replacement: bytes go to a temporary file, and only a verified, fsynced file is renamed over the
 //! destination. In a folder tandem writes in as a jail (a served share, a sync client's folder) the temporary file
-//! is a short name in its `.tandem/tmp` and the rename is made beneath the folder's handle, the old version going
-//! to the trash ([`Destination::InFolder`]); for a path a person named, it is a hidden file beside the
-//! destination. A failure or a drop before [`AtomicFile::commit`] removes the temporary file and leaves the
-//! destination as it was.
+//! is an unnamed file in the destination's folder (`O_TMPFILE`, then `linkat`), or where the filesystem has none a
+//! short name in its `.tandem/tmp`, and it is named beneath the folder's handle, the old version going to the
+//! trash ([`Destination::InFolder`]); for a path a person named, it is a hidden file beside the destination. A
+//! failure or a drop before [`AtomicFile::commit`] removes the temporary file and leaves the destination as it was.
 //!
 //! Many files written together can share their syncs ([`AtomicFile::stage`], [`sync_staged`],
 //! [`AtomicFile::rename_into_place`], [`sync_renamed`]): one filesystem sync before all their renames and one
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::Share;
+use super::{Share, TempName};
 
 use crate::error::{Error, Result};
 
@@ -82,7 +82,8 @@ pub struct AtomicFile {
 enum Place {
     /// A hidden temporary file beside the destination: a client's own folder.
     Beside { temp: tempfile::NamedTempFile, dest: PathBuf },
-    /// A file in a served share's `.tandem/tmp`, renamed to `rel` beneath the share's root handle.
+    /// A file in a folder opened as a jail (unnamed in the destination's folder, or in `.tandem/tmp`), named `rel`
+    /// beneath the folder's root handle.
     Jailed(JailedTemp),
 }
 
@@ -90,15 +91,16 @@ enum Place {
 struct JailedTemp {
     file: File,
     share: Arc<Share>,
-    /// Its name in `.tandem/tmp`; `None` once it has been renamed into place.
-    name: Option<String>,
+    /// Where it waits; `None` once it has been placed.
+    name: Option<TempName>,
     rel: String,
     shown: PathBuf,
 }
 
 impl Drop for JailedTemp {
     fn drop(&mut self) {
-        if let Some(name) = &self.name {
+        // An unnamed file goes with its last descriptor.
+        if let Some(TempName::Named(name)) = &self.name {
             self.share.remove_temp(name);
         }
     }
@@ -189,11 +191,15 @@ impl AtomicFile {
         Ok(AtomicFile::with(Place::Beside { temp, dest: dest.to_path_buf() }))
     }
 
-    /// Starts a file that will become `rel` in the served `share`: it waits in `.tandem/tmp`, readable by the
-    /// server alone, and reaches `rel` by a rename beneath the share's root that follows no link.
+    /// Starts a file that will become `rel` in the served `share`: it waits unnamed (or in `.tandem/tmp`),
+    /// readable by the server alone, and reaches `rel` by a link or rename beneath the share's root that follows
+    /// no link.
     pub fn create_in(share: &Arc<Share>, rel: &str) -> Result<Self> {
-        let (file, name) = share.temp_file()?;
-        let shown = share.temp_shown(&name);
+        let (file, name) = share.temp_file_for(rel)?;
+        let shown = match &name {
+            TempName::Named(name) => share.temp_shown(name),
+            TempName::Unnamed => PathBuf::from(format!("{} (being written)", share.shown(rel).display())),
+        };
         let temp = JailedTemp { file, share: share.clone(), name: Some(name), rel: rel.to_string(), shown };
         Ok(AtomicFile::with(Place::Jailed(temp)))
     }
@@ -258,8 +264,10 @@ impl AtomicFile {
                 Ok(Renamed::Path(dest))
             }
             Place::Jailed(mut temp) => {
-                let name = temp.name.take().unwrap_or_default();
-                match temp.share.place(&name, &temp.rel) {
+                let Some(name) = temp.name.take() else {
+                    return Err(Error::io(&temp.shown, std::io::Error::other("placed already")));
+                };
+                match temp.share.place_file(&temp.file, &name, &temp.rel) {
                     Ok(dir) => Ok(Renamed::Folder { dir, shown: temp.share.shown(&temp.rel) }),
                     Err(e) => {
                         temp.name = Some(name);

@@ -217,15 +217,58 @@ impl Share {
         }
     }
 
+    /// A new, empty file to be placed at `rel`, readable by the owner alone. Where the system allows, it is an
+    /// unnamed file in `rel`'s folder (`O_TMPFILE`): made near where it will live (a filesystem allocates a
+    /// folder's files together, where thousands of files made in one `.tandem/tmp` crowd one spot), never seen
+    /// by anyone, and gone by itself after a crash. Elsewhere it is a named file in `.tandem/tmp`.
+    pub fn temp_file_for(&self, rel: &str) -> Result<(File, TempName)> {
+        if unnamed_files_can_be_linked() {
+            let (folder, _) = split(rel);
+            let dir = descend(self.root.as_fd(), &self.root_path, folder, false).ok();
+            let dir = dir.as_ref().map_or(self.root.as_fd(), |dir| dir.as_fd());
+            let unnamed = OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC;
+            // A filesystem without O_TMPFILE says so here: the named file below does the same job.
+            if let Ok(fd) = rustix::fs::openat(dir, ".", unnamed, Mode::from_raw_mode(0o600)) {
+                return Ok((File::from(fd), TempName::Unnamed));
+            }
+        }
+        let (file, name) = self.temp_file()?;
+        Ok((file, TempName::Named(name)))
+    }
+
     /// Where a temporary file is, for messages.
     pub fn temp_shown(&self, name: &str) -> PathBuf {
         self.state_dir().join("tmp").join(name)
+    }
+
+    /// Gives the temporary `file` the name `rel` (see [`Share::place`]).
+    pub fn place_file(&self, file: &File, temp: &TempName, rel: &str) -> Result<OwnedFd> {
+        match temp {
+            TempName::Named(name) => self.place(name, rel),
+            TempName::Unnamed => {
+                use std::os::fd::AsRawFd;
+                let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                self.place_by(rel, |dir, name| {
+                    rustix::fs::linkat(rustix::fs::CWD, fd_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)
+                })
+            }
+        }
     }
 
     /// Renames the temporary file `temp` to `rel`, making `rel`'s folders; an entry already there goes to the
     /// trash first. Returns the folder it went into, for its fsync.
     pub fn place(&self, temp: &str, rel: &str) -> Result<OwnedFd> {
         let state = self.state()?;
+        self.place_by(rel, |dir, name| rustix::fs::renameat_with(&state.tmp, temp, dir, name, RenameFlags::NOREPLACE))
+    }
+
+    /// Gives a new file the name `rel` by `name_it` (which must never replace anything), making `rel`'s folders; an
+    /// entry already there goes to the trash first.
+    fn place_by(
+        &self,
+        rel: &str,
+        name_it: impl FnOnce(BorrowedFd<'_>, &str) -> rustix::io::Result<()>,
+    ) -> Result<OwnedFd> {
         let (dir, name) = self.parent(rel, true)?;
         match stat_at(dir.as_fd(), name).map_err(|e| Error::io(self.shown(rel), e))? {
             Some(meta) if meta.kind == super::EntryKind::Dir => return Err(Error::NotAFile { path: rel.to_string() }),
@@ -234,7 +277,7 @@ impl Share {
             }
             None => {}
         }
-        match rustix::fs::renameat_with(&state.tmp, temp, &dir, name, RenameFlags::NOREPLACE) {
+        match name_it(dir.as_fd(), name) {
             Ok(()) => Ok(dir),
             Err(Errno::EXIST) => {
                 Err(Error::Stale { path: rel.to_string(), found: "another program wrote it meanwhile".into() })
@@ -301,6 +344,20 @@ impl Share {
         }
         removed
     }
+}
+
+/// Where a temporary file is: unnamed, in its destination's folder, or named in `.tandem/tmp`.
+#[derive(Debug)]
+pub enum TempName {
+    Unnamed,
+    Named(String),
+}
+
+/// Whether an unnamed file can be given a name later: `O_TMPFILE` and `/proc/self/fd`, which `linkat` names it
+/// through (the other way needs a privilege).
+fn unnamed_files_can_be_linked() -> bool {
+    static CAN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CAN.get_or_init(|| cfg!(target_os = "linux") && Path::new("/proc/self/fd").is_dir())
 }
 
 /// Splits a clean relative path into its folder (`""` for the root) and its last name.

@@ -22,6 +22,6 @@ pub use entry::{
     system_time_to_ns,
 };
 pub use filter::{EntryFilter, compile_pattern};
-pub use jail::Share;
+pub use jail::{Share, TempName};
 pub use sandbox::{MAX_LINK_TARGET, check_portable, link_stays_inside, normalize};
 pub use walk::Walk;
