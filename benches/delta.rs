@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tandem::cli::demo::pseudo_random;
+use tandem::pseudo_random::pseudo_random;
 
 #[path = "common/serve.rs"]
 mod serve;

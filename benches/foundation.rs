@@ -54,7 +54,7 @@ async fn start_server(root: &Path) -> (String, tokio_util::sync::CancellationTok
 async fn download_vs_md5(size: u64) {
     let share = tempfile::tempdir().expect("tempdir");
     let path = share.path().join("big.bin");
-    tandem::cli::demo::write_pseudo_random(&path, size).expect("write test file");
+    tandem::pseudo_random::write_pseudo_random(&path, size).expect("write test file");
     let md5_runs: Vec<Duration> = (0..RUNS)
         .map(|_| {
             let started = Instant::now();
@@ -70,7 +70,7 @@ async fn download_vs_md5(size: u64) {
             let dir = tempfile::tempdir().expect("dir");
             let started = Instant::now();
             let target = dir.path().join("copy.bin");
-            tandem::cli::demo::write_pseudo_random(&target, size).expect("write test file");
+            tandem::pseudo_random::write_pseudo_random(&target, size).expect("write test file");
             std::fs::File::open(&target).and_then(|f| f.sync_all()).expect("fsync");
             started.elapsed()
         })

@@ -29,7 +29,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 async fn run(size: u64) {
     let share = tempfile::tempdir().expect("share");
-    tandem::cli::demo::write_pseudo_random(&share.path().join("big.bin"), size).expect("write test file");
+    tandem::pseudo_random::write_pseudo_random(&share.path().join("big.bin"), size).expect("write test file");
     let mut config = ServerConfig::new(share.path());
     config.listen = "127.0.0.1:0".into();
     let (addr, shutdown, _) = Server::spawn(config).await.expect("server");

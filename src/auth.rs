@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::{Error, Result};
-use crate::protocol::Ticket;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -189,3 +188,7 @@ mod tests {
         assert!(anonymous.verifies(Ticket(42), &anonymous.ticket_proof(Ticket(42))));
     }
 }
+
+/// A one-time, short-lived permission to open a bulk channel for one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ticket(pub u64);

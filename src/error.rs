@@ -7,7 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::protocol::{ErrorBody, ErrorCode};
+use serde::{Deserialize, Serialize};
 
 /// Result alias used across the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -166,4 +166,39 @@ impl Error {
         };
         ErrorBody { code, message: self.to_string() }
     }
+}
+
+/// An error as it crosses the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// A complete sentence for a person, naming the path or value involved.
+    pub message: String,
+}
+
+/// What kind of failure an [`ErrorBody`] reports, for programs that react to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    NotFound,
+    InvalidPath,
+    NotAFile,
+    BadRequest,
+    /// The file changed while it was being read.
+    Changed,
+    Io,
+    Busy,
+    Timeout,
+    VersionMismatch,
+    /// A ticket that is unknown, used or expired.
+    BadTicket,
+    /// The server refuses all writes.
+    ReadOnly,
+    /// The target of a write already exists.
+    Exists,
+    /// The path no longer holds what the write expected: someone changed it first.
+    Stale,
+    /// Another client holds a lock on the path.
+    Locked,
+    /// The client did not prove it holds the server's token.
+    AuthFailed,
 }

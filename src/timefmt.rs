@@ -1,9 +1,19 @@
 //! Times as people type and read them: parsing the bounds of `index shortlist` and the TUI's time filter, and
 //! formatting modification times for tables (local time) and JSON (RFC 3339 with nanoseconds, UTC).
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use chrono::{DateTime, Local, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
 
 use crate::error::{Error, Result};
+
+/// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
+pub fn system_time_to_ns(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_nanos()).map(|ns| -ns).unwrap_or(i64::MIN),
+    }
+}
 
 /// Which end of an inclusive range a typed time is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

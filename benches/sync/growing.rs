@@ -8,8 +8,8 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tandem::cli::demo::pseudo_random;
 use tandem::digest::{Md5Stream, md5_file};
+use tandem::pseudo_random::pseudo_random;
 
 use super::processes::{Child, cpu_time, tandem};
 use super::serve::start_serve;

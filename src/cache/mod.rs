@@ -3,20 +3,19 @@
 //!
 //! Objects are plain files named by their MD5 (`objects/ab/ab12…`), written to a temporary file and renamed, so
 //! a concurrent tandem never sees half an object. [`index`] records each object's name, size and use in SQLite;
-//! after every store the least recently used objects go until the total is within the limit ([`limit`]). An
+//! after every store the least recently used objects go until the total is within the limit ([`Config::cache_limit`]). An
 //! object is trusted only as far as its MD5: whoever copies it out hashes it again (`client::fetch` does), and a
 //! damaged object is dropped. Sync never uses the cache; `client::fetch` layers it over the raw downloads.
 
 pub mod index;
-pub mod limit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
 pub use index::CacheEntry;
-pub use limit::{DEFAULT_LIMIT, configured_limit, parse_size};
 
+use crate::config::Config;
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::share::{remove_stale_temps, system_time_to_ns};
@@ -24,11 +23,6 @@ use index::Index;
 
 /// A temporary object file untouched this long was left by a store that never finished.
 const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// The cache folder: `$XDG_CACHE_HOME/tandem` (or the platform's equivalent).
-pub fn default_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "tandem").map(|dirs| dirs.cache_dir().to_path_buf())
-}
 
 /// One cache folder with its size limit. Methods block on disk; async callers run them on a blocking thread.
 pub struct DownloadCache {
@@ -70,21 +64,24 @@ impl DownloadCache {
         Ok(DownloadCache { dir: dir.to_path_buf(), limit, index: Mutex::new(index) })
     }
 
-    /// This user's cache, in [`default_dir`], with the [`configured_limit`].
-    pub fn open_default() -> Result<Self> {
-        let limit = configured_limit()?;
-        let dir =
-            default_dir().ok_or_else(|| Error::Unsupported("no home folder to keep the download cache in".into()))?;
-        Self::open(&dir, limit)
+    /// This user's cache, in the configured cache folder, with the configured limit.
+    pub fn open_default(config: &Config) -> Result<Self> {
+        let limit = config.cache_limit()?;
+        let dir = config
+            .dirs
+            .cache
+            .as_deref()
+            .ok_or_else(|| Error::Unsupported("no home folder to keep the download cache in".into()))?;
+        Self::open(dir, limit)
     }
 
     /// The cache downloads go through: `None` when the limit is 0 (the cache is off) or there is no home folder.
     /// A limit that is not a size is an error; a cache that cannot be opened only warns, since downloads work
     /// without it.
-    pub fn for_downloads() -> Result<Option<Self>> {
-        let limit = configured_limit()?;
-        let Some(dir) = default_dir().filter(|_| limit > 0) else { return Ok(None) };
-        match Self::open(&dir, limit) {
+    pub fn for_downloads(config: &Config) -> Result<Option<Self>> {
+        let limit = config.cache_limit()?;
+        let Some(dir) = config.dirs.cache.as_deref().filter(|_| limit > 0) else { return Ok(None) };
+        match Self::open(dir, limit) {
             Ok(cache) => Ok(Some(cache)),
             Err(e) => {
                 tracing::warn!("download cache unusable, downloading without it: {e}");

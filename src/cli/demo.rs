@@ -1,60 +1,25 @@
-//! `tandem demo`: the TUI against an embedded server over a sample share, so a new user can try every key without
-//! setting anything up; `--tour` instead prints a guided run of the plain commands (listing, hashing, comparing,
-//! a verified download). The sample data comes from `assets/` (compiled in) plus one generated large file, and
-//! shows every hash status on the first screen. Everything lives in a temporary folder that is removed at the
-//! end, never in the current folder.
+//! `tandem demo --tour`: a guided run of the plain commands (listing, hashing, comparing, a verified download)
+//! against the sample share of [`crate::app::demo`], printed as a person would type and see them.
 
-use std::io::Write;
 use std::path::Path;
 
-use tandem_assets::{LOCAL, SHARE};
-
-use super::{output, print, progress};
+use super::{print, progress};
+use crate::app::demo::{BIG_FILE, Sample};
+use crate::app::output;
 use crate::client::{Connection, download_tcp};
 use crate::compare::{Status, compare_files};
+use crate::config::Config;
 use crate::digest::md5_file;
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
-use crate::server::{Server, ServerConfig};
 use crate::share::{Entry, EntryKind, Walk};
 use crate::transfer::Progress;
 
-/// Size of the generated file in MiB, large enough to watch a transfer; `TANDEM_DEMO_BIG_MIB` overrides it.
-const BIG_FILE_MIB: u64 = 256;
-const BIG_FILE: &str = "holiday video.bin";
-
-mod tandem_assets {
-    macro_rules! files {
-        ($dir:literal: $($path:literal),* $(,)?) => {
-            &[$(($path, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/", $dir, "/", $path)) as &[u8])),*]
-        };
-    }
-    pub const SHARE: &[(&str, &[u8])] = files!("sample":
-        "readme.txt", "notes/todo.md", "changelog.md", "notes/2026/réunion.txt", "photos/trip to the coast.txt");
-    pub const LOCAL: &[(&str, &[u8])] = files!("local": "readme.txt", "notes/todo.md", "changelog.md", "draft.txt");
-}
-
-pub async fn run(tour: bool) -> Result<()> {
-    let base =
-        tempfile::Builder::new().prefix("tandem-demo-").tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    let share = base.path().join("share");
-    let local = base.path().join("local");
-    write_files(&share, SHARE)?;
-    write_files(&local, LOCAL)?;
-    let mib = std::env::var("TANDEM_DEMO_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(BIG_FILE_MIB);
-    write_pseudo_random(&share.join(BIG_FILE), mib << 20)?;
-
-    let mut config = ServerConfig::new(&share);
-    config.listen = "127.0.0.1:0".into();
-    let (addr, shutdown, server) = Server::spawn(config).await?;
-    let addr = addr.to_string();
-    let result = if tour {
-        run_tour(&share, &local, &addr).await
-    } else {
-        crate::tui::run(&local, &crate::client::Remote::new(&addr)).await
-    };
-    shutdown.cancel();
-    let _ = server.await;
+/// `tandem demo --tour`: the plain commands, one after another, against the sample share.
+pub async fn tour(config: &Config) -> Result<()> {
+    let sample = Sample::start(config).await?;
+    let result = run_tour(&sample.share, &sample.local, &sample.addr.to_string()).await;
+    sample.stop().await;
     result
 }
 
@@ -113,53 +78,6 @@ async fn run_tour(share: &Path, local: &Path, addr: &str) -> Result<()> {
 
 fn step(command: &str) -> Result<()> {
     print(&format!("\n$ {command}\n"))
-}
-
-fn write_files(root: &Path, files: &[(&str, &[u8])]) -> Result<()> {
-    for (rel, bytes) in files {
-        let path = root.join(rel);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
-    }
-    Ok(())
-}
-
-/// Writes `size` pseudo-random bytes (xorshift) to `path`, creating its folder: test data that is neither all
-/// zeros nor compressible. The demo's large file, and the benchmarks' files.
-pub fn write_pseudo_random(path: &Path, size: u64) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let mut block = vec![0u8; 1 << 20];
-    let mut written = 0;
-    while written < size {
-        fill_pseudo_random(&mut block, &mut state);
-        let n = (size - written).min(block.len() as u64) as usize;
-        file.write_all(&block[..n]).map_err(|e| Error::io(path, e))?;
-        written += n as u64;
-    }
-    file.flush().map_err(|e| Error::io(path, e))
-}
-
-/// `len` pseudo-random bytes, the same for the same `seed`: [`write_pseudo_random`]'s data, in memory.
-pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut bytes = vec![0; len];
-    fill_pseudo_random(&mut bytes, &mut (seed | 1));
-    bytes
-}
-
-/// Fills `bytes` from the xorshift generator `state`, eight bytes per step.
-fn fill_pseudo_random(bytes: &mut [u8], state: &mut u64) {
-    for chunk in bytes.chunks_mut(8) {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
-    }
 }
 
 /// Every file in the local folder, hashed.

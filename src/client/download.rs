@@ -19,7 +19,7 @@ use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Destination, Entry, normalize, sync_renamed, sync_staged};
 use crate::transfer::delta::worth_a_delta;
 use crate::transfer::sink::Prefix;
-use crate::transfer::udp::link::{Link, loss_from_env};
+use crate::transfer::udp::link::Link;
 use crate::transfer::udp::{self, UdpStats, receiver};
 use crate::transfer::{Progress, tcp};
 
@@ -56,18 +56,13 @@ pub struct UdpOptions {
     pub server: Option<SocketAddr>,
     pub payload: usize,
     pub idle_timeout: Duration,
-    /// Fraction of datagrams this side drops each way; by default `TANDEM_UDP_LOSS`.
+    /// Fraction of datagrams this side drops each way, to test recovery (`TANDEM_UDP_LOSS`); 0 by default.
     pub loss: f64,
 }
 
 impl Default for UdpOptions {
     fn default() -> Self {
-        UdpOptions {
-            server: None,
-            payload: udp::DEFAULT_PAYLOAD,
-            idle_timeout: udp::DEFAULT_IDLE_TIMEOUT,
-            loss: loss_from_env(),
-        }
+        UdpOptions { server: None, payload: udp::DEFAULT_PAYLOAD, idle_timeout: udp::DEFAULT_IDLE_TIMEOUT, loss: 0.0 }
     }
 }
 

@@ -2,20 +2,17 @@
 //! `$XDG_CONFIG_HOME/tandem/client-id`, plus the host name people see in lock messages and conflict copies.
 //! The id is what owns a lock, so two clients on one host (or a renamed host) stay distinct.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::config::Config;
 
 use crate::error::{Error, Result};
 use crate::protocol::ClientIdentity;
 
 const ID_FILE: &str = "client-id";
 
-/// `$XDG_CONFIG_HOME/tandem` (or the platform's equivalent).
-pub fn config_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "tandem").map(|dirs| dirs.config_dir().to_path_buf())
-}
-
-/// This client's identity, from `config_dir`, creating the id file on first use.
-pub fn load_or_create(config_dir: &Path) -> Result<ClientIdentity> {
+/// This client's identity, from `config_dir`, creating the id file on first use; `host` is the name people see.
+pub fn load_or_create(config_dir: &Path, host: String) -> Result<ClientIdentity> {
     let file = config_dir.join(ID_FILE);
     let id = match std::fs::read_to_string(&file) {
         Ok(text) if is_valid_id(text.trim()) => text.trim().to_string(),
@@ -31,22 +28,23 @@ pub fn load_or_create(config_dir: &Path) -> Result<ClientIdentity> {
             match temp.persist_noclobber(&file) {
                 Ok(_) => id,
                 // Someone else created it first: theirs is the identity.
-                Err(_) => return load_or_create(config_dir),
+                Err(_) => return load_or_create(config_dir, host),
             }
         }
         Err(e) => return Err(Error::io(&file, e)),
     };
-    Ok(ClientIdentity { id, host: host_name() })
+    Ok(ClientIdentity { id, host })
 }
 
-/// The identity of this user on this machine, from the default config folder.
-pub fn current() -> Result<ClientIdentity> {
-    let dir = config_dir().ok_or_else(|| Error::Unsupported("no home folder to keep the client id in".into()))?;
-    load_or_create(&dir)
+/// The identity of this user on this machine, from the configured config folder.
+pub fn current(config: &Config) -> Result<ClientIdentity> {
+    let dir = config.dirs.config.as_deref();
+    let dir = dir.ok_or_else(|| Error::Unsupported("no home folder to keep the client id in".into()))?;
+    load_or_create(dir, host_name(config.host_name_fallback.as_deref()))
 }
 
-/// The machine's host name, as `hostname` prints it.
-pub fn host_name() -> String {
+/// The machine's host name, as `hostname` prints it; `fallback` (`$HOSTNAME`) where the system gives none.
+pub fn host_name(fallback: Option<&str>) -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that many bytes.
     #[cfg(unix)]
@@ -56,7 +54,7 @@ pub fn host_name() -> String {
     let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     match std::str::from_utf8(&buf[..len]) {
         Ok(name) if ok && !name.is_empty() => name.to_string(),
-        _ => std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
+        _ => fallback.unwrap_or("unknown").to_string(),
     }
 }
 
@@ -71,17 +69,17 @@ mod tests {
     #[test]
     fn made_once_then_reused_and_distinct_per_folder() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let first = load_or_create(a.path()).unwrap();
-        assert_eq!(load_or_create(a.path()).unwrap(), first);
-        assert_ne!(load_or_create(b.path()).unwrap().id, first.id);
-        assert_eq!(first.host, host_name());
+        let first = load_or_create(a.path(), host_name(None)).unwrap();
+        assert_eq!(load_or_create(a.path(), host_name(None)).unwrap(), first);
+        assert_ne!(load_or_create(b.path(), host_name(None)).unwrap().id, first.id);
+        assert_eq!(first.host, host_name(None));
     }
 
     #[test]
     fn a_damaged_id_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(ID_FILE), "not an id!").unwrap();
-        let message = load_or_create(dir.path()).unwrap_err().to_string();
+        let message = load_or_create(dir.path(), "h".into()).unwrap_err().to_string();
         assert!(message.contains("client-id"), "{message}");
     }
 }

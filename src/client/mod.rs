@@ -23,5 +23,4 @@ pub use upload::{UploadReport, upload_expecting, upload_tcp};
 
 /// How long a connection attempt or a hello may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a transfer may go without receiving a byte.
-pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::transfer::TRANSFER_TIMEOUT;

@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, params};
 
+use super::FileStamp;
 use super::Md5Digest;
 use crate::error::{Error, Result};
-use crate::share::FileStamp;
 
 /// Cached MD5s of one share.
 pub struct HashCache {

@@ -2,6 +2,7 @@
 //! hasher on its own thread so hashing overlaps with network and disk I/O, and the server's hash cache.
 
 mod cache;
+mod stamp;
 
 use std::fmt;
 use std::fs::File;
@@ -17,6 +18,7 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use cache::HashCache;
+pub use stamp::{FileStamp, ctime_ns, mtime_ns};
 
 use crate::error::{Error, Result};
 

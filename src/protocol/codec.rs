@@ -25,7 +25,7 @@ pub fn decode<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T>
 mod tests {
     use super::*;
     use crate::protocol::*;
-    use crate::share::{Entry, EntryKind};
+    use crate::protocol::{Entry, EntryKind};
 
     #[test]
     fn messages_round_trip() {

@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Entry;
+pub use crate::auth::Ticket;
 use crate::auth::{Nonce, Proof, TicketProof};
 use crate::digest::Md5Digest;
-use crate::share::Entry;
+pub use crate::error::{ErrorBody, ErrorCode};
 
 /// The first frame a client sends on any connection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,10 +70,6 @@ pub struct ServerWelcome {
     #[serde(default)]
     pub journal: Option<String>,
 }
-
-/// A one-time, short-lived permission to open a bulk channel for one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Ticket(pub u64);
 
 /// Frames a client sends on a control channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -421,39 +419,4 @@ pub enum BulkBody {
     Delta,
     /// No delta was worth sending and the client asked for nothing else: nothing follows.
     Declined,
-}
-
-/// An error as it crosses the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: ErrorCode,
-    /// A complete sentence for a person, naming the path or value involved.
-    pub message: String,
-}
-
-/// What kind of failure an [`ErrorBody`] reports, for programs that react to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ErrorCode {
-    NotFound,
-    InvalidPath,
-    NotAFile,
-    BadRequest,
-    /// The file changed while it was being read.
-    Changed,
-    Io,
-    Busy,
-    Timeout,
-    VersionMismatch,
-    /// A ticket that is unknown, used or expired.
-    BadTicket,
-    /// The server refuses all writes.
-    ReadOnly,
-    /// The target of a write already exists.
-    Exists,
-    /// The path no longer holds what the write expected: someone changed it first.
-    Stale,
-    /// Another client holds a lock on the path.
-    Locked,
-    /// The client did not prove it holds the server's token.
-    AuthFailed,
 }

@@ -71,7 +71,7 @@
 //! end marker (no chunks: nothing worth using). The sender answers with a [`BulkBody`] frame: `Whole`, and the
 //! stream above follows; or `Delta`, and the chunks carry an rsync delta against the signed version, and the
 //! trailer gives the size and MD5 of the file it rebuilds; or, when the request said `delta_only` and no delta
-//! is worth it, `Declined`, and nothing follows. See [`crate::transfer::delta`].
+//! is worth it, `Declined`, and nothing follows. The transfer module's `delta` builds and applies them.
 //!
 //! A delta request may name, in `append_to`, a version by its length and MD5 ([`Held`]): for a download the
 //! client's own, for an upload the server's, which the client's file begins with. If the file the server holds
@@ -81,12 +81,14 @@
 //! giving the whole file's MD5. The receiver writes a copy of its own first `offset` bytes, then the rest, to a
 //! temporary file, and commits it only if that file's MD5 is the trailer's. Otherwise the offset is 0 and the
 //! channel is the delta form. Both fields default to none, so an older peer on either side simply gets or grants
-//! no append. See [`crate::transfer::append`].
+//! no append. The transfer module's `append` does this.
 
 pub mod codec;
+mod entry;
 pub mod frame;
 mod message;
 
+pub use entry::{Entry, EntryKind};
 pub use message::*;
 
 /// Bumped on any change that an older peer would misread.
@@ -101,12 +103,12 @@ pub const MAX_CHUNK_LEN: usize = 1024 * 1024;
 /// How many entries go in one `Entries` batch, so a listing of 100,000 entries streams in small frames.
 pub const ENTRIES_PER_BATCH: usize = 2048;
 
-/// A batch of entries or changes also ends once its names pass this many bytes ([`crate::share::Entry::weight`]): paths may be
+/// A batch of entries or changes also ends once its names pass this many bytes ([`Entry::weight`]): paths may be
 /// 4 KiB long, and a server holds each answer frame whole until its client reads it.
 pub const BATCH_BYTES: usize = 256 * 1024;
 
 /// Splits `entries` into batches of at most [`ENTRIES_PER_BATCH`] entries and about [`BATCH_BYTES`].
-pub fn batches(entries: Vec<crate::share::Entry>) -> Vec<Vec<crate::share::Entry>> {
+pub fn batches(entries: Vec<Entry>) -> Vec<Vec<Entry>> {
     let mut batches = Vec::new();
     let (mut batch, mut bytes) = (Vec::new(), 0);
     for entry in entries {

@@ -130,6 +130,8 @@ pub struct ServerConfig {
     pub token: Option<Token>,
     /// Serve beyond loopback without a token anyway (`--insecure-no-auth`).
     pub insecure_no_auth: bool,
+    /// Fraction of UDP datagrams dropped each way, to test recovery (`TANDEM_UDP_LOSS`); 0 in real use.
+    pub udp_loss: f64,
 }
 
 impl ServerConfig {
@@ -160,6 +162,7 @@ impl ServerConfig {
             scan_interval: Duration::from_secs(600),
             token: None,
             insecure_no_auth: false,
+            udp_loss: 0.0,
         }
     }
 }
@@ -208,10 +211,7 @@ impl Server {
                 share.root().display()
             )));
         }
-        let udp = Arc::new(
-            Link::bind(addr, crate::transfer::udp::link::loss_from_env())
-                .map_err(|e| Error::net(format!("{addr} (UDP)"), e))?,
-        );
+        let udp = Arc::new(Link::bind(addr, config.udp_loss).map_err(|e| Error::net(format!("{addr} (UDP)"), e))?);
         let shared = Arc::new(Shared {
             share,
             hashes,

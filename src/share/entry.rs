@@ -1,53 +1,15 @@
-//! Metadata of one entry in a share, as listed and sent over the wire, and the stamp that tells whether a file
-//! changed.
+//! What tandem reads of an entry in a folder: [`Meta`] from a `stat`, the wire [`Entry`] built from it, and
+//! whether a file is still being written.
 
 use std::fs::Metadata;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
-
-use crate::digest::Md5Digest;
+use crate::digest::{FileStamp, ctime_ns, mtime_ns};
+use crate::protocol::{Entry, EntryKind};
+use crate::timefmt::system_time_to_ns;
 
 /// The per-root folder for tandem's own state; never listed, hashed, served or synced.
 pub const STATE_DIR: &str = ".tandem";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EntryKind {
-    File,
-    Dir,
-    Symlink,
-}
-
-impl EntryKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EntryKind::File => "file",
-            EntryKind::Dir => "dir",
-            EntryKind::Symlink => "symlink",
-        }
-    }
-}
-
-/// One file, folder or symbolic link, with its path relative to the share root (`/`-separated).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    pub path: String,
-    pub kind: EntryKind,
-    /// Bytes for a file; for a symlink, the length of its target text; for a folder, what the filesystem says.
-    pub size: u64,
-    /// Modification time in nanoseconds since the Unix epoch (negative before 1970).
-    pub mtime_ns: i64,
-    /// Set by hash requests, and on download tickets when the server already knows it.
-    #[serde(default)]
-    pub md5: Option<Md5Digest>,
-    /// The host name of the client holding a lock on this path (`tandem lock`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub locked_by: Option<String>,
-    /// For a symbolic link, the text it points at. tandem lists links and never follows them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-}
 
 impl Entry {
     /// Builds an entry from metadata read without following symlinks.
@@ -59,18 +21,6 @@ impl Entry {
     pub fn from_meta(path: String, meta: &Meta) -> Self {
         let (size, mtime_ns) = (meta.size, meta.mtime_ns);
         Entry { path, kind: meta.kind, size, mtime_ns, md5: None, locked_by: None, target: None }
-    }
-
-    /// About how many bytes this entry takes in an answer frame: what batches are sized by.
-    pub fn weight(&self) -> usize {
-        64 + self.path.len()
-            + self.target.as_ref().map_or(0, String::len)
-            + self.locked_by.as_ref().map_or(0, String::len)
-    }
-
-    /// The last path component.
-    pub fn name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
     }
 }
 
@@ -148,38 +98,6 @@ impl Meta {
     }
 }
 
-/// What identifies one version of a file without reading it: if any part differs, the bytes may differ. Size and
-/// mtime alone miss two files swapped by renames, and a rewrite that puts the old mtime back; the inode and the
-/// ctime (which no program can set) catch both, as in git's index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileStamp {
-    pub size: u64,
-    pub mtime_ns: i64,
-    pub ctime_ns: i64,
-    pub inode: u64,
-}
-
-impl FileStamp {
-    pub fn of(metadata: &Metadata) -> Self {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(metadata);
-        #[cfg(not(unix))]
-        let inode = 0;
-        FileStamp { size: metadata.len(), mtime_ns: mtime_ns(metadata), ctime_ns: ctime_ns(metadata), inode }
-    }
-
-    /// Whether the file was modified so recently that a stamp cannot vouch for its bytes: filesystems tick their
-    /// clocks coarsely, so a second same-size write within one tick keeps the stamp. Such a file is hashed
-    /// again rather than trusted (git's "racily clean" rule).
-    pub fn is_recent(&self) -> bool {
-        let now = system_time_to_ns(SystemTime::now());
-        now.saturating_sub(self.mtime_ns) < RACY_WINDOW_NS
-    }
-}
-
-/// How recent a modification must be for [`FileStamp::is_recent`].
-const RACY_WINDOW_NS: i64 = 2_000_000_000;
-
 /// Whether a file of `size` bytes modified at `mtime_ns` looks like one a program is still writing: large, and
 /// modified within the last [`SETTLE_NS`] (or a moment in the future, for a clock that steps). Hashing such a
 /// file on every watcher event would read it again and again as it grows; it is hashed once it has settled.
@@ -197,23 +115,6 @@ const SETTLE_MIN_SIZE: u64 = 4 * 1024 * 1024;
 /// How long a large file must be left alone before it is taken to be written.
 const SETTLE_NS: i64 = 200_000_000;
 
-fn mtime_ns(metadata: &Metadata) -> i64 {
-    metadata.modified().map(system_time_to_ns).unwrap_or(0)
-}
-
-fn ctime_ns(metadata: &Metadata) -> i64 {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        metadata.ctime().saturating_mul(1_000_000_000).saturating_add(metadata.ctime_nsec())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = metadata;
-        0
-    }
-}
-
 /// A file's permission bits as `ls -l` shows them (`0o755`), the ones that travel: setuid, setgid and sticky
 /// never leave this machine. `None` where the platform has none.
 pub fn permission_bits(metadata: &Metadata) -> Option<u32> {
@@ -225,14 +126,6 @@ pub fn permission_bits(metadata: &Metadata) -> Option<u32> {
     {
         let _ = metadata;
         None
-    }
-}
-
-/// Nanoseconds since the Unix epoch, saturating outside the years 1677 to 2262.
-pub fn system_time_to_ns(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_nanos()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_nanos()).map(|ns| -ns).unwrap_or(i64::MIN),
     }
 }
 

@@ -17,10 +17,11 @@ pub use atomic::{
     AtomicFile, Destination, GROUP_BYTES, GROUP_FILES, Renamed, WRITEBACK_STEP, is_temp_name, remove_stale_temps,
     start_writeback, sync_renamed, sync_staged,
 };
-pub use entry::{
-    Entry, EntryKind, FileStamp, Meta, STATE_DIR, is_being_written, is_being_written_at, permission_bits,
-    system_time_to_ns,
-};
+pub use entry::{Meta, STATE_DIR, is_being_written, is_being_written_at, permission_bits};
+// Where most of the crate reads them: a share's entries and stamps.
+pub use crate::digest::FileStamp;
+pub use crate::protocol::{Entry, EntryKind};
+pub use crate::timefmt::system_time_to_ns;
 pub use filter::{EntryFilter, compile_pattern};
 pub use jail::{Share, TempName};
 pub use sandbox::{MAX_LINK_TARGET, check_portable, link_stays_inside, normalize};

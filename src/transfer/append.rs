@@ -60,8 +60,8 @@ pub fn copy_prefix(from: &File, len: u64, to: &mut impl Write) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::demo::pseudo_random;
     use crate::digest::Md5Digest;
+    use crate::pseudo_random::pseudo_random;
 
     fn md5(bytes: &[u8]) -> Md5Digest {
         let mut md5 = Md5Stream::new();

@@ -143,7 +143,7 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::demo::pseudo_random;
+    use crate::pseudo_random::pseudo_random;
     use proptest::prelude::*;
 
     fn rebuild(base: &[u8], new: &[u8]) -> (Vec<u8>, usize) {

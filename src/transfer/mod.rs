@@ -13,6 +13,17 @@ pub mod udp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Which way a file's bytes travel: the bulk TCP stream, or tandem's reliable UDP protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// How long a transfer may go without receiving a byte.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes moved so far by a running transfer, and its total; cheap to share with a progress display.
 #[derive(Debug, Clone, Default)]

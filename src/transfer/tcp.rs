@@ -408,7 +408,7 @@ fn read_error(peer: &str, e: std::io::Error) -> Error {
         ErrorKind::UnexpectedEof => Error::Closed { addr: peer.to_string(), during: "in the middle of the file" },
         ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::Timeout {
             addr: peer.to_string(),
-            seconds: crate::client::TRANSFER_TIMEOUT.as_secs(),
+            seconds: super::TRANSFER_TIMEOUT.as_secs(),
             during: "during the transfer",
         },
         _ => Error::net(peer, e),

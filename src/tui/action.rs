@@ -37,6 +37,13 @@ pub enum Action {
 
 impl Action {
     /// Every action, in the order the help overlay lists them.
+    /// The action a configuration file names (`"download_tcp"`), as serde spells it.
+    pub fn named(name: &str) -> Option<Action> {
+        use serde::de::IntoDeserializer;
+        let name: serde::de::value::StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+        Action::deserialize(name).ok()
+    }
+
     pub const ALL: [Action; 24] = [
         Action::Up,
         Action::Down,

@@ -14,9 +14,9 @@ use super::prompt::{Prompt, PromptKind};
 use super::sync::{SyncPhase, SyncStatus};
 use super::transfers::{Transfer, TransferState};
 use super::worker::{ConnectionState, Event, Job};
-use crate::cli::Protocol;
 use crate::share::{Entry, EntryKind, compile_pattern};
 use crate::timefmt::{Bound, parse_time};
+use crate::transfer::Protocol;
 
 /// Folders with more files in common than this are not hashed on arrival; `V` still does it.
 const AUTO_VERIFY_LIMIT: usize = 2000;

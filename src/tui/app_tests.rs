@@ -4,14 +4,14 @@
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{App, Mode};
-use super::keymap::{KeyMap, KeysConfig};
+use super::keymap::KeyMap;
 use super::pane::{HashState, Side, hash_mark};
 use super::sync::SyncPhase;
 use super::worker::{ConnectionState, Event, Job};
-use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 use crate::sync::{SyncEvent, SyncSummary};
+use crate::transfer::Protocol;
 
 fn entry(path: &str, kind: EntryKind, mtime_secs: i64) -> Entry {
     Entry {
@@ -418,8 +418,8 @@ fn a_finished_download_refreshes_the_local_folder() {
 
 #[test]
 fn remapped_keys_apply_and_quit_works() {
-    let config: KeysConfig = toml::from_str("[keys]\nx = \"quit\"\nq = \"help\"").unwrap();
-    let mut app = App::new("/l".into(), "r".into(), KeyMap::with_config(&config).0);
+    let keys = [("x", "quit"), ("q", "help")].iter().map(|(k, a)| (k.to_string(), a.to_string())).collect();
+    let mut app = App::new("/l".into(), "r".into(), KeyMap::with_config(&keys).0);
     press(&mut app, "q");
     assert!(matches!(app.mode, Mode::Help { .. }));
     press(&mut app, "q");

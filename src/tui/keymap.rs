@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use serde::Deserialize;
 
 use super::action::Action;
 
@@ -102,13 +101,6 @@ pub struct KeyMap {
     bindings: HashMap<Key, Action>,
 }
 
-/// The `[keys]` table of the configuration file.
-#[derive(Debug, Default, Deserialize)]
-pub struct KeysConfig {
-    #[serde(default)]
-    pub keys: BTreeMap<String, Action>,
-}
-
 impl Default for KeyMap {
     fn default() -> Self {
         use Action::*;
@@ -153,16 +145,18 @@ impl Default for KeyMap {
 }
 
 impl KeyMap {
-    /// The defaults with `config` applied on top. Returns the problems found, each naming the bad entry.
-    pub fn with_config(config: &KeysConfig) -> (KeyMap, Vec<String>) {
+    /// The defaults with the `[keys]` table of the configuration file (key text to action name) applied on top.
+    /// Returns the problems found, each naming the bad entry; the other entries still apply.
+    pub fn with_config(keys: &BTreeMap<String, String>) -> (KeyMap, Vec<String>) {
         let mut map = KeyMap::default();
         let mut problems = Vec::new();
-        for (text, action) in &config.keys {
-            match Key::parse(text) {
-                Some(key) => {
-                    map.bindings.insert(key, *action);
+        for (text, name) in keys {
+            match (Key::parse(text), Action::named(name)) {
+                (Some(key), Some(action)) => {
+                    map.bindings.insert(key, action);
                 }
-                None => problems.push(format!("config: unknown key {text:?} in [keys]")),
+                (None, _) => problems.push(format!("config: unknown key {text:?} in [keys]")),
+                (_, None) => problems.push(format!("config: unknown action {name:?} for {text:?} in [keys]")),
             }
         }
         (map, problems)
@@ -191,14 +185,17 @@ mod tests {
         assert_eq!(Key::parse("G"), Some(Key::new(KeyCode::Char('G'))));
         assert_eq!(Key::parse("nonsense"), None);
 
-        let config: KeysConfig =
-            toml::from_str("[keys]\nx = \"quit\"\nq = \"help\"\n\"ctrl-z\" = \"download_tcp\"\nzz = \"quit\"").unwrap();
-        let (map, problems) = KeyMap::with_config(&config);
+        let keys = [("x", "quit"), ("q", "help"), ("ctrl-z", "download_tcp"), ("zz", "quit"), ("y", "fly")];
+        let keys = keys.iter().map(|(k, a)| (k.to_string(), a.to_string())).collect();
+        let (map, problems) = KeyMap::with_config(&keys);
         assert_eq!(map.action(Key::new(KeyCode::Char('x'))), Some(Action::Quit));
         assert_eq!(map.action(Key::new(KeyCode::Char('q'))), Some(Action::Help));
         assert_eq!(map.action(Key::parse("ctrl-z").unwrap()), Some(Action::DownloadTcp));
         assert_eq!(map.action(Key::new(KeyCode::F(10))), Some(Action::Quit));
-        assert_eq!(problems, ["config: unknown key \"zz\" in [keys]"]);
+        assert_eq!(
+            problems,
+            ["config: unknown action \"fly\" for \"y\" in [keys]", "config: unknown key \"zz\" in [keys]"]
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod view;
 pub mod worker;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
@@ -30,16 +30,39 @@ use tokio::sync::mpsc;
 
 pub use app::App;
 
+use crate::app::OpenArgs;
+use crate::app::commands::Serving;
+use crate::app::demo::Sample;
 use crate::client::Remote;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use keymap::{KeyMap, KeysConfig};
+use keymap::KeyMap;
 use worker::Event;
 
 /// How often the transfers panel refreshes while something moves.
 const TICK: Duration = Duration::from_millis(250);
 
+/// `tandem open`: the TUI on the local folder and the remote share, serving the local folder beside it when
+/// `--listen` asks.
+pub async fn open(args: OpenArgs, remote: Remote, config: Config) -> Result<()> {
+    let serving = Serving::start(&args, &remote, &config).await?;
+    let result = run(&args.local, &remote, config).await;
+    if let Some(serving) = serving {
+        serving.stop().await;
+    }
+    result
+}
+
+/// `tandem demo`: the TUI on the sample share of [`crate::app::demo`].
+pub async fn demo(config: Config) -> Result<()> {
+    let sample = Sample::start(&config).await?;
+    let result = run(&sample.local, &Remote::new(sample.addr.to_string()), config).await;
+    sample.stop().await;
+    result
+}
+
 /// Opens the TUI on `local_root` (left) and the server at `remote` (right) until the person quits.
-pub async fn run(local_root: &Path, remote: &Remote) -> Result<()> {
+pub async fn run(local_root: &Path, remote: &Remote, config: Config) -> Result<()> {
     if !std::io::stdout().is_terminal() {
         return Err(Error::io(
             "<stdout>",
@@ -47,9 +70,11 @@ pub async fn run(local_root: &Path, remote: &Remote) -> Result<()> {
         ));
     }
     let local_root = local_root.canonicalize().map_err(|e| Error::io(local_root, e))?;
-    let (keymap, problems) = load_keymap();
+    let (keys, mut problems) = config.keys();
+    let (keymap, key_problems) = KeyMap::with_config(&keys);
+    problems.extend(key_problems);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let jobs = worker::spawn(local_root.clone(), remote.clone(), events_tx);
+    let jobs = worker::spawn(local_root.clone(), remote.clone(), config, events_tx);
     let mut app = App::new(local_root.display().to_string(), remote.addr.clone(), keymap);
     for problem in problems {
         app.message(problem, true);
@@ -118,30 +143,4 @@ async fn event_loop(
 fn terminate_signal() -> Result<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     signal(SignalKind::terminate()).map_err(|e| Error::io("<signal>", e))
-}
-
-/// The key bindings: defaults, then the `[keys]` table of the configuration file. Problems come back as
-/// messages for the status bar rather than stopping the TUI.
-fn load_keymap() -> (KeyMap, Vec<String>) {
-    let Some(path) = config_file() else { return (KeyMap::default(), Vec::new()) };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (KeyMap::default(), Vec::new()),
-        Err(e) => return (KeyMap::default(), vec![format!("{}: {e}", path.display())]),
-    };
-    match toml::from_str::<KeysConfig>(&text) {
-        Ok(config) => KeyMap::with_config(&config),
-        Err(e) => (KeyMap::default(), vec![format!("{}: {}", path.display(), e.message())]),
-    }
-}
-
-/// `$XDG_CONFIG_HOME/tandem/config.toml`.
-pub fn config_file() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "tandem").map(|dirs| dirs.config_dir().join("config.toml"))
-}
-
-/// `$XDG_STATE_HOME/tandem/`, where the TUI writes its log.
-pub fn state_dir() -> Option<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", "tandem")?;
-    Some(dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf())
 }

@@ -3,7 +3,7 @@
 //! [`crate::sync::run`] on a tokio task, forwards its events, and stops it by cancelling its token.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::worker::Event;
 use crate::client::{Remote, identity};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::sync::{SyncConfig, SyncEvent, SyncSummary};
 use crate::task::blocking;
@@ -145,7 +146,7 @@ struct Running {
 
 impl SyncRunner {
     /// Starts syncing `root` with `remote`, unless sync is running already.
-    pub fn start(&self, root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<Event>) {
+    pub fn start(&self, root: PathBuf, remote: Remote, config: Arc<Config>, events: mpsc::UnboundedSender<Event>) {
         let mut current = self.current.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let previous = match current.take() {
             Some(running) if !running.stop.is_cancelled() => {
@@ -155,7 +156,7 @@ impl SyncRunner {
             previous => previous,
         };
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(root, remote, events, stop.clone(), previous));
+        let task = tokio::spawn(run(root, remote, config, events, stop.clone(), previous));
         *current = Some(Running { stop, task });
     }
 
@@ -181,6 +182,7 @@ impl SyncRunner {
 async fn run(
     root: PathBuf,
     remote: Remote,
+    config: Arc<Config>,
     events: mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
     previous: Option<Running>,
@@ -189,7 +191,7 @@ async fn run(
     if let Some(previous) = previous {
         let _ = previous.task.await;
     }
-    let result = forward(root, remote, &events, stop.clone()).await;
+    let result = forward(root, remote, config, &events, stop.clone()).await;
     stop.cancel();
     let _ = events.send(Event::SyncStopped { result: result.map_err(|e| e.to_string()) });
 }
@@ -197,13 +199,14 @@ async fn run(
 async fn forward(
     root: PathBuf,
     remote: Remote,
+    config: Arc<Config>,
     events: &mpsc::UnboundedSender<Event>,
     stop: CancellationToken,
 ) -> Result<SyncSummary> {
-    let client = blocking(identity::current).await?;
-    let config = SyncConfig { root: root.clone(), remote, client, interval: SYNC_INTERVAL };
+    let client = blocking(move || identity::current(&config)).await?;
+    let sync_config = SyncConfig { root: root.clone(), remote, client, interval: SYNC_INTERVAL };
     let (sync_tx, mut sync_rx) = mpsc::unbounded_channel();
-    let mut task = tokio::spawn(crate::sync::run(config, sync_tx, stop.clone()));
+    let mut task = tokio::spawn(crate::sync::run(sync_config, sync_tx, stop.clone()));
     // The channel closes when the sync task returns, having sent everything.
     let relay = async {
         while let Some(event) = sync_rx.recv().await {

@@ -18,16 +18,21 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::pane::{Side, join};
 use super::sync::SyncRunner;
 use super::transfers::download_message;
+use crate::app::cache_output::{cleared_text, entries_table};
+use crate::app::commands;
+use crate::app::output;
+use crate::app::{CacheCommand, Cli, Command, HashCommand};
 use crate::cache::DownloadCache;
-use crate::cli::{CacheCommand, Cli, Command, HashCommand, Protocol, index_filter, output};
-use crate::client::{Connection, Remote, UdpOptions, Via, fetch, identity, upload_tcp};
+use crate::client::{Connection, Remote, fetch, identity, upload_tcp};
+use crate::config::Config;
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
 use crate::protocol::ListFilter;
 use crate::share::{Entry, EntryKind, FileStamp, Walk};
 use crate::sync::{SyncEvent, SyncSummary};
 use crate::task::blocking;
-use crate::transfer::Progress;
+use crate::transfer::udp::DEFAULT_IDLE_TIMEOUT;
+use crate::transfer::{Progress, Protocol};
 
 /// Downloads running at once; the rest wait in the queue.
 const PARALLEL_DOWNLOADS: usize = 2;
@@ -140,12 +145,14 @@ impl Handle {
 }
 
 /// Starts the background side; returns the handle that takes jobs.
-pub fn spawn(local_root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<Event>) -> Handle {
+pub fn spawn(local_root: PathBuf, remote: Remote, config: Config, events: mpsc::UnboundedSender<Event>) -> Handle {
+    let config = Arc::new(config);
     let (conn_tx, conn_rx) = watch::channel(None);
-    tokio::spawn(supervise(remote.clone(), conn_tx, events.clone()));
+    tokio::spawn(supervise(remote.clone(), config.clone(), conn_tx, events.clone()));
     let worker = Arc::new(Worker {
         local_root,
         remote,
+        config,
         events,
         conn: conn_rx,
         local_hashes: HashCache::in_memory(),
@@ -162,9 +169,12 @@ pub fn spawn(local_root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<
             let worker = dispatcher.clone();
             match job {
                 // Here, not on tasks of their own, so a quick start, stop, start happens in that order.
-                Job::StartSync => {
-                    worker.sync.start(worker.local_root.clone(), worker.remote.clone(), worker.events.clone())
-                }
+                Job::StartSync => worker.sync.start(
+                    worker.local_root.clone(),
+                    worker.remote.clone(),
+                    worker.config.clone(),
+                    worker.events.clone(),
+                ),
                 Job::StopSync => worker.sync.stop(),
                 job => drop(tokio::spawn(async move { worker.run(job).await })),
             }
@@ -174,9 +184,14 @@ pub fn spawn(local_root: PathBuf, remote: Remote, events: mpsc::UnboundedSender<
 }
 
 /// Keeps a connection to `remote`, reconnecting with backoff, and publishes the current one.
-async fn supervise(remote: Remote, current: watch::Sender<Option<Connection>>, events: mpsc::UnboundedSender<Event>) {
+async fn supervise(
+    remote: Remote,
+    config: Arc<Config>,
+    current: watch::Sender<Option<Connection>>,
+    events: mpsc::UnboundedSender<Event>,
+) {
     // Without an identity the server still answers but refuses locks: say so once and carry on.
-    let me = match blocking(identity::current).await {
+    let me = match blocking(move || identity::current(&config)).await {
         Ok(me) => Some(me),
         Err(e) => {
             let _ =
@@ -212,6 +227,7 @@ async fn supervise(remote: Remote, current: watch::Sender<Option<Connection>>, e
 struct Worker {
     local_root: PathBuf,
     remote: Remote,
+    config: Arc<Config>,
     events: mpsc::UnboundedSender<Event>,
     conn: watch::Receiver<Option<Connection>>,
     /// MD5s of local files, keyed like the server's cache so unchanged files are not read twice.
@@ -230,8 +246,8 @@ impl Worker {
 
     async fn cache(&self) -> Option<Arc<DownloadCache>> {
         let opened = self.cache.get_or_init(|| async {
-            match blocking(DownloadCache::for_downloads).await {
-                Ok(cache) => cache.map(Arc::new),
+            match commands::cache_for_downloads(&self.config).await {
+                Ok(cache) => cache,
                 Err(e) => {
                     self.send(Event::Message { text: format!("download cache off: {e}"), error: true });
                     None
@@ -420,10 +436,7 @@ impl Worker {
             let Ok(_permit) = self.downloads.clone().acquire_owned().await else { return };
             self.send(Event::TransferStarted { id });
             let dest = self.local_root.join(&local_dir);
-            let via = match protocol {
-                Protocol::Tcp => Via::Tcp,
-                Protocol::Udp => Via::Udp(UdpOptions::default()),
-            };
+            let via = commands::via(protocol, DEFAULT_IDLE_TIMEOUT.as_secs(), &self.config);
             let cache = self.cache().await;
             let cached = cache.is_some();
             let result = fetch(&conn, &remote, &dest, via, &progress, cache).await;
@@ -499,15 +512,14 @@ impl Worker {
         let result: Result<Option<String>> = async {
             match cli.command {
                 Command::Index(index) => {
-                    let filter = index_filter(&index)?;
-                    let entries = self.connection()?.list("", filter).await?;
+                    let entries = commands::index(&self.connection()?, &index).await?;
                     Ok(Some(output::entries_table(&entries, false)))
                 }
                 Command::Hash(HashCommand::Verify { path }) => {
                     Ok(Some(output::entry_fields(&self.connection()?.hash(&path).await?)))
                 }
                 Command::Hash(HashCommand::Checkall) => {
-                    Ok(Some(output::entries_table(&self.connection()?.hash_all("", None).await?, true)))
+                    Ok(Some(output::entries_table(&commands::hash_all(&self.connection()?).await?, true)))
                 }
                 Command::Download(args) => {
                     let target = download_target(&args.to, &local_dir);
@@ -521,15 +533,14 @@ impl Worker {
                     } else {
                         self.local_root.join(&local_dir).join(&args.local)
                     };
-                    let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                    let remote = args.remote_path.unwrap_or(name);
+                    let remote = commands::upload_target(&args);
                     let local = local.to_string_lossy().into_owned();
                     self.clone().queue_upload(self.connection()?, local, remote);
                     Ok(None)
                 }
                 // Reported as `L` is, so the remote pane shows the new lock state.
                 Command::Lock { path } => {
-                    self.connection()?.lock(&path).await?;
+                    commands::lock(&self.connection()?, &path).await?;
                     self.send(Event::LockChanged { path, locked: true, result: Ok(()) });
                     Ok(None)
                 }
@@ -542,15 +553,15 @@ impl Worker {
                     let Some(cache) = self.cache().await else {
                         return Err(Error::Unsupported("the download cache is off (its limit is 0)".into()));
                     };
-                    let (limit, dir) = (cache.limit(), cache.dir().display().to_string());
-                    let entries = blocking(move || cache.entries()).await?;
-                    Ok(Some(crate::cli::cache::entries_table(&entries, limit, &dir)))
+                    let listing = commands::cache_show(cache).await?;
+                    let dir = listing.dir.display().to_string();
+                    Ok(Some(entries_table(&listing.entries, listing.limit, &dir)))
                 }
                 Command::Cache(CacheCommand::Clear) => {
                     let Some(cache) = self.cache().await else { return Ok(None) };
                     let dir = cache.dir().display().to_string();
-                    let cleared = blocking(move || cache.clear()).await?;
-                    let text = crate::cli::cache::cleared_text(cleared, &dir);
+                    let cleared = commands::cache_clear(cache).await?;
+                    let text = cleared_text(cleared, &dir);
                     self.send(Event::Message { text: text.trim_end().to_string(), error: false });
                     self.clone().report_cache().await;
                     Ok(None)

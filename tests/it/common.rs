@@ -157,7 +157,7 @@ pub fn set_mtime(path: &Path, time: SystemTime) {
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so large test files are not all zeros.
-pub use tandem::cli::demo::pseudo_random;
+pub use tandem::pseudo_random::pseudo_random;
 
 /// MD5 from coreutils' md5sum: independent of tandem's own code.
 pub fn md5sum(path: &Path) -> String {

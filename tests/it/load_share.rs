@@ -25,7 +25,7 @@ pub const DOWNLOADS: usize = 5;
 pub fn write(root: &Path) {
     std::fs::create_dir(root.join(EMPTY_FOLDER)).expect("create the empty folder");
     for (rel, size) in FILES {
-        tandem::cli::demo::write_pseudo_random(&root.join(rel), *size).expect("write a file of the share");
+        tandem::pseudo_random::write_pseudo_random(&root.join(rel), *size).expect("write a file of the share");
     }
 }
 

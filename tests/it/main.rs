@@ -17,6 +17,7 @@ mod garbage;
 mod hostile_paths;
 mod jail;
 mod jail_property;
+mod layers;
 mod limits;
 mod load;
 mod load_share;

@@ -90,7 +90,7 @@ fn a_lock_refuses_others_survives_a_server_restart_and_can_be_forced_open() {
     server.restart();
     let refused = cli_as(&server.addr, bob.path(), &["upload", upload_source.to_str().unwrap(), "plans/site.dwg"]);
     assert_eq!(refused.status.code(), Some(1));
-    let host = tandem::client::identity::host_name();
+    let host = tandem::client::identity::host_name(None);
     assert_eq!(stderr(&refused).trim(), format!("error: plans/site.dwg is locked by {host}"));
     assert_eq!(std::fs::read(server.path("plans/site.dwg")).unwrap(), b"v1");
 

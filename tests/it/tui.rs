@@ -63,8 +63,13 @@ impl Drop for Tmux {
     }
 }
 
+/// Whether tmux runs here. Without it a test is skipped on a developer's machine, but under CI (`CI` set, as
+/// `.ci/run` and CI services do) a missing tmux fails the test: CI must never pass a test it did not run.
 fn tmux_available() -> bool {
-    Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success())
+    let available = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(available || !under_ci, "tmux is not installed, and CI must run the TUI tests (install tmux)");
+    available
 }
 
 /// The row of a pane (left or right half of the screen) that names `file`.
@@ -80,7 +85,7 @@ fn row_with(screen: &str, file: &str, right_pane: bool) -> Option<String> {
 #[test]
 fn download_in_the_tui_turns_the_hash_column_to_equal() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        eprintln!("SKIPPED: tmux is not installed here (under CI=true this fails instead)");
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -120,7 +125,7 @@ fn download_in_the_tui_turns_the_hash_column_to_equal() {
 #[test]
 fn open_with_listen_serves_the_local_folder_to_peers() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        eprintln!("SKIPPED: tmux is not installed here (under CI=true this fails instead)");
         return;
     }
     let local = tempfile::tempdir().unwrap();
@@ -147,7 +152,7 @@ fn open_with_listen_serves_the_local_folder_to_peers() {
 #[test]
 fn s_syncs_both_roots_and_new_files_appear_in_the_other_pane() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        eprintln!("SKIPPED: tmux is not installed here (under CI=true this fails instead)");
         return;
     }
     let share = tempfile::tempdir().unwrap();
@@ -194,7 +199,7 @@ fn s_syncs_both_roots_and_new_files_appear_in_the_other_pane() {
 #[test]
 fn a_lost_server_puts_up_a_banner_and_the_tui_recovers_when_it_is_back() {
     if !tmux_available() {
-        eprintln!("SKIPPED: tmux is not installed here (.ci/run installs it, so CI runs this test)");
+        eprintln!("SKIPPED: tmux is not installed here (under CI=true this fails instead)");
         return;
     }
     let root = tempfile::tempdir().unwrap();

@@ -25,7 +25,7 @@ pub struct Link {
 }
 
 impl Link {
-    /// Binds `addr` with large buffers, dropping `loss` of the datagrams each way (see [`loss_from_env`]).
+    /// Binds `addr` with large buffers, dropping `loss` of the datagrams each way (a test setting: `TANDEM_UDP_LOSS`).
     pub fn bind(addr: SocketAddr, loss: f64) -> io::Result<Link> {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
@@ -142,15 +142,6 @@ impl Link {
             return Ok((len, from));
         }
     }
-}
-
-/// `TANDEM_UDP_LOSS` as a fraction in `0..1`; anything else means no loss.
-pub fn loss_from_env() -> f64 {
-    std::env::var("TANDEM_UDP_LOSS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|loss| (0.0..1.0).contains(loss))
-        .unwrap_or(0.0)
 }
 
 /// Batched syscalls. On Linux, `sendmmsg` and `recvmmsg`; elsewhere, one datagram per call.

@@ -6,11 +6,11 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::cli::Protocol;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 use crate::sync::{SyncEvent, SyncSummary};
 use crate::transfer::Progress;
+use crate::transfer::Protocol;
 use crate::tui::app::App;
 use crate::tui::keymap::KeyMap;
 use crate::tui::pane::Side;

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::transfer::Protocol;
 
 use crate::DEFAULT_ADDR;
 
@@ -249,10 +251,4 @@ pub struct CacheVerifyArgs {
     /// With udp: give up after this many seconds without a datagram from the server
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub udp_idle_timeout: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Protocol {
-    Tcp,
-    Udp,
 }
