@@ -1,5 +1,5 @@
 //! `Hash` and `HashAll`: MD5s through the hash cache. `HashAll` hashes files in parallel on every core, and a
-//! file whose (size, mtime, inode) matches the cache is not read at all.
+//! file whose (size, mtime, ctime, inode) matches the cache is not read at all.
 
 use std::sync::Arc;
 

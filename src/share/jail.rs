@@ -4,8 +4,9 @@
 //! an entry like any other (listed with its target, renamed, trashed), never a door.
 //!
 //! Paths come in clean from [`normalize`](super::normalize). A served share also holds handles of its private
-//! folders: `.tandem/tmp`, where every upload is written before it is renamed into place, and `.tandem/trash`,
-//! where every replaced or deleted entry goes.
+//! folders: `.tandem/tmp`, where an upload is written before it is renamed into place on a filesystem without
+//! unnamed files (elsewhere it waits unnamed in its destination's folder), and `.tandem/trash`, where every
+//! replaced or deleted entry goes.
 
 use std::ffi::CStr;
 use std::fs::File;
