@@ -3,6 +3,7 @@
 //! [`fetch`], which downloads through the download cache.
 
 mod append;
+mod backoff;
 mod batch;
 mod connection;
 mod delta;
@@ -14,6 +15,7 @@ mod upload;
 
 use std::time::Duration;
 
+pub use backoff::Backoff;
 pub use batch::{DownloadJob, UploadJob, download_batch, upload_batch};
 pub use connection::{Connection, Credentials, Remote, Responses};
 pub use delta::{download_delta_only, download_delta_to, upload_delta};

@@ -25,7 +25,6 @@ pub struct HashCache {
 impl HashCache {
     /// Opens (or creates) the cache database at `db_path` and loads it.
     pub fn open(db_path: &Path) -> Result<Self> {
-        let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
         let db = crate::db::open(
             db_path,
             // `hashes` was the table of versions that did not record the ctime; it is only a cache, so it goes.
@@ -34,30 +33,21 @@ impl HashCache {
                  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
                  inode INTEGER NOT NULL, md5 BLOB NOT NULL);",
         )?;
-        let mut known = HashMap::new();
-        {
-            let mut rows =
-                db.prepare("SELECT path, size, mtime_ns, ctime_ns, inode, md5 FROM file_hashes").map_err(fail)?;
-            let mapped = rows
-                .query_map([], |row| {
-                    let md5: Vec<u8> = row.get(5)?;
-                    let stamp = FileStamp {
-                        size: row.get::<_, i64>(1)? as u64,
-                        mtime_ns: row.get(2)?,
-                        ctime_ns: row.get(3)?,
-                        inode: row.get::<_, i64>(4)? as u64,
-                    };
-                    Ok((row.get::<_, String>(0)?, stamp, md5))
-                })
-                .map_err(fail)?;
-            for row in mapped {
-                let (path, stamp, md5) = row.map_err(fail)?;
-                // A damaged row is simply not trusted; the file gets hashed again.
-                if let Some(md5) = Md5Digest::from_slice(&md5) {
-                    known.insert(path, (stamp, md5));
-                }
-            }
-        }
+        let sql = "SELECT path, size, mtime_ns, ctime_ns, inode, md5 FROM file_hashes";
+        let rows = crate::db::select_all(&db, db_path, sql, |row| {
+            let stamp = FileStamp {
+                size: row.get::<_, i64>(1)? as u64,
+                mtime_ns: row.get(2)?,
+                ctime_ns: row.get(3)?,
+                inode: row.get::<_, i64>(4)? as u64,
+            };
+            Ok((row.get::<_, String>(0)?, stamp, row.get::<_, Vec<u8>>(5)?))
+        })?;
+        // A damaged row is simply not trusted; the file gets hashed again.
+        let known: HashMap<_, _> = rows
+            .into_iter()
+            .filter_map(|(path, stamp, md5)| Some((path, (stamp, Md5Digest::from_slice(&md5)?))))
+            .collect();
         Ok(HashCache {
             known: Mutex::new(known),
             unsaved: Mutex::new(Vec::new()),

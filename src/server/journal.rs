@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use tokio::sync::watch;
 
+use crate::db::{meta, select_all};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 use crate::protocol::{Change, ClientIdentity};
@@ -83,38 +84,21 @@ impl Journal {
         // A link's target, which is its content; journals of versions that did not record links lack it.
         crate::db::add_column(&db, db_path, "entries", "target TEXT")?;
         let fresh_id = format!("{:032x}", rand::random::<u128>());
-        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![fresh_id]).map_err(fail)?;
-        let id: String = db.query_row("SELECT value FROM meta WHERE key = 'id'", [], |row| row.get(0)).map_err(fail)?;
+        db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('id', ?)", params![&fresh_id]).map_err(fail)?;
+        let id = meta(&db, db_path, "id")?.unwrap_or(fresh_id);
         let seq: Option<i64> = db.query_row("SELECT MAX(seq) FROM entries", [], |row| row.get(0)).map_err(fail)?;
-        let mut live = BTreeMap::new();
-        {
-            let mut rows = db
-                .prepare("SELECT path, kind, size, mtime_ns, md5, target FROM entries WHERE kind IS NOT NULL")
-                .map_err(fail)?;
-            let mapped = rows.query_map([], |row| entry_row(row.get(0)?, row, 1)).map_err(fail)?;
-            for row in mapped {
-                let entry = row.map_err(fail)?;
-                if let Some(entry) = entry {
-                    live.insert(entry.path.clone(), entry);
-                }
-            }
-        }
-        let mut locks = BTreeMap::new();
-        {
-            let mut rows = db.prepare("SELECT path, owner_id, owner_host FROM locks").map_err(fail)?;
-            let mapped = rows
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)))
-                .map_err(fail)?;
-            for row in mapped {
-                let (path, id, host) = row.map_err(fail)?;
-                locks.insert(path, LockOwner { id, host });
-            }
-        }
-        let reserved: Option<String> = db
-            .query_row("SELECT value FROM meta WHERE key = 'reserved'", [], |row| row.get(0))
-            .optional()
-            .map_err(fail)?;
-        let reserved = reserved.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let sql = "SELECT path, kind, size, mtime_ns, md5, target FROM entries WHERE kind IS NOT NULL";
+        let live: BTreeMap<_, _> = select_all(&db, db_path, sql, |row| entry_row(row.get(0)?, row, 1))?
+            .into_iter()
+            .flatten()
+            .map(|entry| (entry.path.clone(), entry))
+            .collect();
+        let sql = "SELECT path, owner_id, owner_host FROM locks";
+        let locks =
+            select_all(&db, db_path, sql, |row| Ok((row.get(0)?, LockOwner { id: row.get(1)?, host: row.get(2)? })))?
+                .into_iter()
+                .collect();
+        let reserved = meta(&db, db_path, "reserved")?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         let seq = (seq.unwrap_or(0) as u64).max(reserved);
         Ok(Journal {
             id,

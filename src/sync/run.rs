@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{Engine, SyncSummary};
 use super::watch::{Dirty, watch};
-use crate::client::{Connection, Remote};
+use crate::client::{Backoff, Connection, Remote};
 use crate::error::Result;
 use crate::protocol::ClientIdentity;
 use crate::task::sleep_until;
@@ -73,7 +73,7 @@ pub async fn run(
     let mut totals = SyncSummary::default();
     // Left-out paths already told, so each is told once until it syncs again.
     let mut told = std::collections::BTreeMap::new();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
     loop {
         let conn = match connect(&config).await {
             Ok(conn) => conn,
@@ -81,13 +81,12 @@ pub async fn run(
                 let _ = events.send(SyncEvent::Problem(e.to_string()));
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(totals),
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        backoff.reset();
         let mut engine = Engine::open(&config.root, conn.clone(), &config.client.host)?;
         let _ = events.send(SyncEvent::Connected { server: conn.addr().to_string() });
         let mut pushed = conn.journal_seq();

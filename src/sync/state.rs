@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 
 use super::plan::{Kind, Version};
+use crate::db::{meta, select_all};
 use crate::digest::Md5Digest;
 use crate::error::{Error, Result};
 
@@ -50,7 +51,6 @@ impl Update {
 impl SyncState {
     /// Opens (or creates) the state database at `db_path`.
     pub fn open(db_path: &Path) -> Result<SyncState> {
-        let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
         let db = crate::db::open(
             db_path,
             "CREATE TABLE IF NOT EXISTS base (
@@ -61,29 +61,17 @@ impl SyncState {
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
         crate::db::add_column(&db, db_path, "remote", "target TEXT")?;
-        let mut base = HashMap::new();
-        let mut remote = HashMap::new();
-        {
-            let mut rows = db.prepare("SELECT path, kind, size, mtime_ns, md5 FROM base").map_err(fail)?;
-            for row in rows.query_map([], version_row).map_err(fail)? {
-                let (path, version) = row.map_err(fail)?;
-                base.insert(path, version);
-            }
-            let mut rows =
-                db.prepare("SELECT path, kind, size, mtime_ns, md5, author, target FROM remote").map_err(fail)?;
-            let mapped = rows.query_map([], |row| Ok((version_row(row)?, row.get(5)?, row.get(6)?)));
-            for row in mapped.map_err(fail)? {
-                let ((path, version), author, target) = row.map_err(fail)?;
-                remote.insert(path, RemoteVersion { version, author, target });
-            }
-        }
-        let meta = |key: &str| -> Result<Option<String>> {
-            let mut query = db.prepare("SELECT value FROM meta WHERE key = ?").map_err(fail)?;
-            let mut rows = query.query(params![key]).map_err(fail)?;
-            rows.next().map_err(fail)?.map(|row| row.get(0)).transpose().map_err(fail)
-        };
-        let remote_seq = meta("remote_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
-        let server = meta("server")?;
+        let base: HashMap<_, _> =
+            select_all(&db, db_path, "SELECT path, kind, size, mtime_ns, md5 FROM base", version_row)?
+                .into_iter()
+                .collect();
+        let sql = "SELECT path, kind, size, mtime_ns, md5, author, target FROM remote";
+        let remote = select_all(&db, db_path, sql, |row| Ok((version_row(row)?, row.get(5)?, row.get(6)?)))?
+            .into_iter()
+            .map(|((path, version), author, target)| (path, RemoteVersion { version, author, target }))
+            .collect();
+        let remote_seq = meta(&db, db_path, "remote_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let server = meta(&db, db_path, "server")?;
         Ok(SyncState { db, db_path: db_path.to_path_buf(), base, remote, remote_seq, server })
     }
 

@@ -23,7 +23,7 @@ use crate::app::commands;
 use crate::app::output;
 use crate::app::{CacheCommand, Cli, Command, HashCommand};
 use crate::cache::DownloadCache;
-use crate::client::{Connection, Remote, fetch, identity, upload_tcp};
+use crate::client::{Backoff, Connection, Remote, fetch, identity, upload_tcp};
 use crate::config::Config;
 use crate::digest::{HashCache, Md5Digest, md5_file};
 use crate::error::{Error, Result};
@@ -199,12 +199,12 @@ async fn supervise(
             None
         }
     };
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::new(Duration::from_millis(500), MAX_BACKOFF);
     loop {
         let _ = events.send(Event::Connection(ConnectionState::Connecting));
         let reason = match remote.connect(me.clone()).await {
             Ok(conn) => {
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 let server = conn.server().software.clone();
                 // Publish the connection before announcing it: the UI lists the remote as soon as it hears.
                 current.send_replace(Some(conn.clone()));
@@ -218,9 +218,9 @@ async fn supervise(
         if events.is_closed() {
             return;
         }
-        let _ = events.send(Event::Connection(ConnectionState::Lost { reason, retry_in: backoff }));
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        let retry_in = backoff.next_delay();
+        let _ = events.send(Event::Connection(ConnectionState::Lost { reason, retry_in }));
+        tokio::time::sleep(retry_in).await;
     }
 }
 
