@@ -7,6 +7,8 @@
 //!
 //! Run with `cargo bench --bench delta`; rsync must be installed (`apt-get install -y rsync`).
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -8,6 +8,8 @@
 //!
 //! Run with `cargo bench --bench foundation`. `TANDEM_BENCH_GIB=0.25` shrinks the big file for a quick look.
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};

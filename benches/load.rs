@@ -21,6 +21,8 @@
 //! Run with `cargo bench --bench load`. `TANDEM_BENCH_CLIENTS=50` changes the number of clients,
 //! `TANDEM_BENCH_ROUNDS=1` the number of loaded runs pooled into the figures (default 3).
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

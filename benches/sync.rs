@@ -24,6 +24,8 @@
 //! `TANDEM_BENCH_IDLE_SECS=20` shortens the idle window (default 65 s; below about 62 s it no longer includes a
 //! periodic rescan).
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::Stdio;

@@ -7,6 +7,8 @@
 //!
 //! Run with `cargo bench --bench tui`. The tmux part is skipped, with a message, where tmux is missing.
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,8 @@
 //!
 //! Run with `cargo bench --bench udp`. `TANDEM_BENCH_GIB=0.25` shrinks the file for a quick look.
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 use std::time::{Duration, Instant};
 
 use tandem::client::{Connection, DownloadReport, UdpOptions, download_tcp, download_udp};

@@ -1,6 +1,8 @@
 //! The integration suite: real `tandem` servers on 127.0.0.1:0 over temporary folders, driven through the real
 //! binary and through the client library. One binary, so the suite links once.
 
+#![allow(clippy::unwrap_used)] // A test or benchmark that cannot go on stops with the reason; that is its report.
+
 mod common;
 
 mod auth;
