@@ -13,15 +13,15 @@ use std::io::Write;
 
 use super::connection::Connection;
 use super::partial::Partial;
+use super::strategy::{self, CacheState, Delta, Known, Plan};
 use crate::digest::{Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
 use crate::protocol::{BulkTrailer, Ticket};
 use crate::share::{AtomicFile, Destination, Entry, normalize, sync_renamed, sync_staged};
-use crate::transfer::delta::worth_a_delta;
 use crate::transfer::sink::Prefix;
 use crate::transfer::udp::link::Link;
 use crate::transfer::udp::{self, UdpStats, receiver};
-use crate::transfer::{Progress, tcp};
+use crate::transfer::{Progress, Protocol, tcp};
 
 /// What a finished download did; the fields of `download --json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,20 +74,57 @@ pub async fn download_tcp(
     dest_dir: &Path,
     progress: &Progress,
 ) -> Result<DownloadReport> {
-    if let Some(older) = older_version(remote, dest_dir) {
-        let older = Destination::Path(older);
-        return super::delta::download_delta_to(conn, remote, &older, Box::new(|| Ok(())), progress).await;
-    }
-    resumable(conn, remote, dest_dir, progress, Via::Tcp).await
+    let plan = strategy::plan(known_at(remote, dest_dir, Protocol::Tcp, CacheState::Off));
+    download_planned(conn, remote, dest_dir, plan, UdpOptions::default(), progress).await
 }
 
-/// The file a download would replace, if it is worth a delta and no interrupted download of it waits to be
-/// resumed: over an older version of a file only the changes travel.
-fn older_version(remote: &str, dest_dir: &Path) -> Option<PathBuf> {
-    let name = file_name(remote).ok()?;
-    let existing = dest_dir.join(&name);
-    let worth = std::fs::symlink_metadata(&existing).is_ok_and(|m| m.is_file() && worth_a_delta(m.len()));
-    (worth && matches!(Partial::find(dest_dir, &name), Ok(None))).then_some(existing)
+/// What is at `dest_dir` that a download of `remote` may use: the kept bytes of an interrupted download of it, an
+/// older version of it.
+pub(super) fn known_at(remote: &str, dest_dir: &Path, protocol: Protocol, cache: CacheState) -> Known {
+    let name = file_name(remote).ok();
+    let partial = name.as_deref().and_then(|name| super::partial::kept_bytes(dest_dir, name));
+    let older = name.and_then(|name| std::fs::symlink_metadata(dest_dir.join(name)).ok());
+    let older = older.filter(|m| m.is_file()).map(|m| m.len());
+    Known { cache, partial, older, protocol }
+}
+
+/// Carries out the delta and whole-file steps of `plan` (the cache step is [`super::fetch`]'s).
+pub(super) async fn download_planned(
+    conn: &Connection,
+    remote: &str,
+    dest_dir: &Path,
+    plan: Plan,
+    udp: UdpOptions,
+    progress: &Progress,
+) -> Result<DownloadReport> {
+    if let (Some(delta), Ok(name)) = (plan.delta, file_name(remote)) {
+        let older = Destination::Path(dest_dir.join(name));
+        match delta {
+            Delta::OrWhole => {
+                return super::delta::download_delta_to(conn, remote, &older, Box::new(|| Ok(())), progress).await;
+            }
+            Delta::Only => {
+                if let Some(mut report) = super::delta::download_delta_only(conn, remote, &older, progress).await? {
+                    let moved = report.bytes_received + report.bytes_sent;
+                    let note =
+                        format!("{remote}: only the changes to the older copy travelled ({moved} bytes), over TCP");
+                    report.notes.push(note);
+                    return Ok(report);
+                }
+            }
+        }
+    }
+    let via = match plan.whole.protocol {
+        Protocol::Tcp => Via::Tcp,
+        Protocol::Udp => {
+            let server = match udp.server {
+                Some(server) => server,
+                None => resolve(conn.addr()).await?,
+            };
+            Via::Udp(server, udp)
+        }
+    };
+    resumable(conn, remote, dest_dir, progress, via, plan.whole.resume).await
 }
 
 /// Runs after a download's bytes are verified and before they replace the destination. Sync uses it to check
@@ -121,20 +158,8 @@ pub async fn download_udp(
     progress: &Progress,
     options: UdpOptions,
 ) -> Result<DownloadReport> {
-    // UDP carries whole files; the changes to an older version are small, so they come as a delta over TCP.
-    if let Some(older) = older_version(remote, dest_dir)
-        && let Some(mut report) =
-            super::delta::download_delta_only(conn, remote, &Destination::Path(older), progress).await?
-    {
-        let moved = report.bytes_received + report.bytes_sent;
-        report.notes.push(format!("{remote}: only the changes to the older copy travelled ({moved} bytes), over TCP"));
-        return Ok(report);
-    }
-    let server = match options.server {
-        Some(server) => server,
-        None => resolve(conn.addr()).await?,
-    };
-    resumable(conn, remote, dest_dir, progress, Via::Udp(server, options)).await
+    let plan = strategy::plan(known_at(remote, dest_dir, Protocol::Udp, CacheState::Off));
+    download_planned(conn, remote, dest_dir, plan, options, progress).await
 }
 
 /// How the bytes travel.
@@ -172,6 +197,7 @@ async fn resumable(
     dest_dir: &Path,
     progress: &Progress,
     via: Via,
+    may_resume: bool,
 ) -> Result<DownloadReport> {
     let started = Instant::now();
     let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
@@ -182,7 +208,7 @@ async fn resumable(
     let name = file_name(remote).ok();
     let mut notes = Vec::new();
     let mut wasted = 0;
-    let mut may_resume = true;
+    let mut may_resume = may_resume;
     loop {
         match attempt(conn, remote, (dest_dir, name.as_deref()), may_resume, &mut notes, progress, &via).await? {
             Attempt::Done(mut report) => {

@@ -17,13 +17,14 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::connection::Connection;
-use super::download::{DownloadReport, UdpOptions, download_tcp, download_udp};
+use super::download::{DownloadReport, UdpOptions, download_planned, known_at};
+use super::strategy::{self, CacheState};
 use crate::cache::DownloadCache;
 use crate::digest::{ChunkHasher, Md5Digest};
 use crate::error::{Error, Result};
 use crate::share::{AtomicFile, Entry, normalize, sync_renamed, sync_staged};
 use crate::task::blocking;
-use crate::transfer::Progress;
+use crate::transfer::{Progress, Protocol};
 
 /// Read size when copying an object out of the cache.
 const COPY_BLOCK: usize = 1024 * 1024;
@@ -59,7 +60,8 @@ impl CacheOutcome {
     }
 }
 
-/// Downloads `remote` into the folder `dest_dir`, from `cache` when it holds the same bytes.
+/// Downloads `remote` into the folder `dest_dir`, from `cache` when it holds the same bytes; how is decided by
+/// [`strategy::plan`].
 pub async fn fetch(
     conn: &Connection,
     remote: &str,
@@ -68,29 +70,39 @@ pub async fn fetch(
     progress: &Progress,
     cache: Option<Arc<DownloadCache>>,
 ) -> Result<(DownloadReport, CacheOutcome)> {
-    let Some(cache) = cache else {
-        return download(conn, remote, dest_dir, via, progress).await.map(|r| (r, CacheOutcome::Off));
-    };
     let started = Instant::now();
-    let mut outcome = CacheOutcome::Miss;
-    // An empty cache cannot hit: skip the extra ticket.
-    let empty = {
-        let cache = cache.clone();
-        blocking(move || cache.is_empty()).await.unwrap_or_else(|e| warn_unusable(&e))
+    let cache_state = match &cache {
+        None => CacheState::Off,
+        Some(cache) => {
+            let cache = cache.clone();
+            // An empty cache cannot hit: the plan skips the extra ticket.
+            match blocking(move || cache.is_empty()).await.unwrap_or_else(|e| warn_unusable(&e)) {
+                true => CacheState::Empty,
+                false => CacheState::MayHold,
+            }
+        }
     };
-    if !empty {
-        match try_cache(conn, remote, dest_dir, &via, progress, &cache, started).await? {
+    let (protocol, udp) = match via {
+        Via::Tcp => (Protocol::Tcp, UdpOptions::default()),
+        Via::Udp(options) => (Protocol::Udp, options),
+    };
+    let plan = strategy::plan(known_at(remote, dest_dir, protocol, cache_state));
+    let mut outcome = if cache.is_some() { CacheOutcome::Miss } else { CacheOutcome::Off };
+    if let (true, Some(cache)) = (plan.from_cache, &cache) {
+        match try_cache(conn, remote, dest_dir, protocol, progress, cache, started).await? {
             Tried::Hit(report) => return Ok((*report, CacheOutcome::Hit)),
             Tried::Damaged => outcome = CacheOutcome::Repaired,
             Tried::Miss => {}
         }
     }
-    let report = download(conn, remote, dest_dir, via, progress).await?;
-    let name = report.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (dest, md5) = (report.dest.clone(), report.md5);
-    let stored = blocking(move || cache.store(&dest, md5, &name)).await;
-    if let Err(e) = stored {
-        tracing::warn!("{}: not kept in the download cache: {e}", report.path);
+    let report = download_planned(conn, remote, dest_dir, plan, udp, progress).await?;
+    if let Some(cache) = cache {
+        let name = report.dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (dest, md5) = (report.dest.clone(), report.md5);
+        let stored = blocking(move || cache.store(&dest, md5, &name)).await;
+        if let Err(e) = stored {
+            tracing::warn!("{}: not kept in the download cache: {e}", report.path);
+        }
     }
     Ok((report, outcome))
 }
@@ -108,7 +120,7 @@ async fn try_cache(
     conn: &Connection,
     remote: &str,
     dest_dir: &Path,
-    via: &Via,
+    protocol: Protocol,
     progress: &Progress,
     cache: &Arc<DownloadCache>,
     started: Instant,
@@ -154,11 +166,11 @@ async fn try_cache(
             if let Err(e) = blocking(move || cache.touch(md5, &name)).await {
                 tracing::warn!("download cache: cannot record the use of {}: {e}", entry.path);
             }
-            let protocol = match via {
-                Via::Tcp => "tcp",
-                Via::Udp(_) => "udp",
+            let udp = (protocol == Protocol::Udp).then(Default::default);
+            let protocol = match protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
             };
-            let udp = matches!(via, Via::Udp(_)).then(Default::default);
             Ok(Tried::Hit(Box::new(DownloadReport {
                 path: entry.path,
                 dest,
@@ -247,19 +259,6 @@ fn copy_verified(
     let dest = file.rename_into_place()?;
     sync_renamed(&[dest])?;
     Ok(Copied::Verified)
-}
-
-async fn download(
-    conn: &Connection,
-    remote: &str,
-    dest_dir: &Path,
-    via: Via,
-    progress: &Progress,
-) -> Result<DownloadReport> {
-    match via {
-        Via::Tcp => download_tcp(conn, remote, dest_dir, progress).await,
-        Via::Udp(options) => download_udp(conn, remote, dest_dir, progress, options).await,
-    }
 }
 
 /// A cache that cannot be read is no reason to fail a download: say so, and go without it.

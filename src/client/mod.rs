@@ -11,6 +11,7 @@ mod download;
 mod fetch;
 pub mod identity;
 mod partial;
+pub mod strategy;
 mod upload;
 
 use std::time::Duration;

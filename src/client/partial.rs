@@ -170,6 +170,11 @@ impl Write for Partial {
     }
 }
 
+/// How many bytes an interrupted download of `name` into `dest_dir` kept, if one did (without opening it).
+pub fn kept_bytes(dest_dir: &Path, name: &str) -> Option<u64> {
+    std::fs::metadata(paths(dest_dir, name).0).ok().filter(|m| m.is_file()).map(|m| m.len())
+}
+
 /// The data file and the sidecar for the file `name` in `dest_dir`.
 fn paths(dest_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let store = dest_dir.join(STATE_DIR).join(PARTIAL_DIR);
