@@ -131,7 +131,7 @@ pub async fn sync_once(
     let owned = config.clone();
     let client = blocking(move || identity::current(&owned)).await?;
     let conn = remote.connect(Some(client.clone())).await?;
-    let mut engine = Engine::open(dir, conn, &client.host)?;
+    let mut engine = Engine::open_async(dir, conn, &client.host).await?;
     let summary = engine.sync_until_quiet().await?;
     Ok((summary, engine.left_out().clone()))
 }

@@ -120,6 +120,12 @@ struct PassOutcome {
 
 impl Engine {
     /// Opens the folder's sync state for the server `conn` talks to. Refuses a missing root.
+    /// [`Engine::open`] on a blocking thread: it opens databases and reads the folder.
+    pub async fn open_async(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
+        let (root, host) = (root.to_path_buf(), host.to_string());
+        crate::task::blocking(move || Engine::open(&root, conn, &host)).await
+    }
+
     pub fn open(root: &Path, conn: Connection, host: &str) -> Result<Engine> {
         let root = checked_root(root)?;
         let folder = Arc::new(Share::open_writable(&root)?);

@@ -87,7 +87,7 @@ pub async fn run(
             }
         };
         backoff.reset();
-        let mut engine = Engine::open(&config.root, conn.clone(), &config.client.host)?;
+        let mut engine = Engine::open_async(&config.root, conn.clone(), &config.client.host).await?;
         let _ = events.send(SyncEvent::Connected { server: conn.addr().to_string() });
         let mut pushed = conn.journal_seq();
         let mut polls = 0u32;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
@@ -24,7 +25,8 @@ pub struct RemoteVersion {
 }
 
 pub struct SyncState {
-    db: Connection,
+    /// Shared with the blocking thread that writes each update ([`SyncState::apply`]).
+    db: Arc<Mutex<Connection>>,
     db_path: PathBuf,
     pub base: HashMap<String, Version>,
     pub remote: HashMap<String, RemoteVersion>,
@@ -72,7 +74,7 @@ impl SyncState {
             .collect();
         let remote_seq = meta(&db, db_path, "remote_seq")?.and_then(|v| v.parse().ok()).unwrap_or(0);
         let server = meta(&db, db_path, "server")?;
-        Ok(SyncState { db, db_path: db_path.to_path_buf(), base, remote, remote_seq, server })
+        Ok(SyncState { db: Arc::new(Mutex::new(db)), db_path: db_path.to_path_buf(), base, remote, remote_seq, server })
     }
 
     /// Starts over with the journal `server`: a folder synced with another server (or with a share whose journal
@@ -83,7 +85,8 @@ impl SyncState {
             return Ok(());
         }
         let fail = |source| Error::Database { path: self.db_path.clone(), source };
-        let tx = self.db.transaction().map_err(fail)?;
+        let mut db = self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx = db.transaction().map_err(fail)?;
         tx.execute_batch("DELETE FROM base; DELETE FROM remote; DELETE FROM meta;").map_err(fail)?;
         tx.execute("INSERT INTO meta (key, value) VALUES ('server', ?)", params![server]).map_err(fail)?;
         tx.commit().map_err(fail)?;
@@ -94,58 +97,18 @@ impl SyncState {
         Ok(())
     }
 
-    /// Writes `update` to disk in one transaction, then to memory.
-    pub fn apply(&mut self, update: Update) -> Result<()> {
+    /// Writes `update` to disk in one transaction, on a blocking thread, then to memory.
+    pub async fn apply(&mut self, update: Update) -> Result<()> {
         if update.is_empty() {
             return Ok(());
         }
-        let fail = |source| Error::Database { path: self.db_path.clone(), source };
-        let tx = self.db.transaction().map_err(fail)?;
-        {
-            let mut put_base = tx
-                .prepare_cached("INSERT OR REPLACE INTO base (path, kind, size, mtime_ns, md5) VALUES (?, ?, ?, ?, ?)")
-                .map_err(fail)?;
-            let mut drop_base = tx.prepare_cached("DELETE FROM base WHERE path = ?").map_err(fail)?;
-            for (path, version) in &update.base {
-                match version {
-                    Some(v) => {
-                        put_base.execute(params![path, kind_str(v.kind), v.size as i64, v.mtime_ns, md5_blob(v)])
-                    }
-                    None => drop_base.execute(params![path]),
-                }
-                .map_err(fail)?;
-            }
-            let mut put_remote = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO remote (path, kind, size, mtime_ns, md5, author, target)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .map_err(fail)?;
-            let mut drop_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?").map_err(fail)?;
-            for (path, remote) in &update.remote {
-                match remote {
-                    Some(RemoteVersion { version: v, author, target }) => put_remote.execute(params![
-                        path,
-                        kind_str(v.kind),
-                        v.size as i64,
-                        v.mtime_ns,
-                        md5_blob(v),
-                        author,
-                        target
-                    ]),
-                    None => drop_remote.execute(params![path]),
-                }
-                .map_err(fail)?;
-            }
-            if let Some(seq) = update.remote_seq {
-                tx.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('remote_seq', ?)",
-                    params![seq.to_string()],
-                )
-                .map_err(fail)?;
-            }
-        }
-        tx.commit().map_err(fail)?;
+        let (db, path) = (self.db.clone(), self.db_path.clone());
+        let update = crate::task::blocking(move || {
+            let mut db = db.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            write(&mut db, &path, &update)?;
+            Ok(update)
+        })
+        .await?;
         for (path, version) in update.base {
             match version {
                 Some(version) => self.base.insert(path, version),
@@ -163,6 +126,53 @@ impl SyncState {
         }
         Ok(())
     }
+}
+
+/// Writes `update` in one transaction.
+fn write(db: &mut Connection, db_path: &Path, update: &Update) -> Result<()> {
+    let fail = |source| Error::Database { path: db_path.to_path_buf(), source };
+    let tx = db.transaction().map_err(fail)?;
+    {
+        let mut put_base = tx
+            .prepare_cached("INSERT OR REPLACE INTO base (path, kind, size, mtime_ns, md5) VALUES (?, ?, ?, ?, ?)")
+            .map_err(fail)?;
+        let mut drop_base = tx.prepare_cached("DELETE FROM base WHERE path = ?").map_err(fail)?;
+        for (path, version) in &update.base {
+            match version {
+                Some(v) => put_base.execute(params![path, kind_str(v.kind), v.size as i64, v.mtime_ns, md5_blob(v)]),
+                None => drop_base.execute(params![path]),
+            }
+            .map_err(fail)?;
+        }
+        let mut put_remote = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO remote (path, kind, size, mtime_ns, md5, author, target)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .map_err(fail)?;
+        let mut drop_remote = tx.prepare_cached("DELETE FROM remote WHERE path = ?").map_err(fail)?;
+        for (path, remote) in &update.remote {
+            match remote {
+                Some(RemoteVersion { version: v, author, target }) => put_remote.execute(params![
+                    path,
+                    kind_str(v.kind),
+                    v.size as i64,
+                    v.mtime_ns,
+                    md5_blob(v),
+                    author,
+                    target
+                ]),
+                None => drop_remote.execute(params![path]),
+            }
+            .map_err(fail)?;
+        }
+        if let Some(seq) = update.remote_seq {
+            tx.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('remote_seq', ?)", params![seq.to_string()])
+                .map_err(fail)?;
+        }
+    }
+    tx.commit().map_err(fail)?;
+    Ok(())
 }
 
 fn kind_str(kind: Kind) -> &'static str {
@@ -197,8 +207,8 @@ fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Version)> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn updates_survive_reopen_and_a_new_server_starts_over() {
+    #[tokio::test]
+    async fn updates_survive_reopen_and_a_new_server_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("sync.sqlite");
         let file = Version { kind: Kind::File, size: 3, mtime_ns: 7, md5: Some(Md5Digest::of(b"abc")) };
@@ -211,7 +221,7 @@ mod tests {
                 remote: vec![("a.txt".into(), Some(remote))],
                 remote_seq: Some(42),
             };
-            state.apply(update).unwrap();
+            state.apply(update).await.unwrap();
         }
         let mut state = SyncState::open(&db).unwrap();
         assert_eq!(state.base.get("a.txt"), Some(&file));

@@ -418,7 +418,7 @@ impl Worker {
         }
         for (remote, local) in files {
             let folder = self.local_root.join(&local);
-            std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+            blocking(move || std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))).await?;
             if remote.is_empty() {
                 continue; // a folder to create, nothing to fetch
             }

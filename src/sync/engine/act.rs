@@ -111,7 +111,7 @@ impl Engine {
         }
         let hashes = self.hashes.clone();
         blocking(move || hashes.flush()).await?;
-        self.state.apply(update)?;
+        self.state.apply(update).await?;
         Ok(outcome)
     }
 
@@ -129,6 +129,15 @@ impl Engine {
         }
     }
 
+    /// Runs `work` on the synced folder on a blocking thread: filesystem calls never hold up the async threads.
+    async fn on_folder<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&crate::share::Share) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let folder = self.folder.clone();
+        blocking(move || work(&folder)).await
+    }
+
     /// Everything but transfers: renames, folders, deletions and bookkeeping.
     async fn structural(
         &mut self,
@@ -141,9 +150,13 @@ impl Engine {
         let dir = Version { kind: Kind::Dir, size: 0, mtime_ns: 0, md5: None };
         match action {
             Action::RenameLocal { from, to } => {
-                check_local(&self.folder, from, local.get(from).and_then(|e| e.stamp))?;
-                // Never replaces what is at `to`.
-                self.folder.rename(from, to)?;
+                let (from, to, stamp) = (from.clone(), to.clone(), local.get(from).and_then(|e| e.stamp));
+                self.on_folder(move |folder| {
+                    check_local(folder, &from, stamp)?;
+                    // Never replaces what is at `to`.
+                    folder.rename(&from, &to)
+                })
+                .await?;
                 summary.conflicts += 1;
             }
             Action::RenameRemote { from, to } => {
@@ -152,9 +165,13 @@ impl Engine {
             }
             Action::MoveLocal { from, to } => {
                 let moved = local.get(from).ok_or_else(|| Error::NotFound { path: from.clone() })?;
-                check_local(&self.folder, from, moved.stamp)?;
-                // Never replaces what is at `to`; makes its folders.
-                self.folder.rename(from, to)?;
+                let (old, new, stamp) = (from.clone(), to.clone(), moved.stamp);
+                self.on_folder(move |folder| {
+                    check_local(folder, &old, stamp)?;
+                    // Never replaces what is at `to`; makes its folders.
+                    folder.rename(&old, &new)
+                })
+                .await?;
                 self.remember_hash(to, &moved.version, None);
                 update.base.push((from.clone(), None));
                 update.base.push((to.clone(), Some(moved.version.clone())));
@@ -189,7 +206,8 @@ impl Engine {
             }
             Action::LinkRemote { path } => {
                 let here = local.get(path).ok_or_else(|| Error::NotFound { path: path.clone() })?;
-                let target = self.folder.read_link(path)?;
+                let rel = path.clone();
+                let target = self.on_folder(move |folder| folder.read_link(&rel)).await?;
                 if Some(Md5Digest::of(target.as_bytes())) != here.version.md5 {
                     return Err(Error::Stale { path: path.clone(), found: "the link changed during the sync".into() });
                 }
@@ -208,13 +226,18 @@ impl Engine {
                 let target = remote.target.clone().ok_or_else(|| Error::NotFound { path: path.clone() })?;
                 let version = remote.version.clone();
                 // What is here must still be what the scan saw; the link replaces it (into the trash), or fills a gap.
-                check_local(&self.folder, path, local.get(path).and_then(|e| e.stamp))?;
-                self.folder.place_symlink(path, &target)?;
+                let (rel, stamp) = (path.clone(), local.get(path).and_then(|e| e.stamp));
+                self.on_folder(move |folder| {
+                    check_local(folder, &rel, stamp)?;
+                    folder.place_symlink(&rel, &target)
+                })
+                .await?;
                 update.base.push((path.clone(), Some(version)));
                 summary.downloaded += 1;
             }
             Action::MkdirLocal { path } => {
-                self.folder.create_dirs(path)?;
+                let rel = path.clone();
+                self.on_folder(move |folder| folder.create_dirs(&rel).map(drop)).await?;
                 update.base.push((path.clone(), Some(dir)));
             }
             Action::MkdirRemote { path } => {
@@ -222,14 +245,19 @@ impl Engine {
                 update.base.push((path.clone(), Some(dir)));
             }
             Action::DeleteLocal { path, kind } => {
-                if *kind != Kind::Dir {
-                    check_local(&self.folder, path, local.get(path).and_then(|e| e.stamp))?;
-                }
-                // An emptied folder simply goes; anything else is kept in the trash.
-                let removed = *kind == Kind::Dir && self.folder.remove_empty_dir(path)?;
-                if !removed && self.folder.meta(path)?.is_some() {
-                    self.folder.trash(path)?;
-                }
+                let (rel, kind, stamp) = (path.clone(), *kind, local.get(path).and_then(|e| e.stamp));
+                self.on_folder(move |folder| {
+                    if kind != Kind::Dir {
+                        check_local(folder, &rel, stamp)?;
+                    }
+                    // An emptied folder simply goes; anything else is kept in the trash.
+                    let removed = kind == Kind::Dir && folder.remove_empty_dir(&rel)?;
+                    if !removed && folder.meta(&rel)?.is_some() {
+                        folder.trash(&rel)?;
+                    }
+                    Ok(())
+                })
+                .await?;
                 update.base.push((path.clone(), None));
                 summary.deleted += 1;
             }

@@ -36,7 +36,7 @@ impl Engine {
         }
         let changed = !update.remote.is_empty();
         if latest != self.state.remote_seq || changed {
-            self.state.apply(update)?;
+            self.state.apply(update).await?;
         }
         self.unplanned_remote |= changed;
         Ok(())
@@ -89,7 +89,7 @@ impl Engine {
         let count = differ.len();
         self.unplanned_remote |= !news.is_empty();
         differ.extend(news);
-        self.state.apply(Update { remote: differ, remote_seq: Some(latest), ..Default::default() })?;
+        self.state.apply(Update { remote: differ, remote_seq: Some(latest), ..Default::default() }).await?;
         Ok(count)
     }
 }
