@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
 
+use crate::compare::Status;
 use crate::digest::Md5Digest;
 use crate::share::{Entry, EntryKind};
 
@@ -204,10 +205,11 @@ pub fn parent(dir: &str) -> String {
     dir.rsplit_once('/').map(|(parent, _)| parent.to_string()).unwrap_or_default()
 }
 
-/// The Hash column mark for the entry `name` of `pane`, compared with the other pane's folder.
+/// The Hash column mark for the entry `name` of `pane`, compared with the other pane's folder: the marks of
+/// [`Status`] that `tandem demo --tour` prints too, plus what only a live view has (hashing, failed, loading).
 pub fn hash_mark(pane: &PaneState, other: &PaneState, entry: &Entry) -> &'static str {
     let Some(theirs) = other.entry(entry.name()) else {
-        return if other.loading { " " } else { "+" };
+        return if other.loading { " " } else { Status::OnlyLocal.mark() };
     };
     if entry.kind != EntryKind::File || theirs.kind != EntryKind::File {
         return " ";
@@ -215,13 +217,13 @@ pub fn hash_mark(pane: &PaneState, other: &PaneState, entry: &Entry) -> &'static
     match (pane.hashes.get(entry.name()), other.hashes.get(entry.name())) {
         (Some(HashState::Known(a)), Some(HashState::Known(b))) => {
             if a == b {
-                "="
+                Status::Same.mark()
             } else {
-                "≠"
+                Status::Differs.mark()
             }
         }
         (Some(HashState::Pending), _) | (_, Some(HashState::Pending)) => "…",
         (Some(HashState::Failed), _) | (_, Some(HashState::Failed)) => "!",
-        _ => "?",
+        _ => Status::Unknown.mark(),
     }
 }
