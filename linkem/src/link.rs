@@ -243,9 +243,11 @@ impl Link {
             .map_err(|e| Error::failed(format!("writing {value:?} to {path} in {ns}"), e))
     }
 
-    /// Tears the link down now and reports what went wrong; dropping does the same and prints any failure.
-    pub fn close(mut self) -> Result<()> {
-        self.teardown()
+    /// Tears the link down now and returns the final counters (every packet still on the wire is lost), or
+    /// what went wrong; dropping does the same and prints any failure.
+    pub fn close(mut self) -> Result<LinkStats> {
+        self.teardown()?;
+        Ok(self.stats())
     }
 
     fn teardown(&mut self) -> Result<()> {

@@ -99,8 +99,8 @@ fn check(profile: Profile) -> linkem::Result<()> {
     println!("TCP round trip: median {:?}, min {:?}, max {:?}", rtts[rtts.len() / 2], rtts[0], rtts[rtts.len() - 1]);
     let transfer = linkem::tcp_bulk(&link, Side::A, 16 << 20, Duration::from_secs(60))?;
     println!("A→B 16 MB: {:.1} Mbit/s in {:.2} s", transfer.bits_per_second() / 1e6, transfer.elapsed.as_secs_f64());
-    println!("{}", link.stats());
-    link.close()
+    println!("{}", link.close()?);
+    Ok(())
 }
 
 fn run(profile: Profile) -> linkem::Result<()> {
@@ -117,8 +117,8 @@ fn run(profile: Profile) -> linkem::Result<()> {
     let mut signal: libc::c_int = 0;
     // SAFETY: a valid signal set and a live out-parameter.
     unsafe { libc::sigwait(&signals, &mut signal) };
-    println!("\n{}", link.stats());
-    link.close()
+    println!("\n{}", link.close()?);
+    Ok(())
 }
 
 /// Blocks SIGINT and SIGTERM in every thread (the wire threads inherit the mask) so `sigwait` receives them

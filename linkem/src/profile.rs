@@ -14,7 +14,8 @@ pub struct Profile {
     /// Fixed delay added to every packet after it leaves the bottleneck.
     pub one_way_delay: Duration,
     /// Each packet's delay varies uniformly within ± this. Packets keep their order unless `reorder` says
-    /// otherwise: a packet never leaves before the one ahead of it.
+    /// otherwise: a packet never leaves before the one ahead of it, so packets closer together than the
+    /// jitter's span see a mean delay somewhat above `one_way_delay`.
     pub jitter: Duration,
     /// Drop-tail queue in front of the bottleneck, in bytes of IP packets.
     pub queue_bytes: u64,
