@@ -220,14 +220,16 @@ fn teardown_leaves_no_namespace_even_after_a_panic() {
     link.close().unwrap();
     assert!(names.iter().all(|n| !linkem::netns::exists(n)), "{:?}", ours());
 
-    let panicked = std::thread::spawn(|| {
+    let names = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = names.clone();
+    let thread = std::thread::spawn(move || {
         let link = Link::start(Profile::lan()).unwrap();
-        let names = [link.ns_a().to_owned(), link.ns_b().to_owned()];
-        std::panic::panic_any(names);
-    })
-    .join()
-    .unwrap_err();
-    let names = panicked.downcast::<[String; 2]>().unwrap();
+        seen.lock().unwrap().extend([link.ns_a().to_owned(), link.ns_b().to_owned()]);
+        panic!("a deliberate panic while a Link is alive: its namespaces must go while unwinding");
+    });
+    assert!(thread.join().is_err());
+    let names = names.lock().unwrap();
+    assert_eq!(names.len(), 2);
     assert!(names.iter().all(|n| !linkem::netns::exists(n)), "{:?}", ours());
 }
 
