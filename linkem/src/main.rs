@@ -6,9 +6,15 @@ use std::time::Duration;
 
 use linkem::{Link, Profile, Side};
 
-const USAGE: &str = "usage: linkem [--profile NAME] [--seed N] [--check | --ceiling [MB]] | --list
+const USAGE: &str = "usage: linkem [--profile NAME] [CHANGES] [--check | --ceiling [MB]] | --list
   --profile NAME  the link's profile (default wan); --list shows them
-  --seed N        seed for every random decision (default: the profile's)
+CHANGES to the profile, each way:
+  --rate MBIT     bottleneck rate in Mbit/s (0: none)
+  --rtt MS        round-trip delay in ms (half each way)
+  --jitter MS     ± jitter in ms
+  --loss PERCENT  random loss
+  --queue KB      drop-tail queue in kB
+  --seed N        seed for every random decision
   --check         measure RTT and A→B rate through the profile, then exit
   --ceiling [MB]  measure the emulator's own ceiling (no impairment, default 256 MB), then exit
 Without --check or --ceiling it runs until Ctrl-C (or SIGTERM).";
@@ -22,19 +28,19 @@ enum Mode {
 
 fn parse(args: &[String]) -> Result<(Profile, Mode), String> {
     let mut profile = Profile::wan();
-    let mut seed = None;
+    let mut changes: Vec<(String, String)> = Vec::new();
     let mut mode = Mode::Run;
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1);
         match args[i].as_str() {
+            flag @ ("--rate" | "--rtt" | "--jitter" | "--loss" | "--queue" | "--seed") => {
+                changes.push((flag.to_owned(), value.ok_or_else(|| format!("{flag} needs a number"))?.clone()));
+                i += 1;
+            }
             "--profile" => {
                 let name = value.ok_or("--profile needs a name")?;
                 profile = Profile::by_name(name).ok_or_else(|| format!("no profile called {name}; see --list"))?;
-                i += 1;
-            }
-            "--seed" => {
-                seed = Some(value.and_then(|v| v.parse().ok()).ok_or("--seed needs a number")?);
                 i += 1;
             }
             "--check" => mode = Mode::Check,
@@ -51,9 +57,26 @@ fn parse(args: &[String]) -> Result<(Profile, Mode), String> {
         }
         i += 1;
     }
-    if let Some(seed) = seed {
-        profile = profile.with_seed(seed);
+    for (flag, value) in &changes {
+        let bad = || format!("{flag} needs a number, not {value:?}");
+        if flag == "--seed" {
+            profile.seed = value.parse().map_err(|_| bad())?;
+            continue;
+        }
+        let n: f64 = value.parse().ok().filter(|n: &f64| n.is_finite() && *n >= 0.0).ok_or_else(bad)?;
+        let ms = Duration::from_secs_f64(n / 1e3);
+        match flag.as_str() {
+            "--rate" => profile.rate_bps = (n * 1e6) as u64,
+            "--rtt" => profile.one_way_delay = ms / 2,
+            "--jitter" => profile.jitter = ms,
+            "--loss" => profile.loss = n / 100.0,
+            _ => profile.queue_bytes = (n * 1e3) as u64,
+        }
     }
+    if !changes.is_empty() {
+        profile.name = format!("{} (changed)", profile.name);
+    }
+    profile.validate()?;
     Ok((profile, mode))
 }
 
