@@ -79,7 +79,8 @@ impl Transfer {
     }
 }
 
-/// Sends `bytes` bytes over a new TCP connection from `from` to the other side and times their arrival.
+/// Sends `bytes` bytes over a new TCP connection from `from` to the other side and times their arrival;
+/// `timeout` bounds each socket call and the whole transfer.
 pub fn tcp_bulk(link: &Link, from: Side, bytes: u64, timeout: Duration) -> Result<Transfer> {
     let (mut sender, mut receiver) = tcp_pair(link, from, timeout)?;
     let send = std::thread::spawn(move || -> std::io::Result<()> {
@@ -96,7 +97,11 @@ pub fn tcp_bulk(link: &Link, from: Side, bytes: u64, timeout: Duration) -> Resul
     let mut got = 0u64;
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
+    let deadline = last + timeout;
     while got < bytes {
+        if Instant::now() > deadline {
+            return Err(Error::Failed(format!("bulk transfer: only {got} of {bytes} bytes within {timeout:?}")));
+        }
         let n = receiver.read(&mut buf).map_err(|e| Error::failed(format!("bulk transfer after {got} bytes"), e))?;
         if n == 0 {
             break;
