@@ -262,3 +262,16 @@ fn sysctl_reaches_only_its_namespace() {
     assert_eq!(read(Side::A).trim(), "reno");
     assert_ne!(read(Side::B).trim(), "reno");
 }
+
+#[test]
+fn commands_run_inside_their_namespace() {
+    if !linkem::available_or_skip("commands_run_inside_their_namespace") {
+        return;
+    }
+    let link = Link::start(Profile::lan()).unwrap();
+    for (side, cidr) in [(Side::A, "198.18.0.1/30"), (Side::B, "198.18.0.2/30")] {
+        let out = link.command(side, "ip").args(["-4", "addr", "show", "dev", "wan0"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && text.contains(cidr) && text.contains("UP"), "{side:?}: {text}");
+    }
+}
