@@ -119,9 +119,47 @@ pub enum Error {
     #[error("{path} is locked by {host}")]
     Locked { path: String, host: String },
 
-    /// Something this build of tandem does not do (yet), with what to do instead.
+    /// Something tandem will not do, for safety or by policy: `what` is the refused action with the path, address
+    /// or value it concerns, `reason` why and what to do instead.
+    #[error("refusing {what}: {reason}")]
+    Refused { what: String, reason: String },
+
+    /// A command or feature not available here (in this front end, on this filesystem, over this protocol), with
+    /// what to do instead.
     #[error("{0}")]
-    Unsupported(String),
+    NotSupported(String),
+
+    /// A background task or thread that panicked or ended without its result; `what` names its work.
+    #[error("{what} failed: {reason}")]
+    TaskFailed { what: String, reason: String },
+
+    /// The platform gives no home folder, so there is nowhere to keep `purpose`.
+    #[error("no home folder to keep {purpose} in")]
+    NoHomeFolder { purpose: &'static str },
+
+    /// An unlock of a path nobody has locked.
+    #[error("{path} is not locked")]
+    NotLocked { path: String },
+
+    /// A sync that did everything it could except these paths, each already told with its reason.
+    #[error("{count} {} left out of this sync (each is told above, with the reason)", paths_were(.count))]
+    LeftOut { count: usize },
+
+    /// A local folder a person named that tandem cannot use as asked: missing, or not a folder.
+    #[error("{}: {problem}", path.display())]
+    UnusableFolder { path: PathBuf, problem: &'static str },
+
+    /// A host name that resolves to no address.
+    #[error("{addr}: the name resolves to no address")]
+    NoAddress { addr: String },
+
+    /// The filesystem would not tell tandem of changes under a folder.
+    #[error("{}: cannot watch for changes: {reason}", path.display())]
+    CannotWatch { path: PathBuf, reason: String },
+
+    /// A transfer asked to start past the end of its file.
+    #[error("offset {offset} is past the end of {path} ({size} bytes)")]
+    BadOffset { path: String, offset: u64, size: u64 },
 
     /// The local hash cache database failed.
     #[error("database {}: {source}", path.display())]
@@ -139,15 +177,26 @@ impl Error {
         Error::Net { addr: addr.to_string(), source }
     }
 
-    /// The wire form of this error, for a server answering a client.
-    pub fn to_body(&self) -> ErrorBody {
-        let code = match self {
-            Error::Remote(body) => return body.clone(),
+    /// A background task or thread that panicked or ended early (`reason`, e.g. a join error); `what` names its work.
+    pub fn task_failed(what: impl Into<String>, reason: impl ToString) -> Self {
+        Error::TaskFailed { what: what.into(), reason: reason.to_string() }
+    }
+
+    /// What kind of failure this is, the same for one that happened here and one the server reported, so code
+    /// that reacts to a refusal need not ask where it happened.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Remote(body) => body.code,
             Error::NotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidPath { .. } | Error::Symlink { .. } | Error::NotAFolder { .. } => ErrorCode::InvalidPath,
+            Error::InvalidPath { .. }
+            | Error::Symlink { .. }
+            | Error::NotAFolder { .. }
+            | Error::UnusableFolder { .. } => ErrorCode::InvalidPath,
             Error::NotAFile { .. } => ErrorCode::NotAFile,
-            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
-            Error::Unsupported(_) => ErrorCode::BadRequest,
+            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } | Error::BadOffset { .. } => {
+                ErrorCode::BadRequest
+            }
+            Error::Refused { .. } | Error::NotSupported(_) | Error::NotLocked { .. } => ErrorCode::BadRequest,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::Exists { .. } | Error::CaseTwin { .. } => ErrorCode::Exists,
             Error::Stale { .. } => ErrorCode::Stale,
@@ -158,14 +207,31 @@ impl Error {
             Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } | Error::BadDelta { .. } => {
                 ErrorCode::Changed
             }
+            // Nothing the request did wrong: this side could not do it.
             Error::Io { .. }
             | Error::UnreadableFolder { .. }
             | Error::Net { .. }
             | Error::Closed { .. }
-            | Error::Database { .. } => ErrorCode::Io,
-        };
-        ErrorBody { code, message: self.to_string() }
+            | Error::NoAddress { .. }
+            | Error::Database { .. }
+            | Error::TaskFailed { .. }
+            | Error::NoHomeFolder { .. }
+            | Error::CannotWatch { .. }
+            | Error::LeftOut { .. } => ErrorCode::Io,
+        }
     }
+
+    /// The wire form of this error, for a server answering a client.
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            Error::Remote(body) => body.clone(),
+            _ => ErrorBody { code: self.code(), message: self.to_string() },
+        }
+    }
+}
+
+fn paths_were(count: &usize) -> &'static str {
+    if *count == 1 { "path was" } else { "paths were" }
 }
 
 /// An error as it crosses the wire.

@@ -28,7 +28,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args, remote.token, &config).await,
         Command::Demo(_) => demo::tour(&config).await,
-        Command::Open(_) => Err(Error::Unsupported("`open` runs the terminal UI, which `tandem open` starts".into())),
+        Command::Open(_) => Err(Error::NotSupported("`open` runs the terminal UI, which `tandem open` starts".into())),
         Command::Index(command) => {
             let entries = commands::index(&remote.connect(None).await?, &command).await?;
             if cli.json {

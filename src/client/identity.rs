@@ -39,7 +39,7 @@ pub fn load_or_create(config_dir: &Path, host: String) -> Result<ClientIdentity>
 /// The identity of this user on this machine, from the configured config folder.
 pub fn current(config: &Config) -> Result<ClientIdentity> {
     let dir = config.dirs.config.as_deref();
-    let dir = dir.ok_or_else(|| Error::Unsupported("no home folder to keep the client id in".into()))?;
+    let dir = dir.ok_or_else(|| Error::NoHomeFolder { purpose: "the client id" })?;
     load_or_create(dir, host_name(config.host_name_fallback.as_deref()))
 }
 

@@ -78,9 +78,10 @@ impl Share {
     }
 
     fn state(&self) -> Result<&State> {
-        self.state
-            .as_ref()
-            .ok_or_else(|| Error::Unsupported(format!("{} was opened only for reading", self.root_path.display())))
+        self.state.as_ref().ok_or_else(|| Error::Refused {
+            what: format!("to write in {}", self.root_path.display()),
+            reason: "it was opened only for reading".into(),
+        })
     }
 
     /// Opens the folder `rel` (`""`: the root).
