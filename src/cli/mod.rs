@@ -105,7 +105,7 @@ async fn sync(args: SyncArgs, remote: &Remote, config: &Config, json: bool) -> R
             }
         }
         let summary =
-            task.await.map_err(|e| Error::io(&args.dir, std::io::Error::other(format!("sync task failed: {e}"))))??;
+            task.await.map_err(|e| Error::task_failed(format!("the sync of {}", args.dir.display()), e))??;
         (summary, Default::default())
     };
     if json {

@@ -307,5 +307,5 @@ struct Sent {
 }
 
 fn task_failed(path: &Path, e: tokio::task::JoinError) -> Error {
-    Error::io(path, std::io::Error::other(format!("transfer task failed: {e}")))
+    Error::task_failed(format!("the transfer of {}", path.display()), e)
 }

@@ -17,7 +17,8 @@ pub fn load_or_create(config_dir: &Path, host: String) -> Result<ClientIdentity>
     let id = match std::fs::read_to_string(&file) {
         Ok(text) if is_valid_id(text.trim()) => text.trim().to_string(),
         Ok(_) => {
-            return Err(Error::io(&file, std::io::Error::other("not a tandem client id; delete it to make a new one")));
+            let reason = format!("{}: not a tandem client id; delete it to make a new one", file.display());
+            return Err(Error::Malformed { what: "client id file", reason });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = format!("{:032x}", rand::random::<u128>());

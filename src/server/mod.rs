@@ -190,8 +190,7 @@ impl Server {
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
         let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;
-        let listener =
-            listener::bind(&config.listen, config.max_connections).await.map_err(|e| Error::net(&config.listen, e))?;
+        let listener = listener::bind(&config.listen, config.max_connections).await?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
         if let Some(token) = &config.token
             && !addr.ip().is_loopback()
