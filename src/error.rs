@@ -268,3 +268,62 @@ pub enum ErrorCode {
     /// The client did not prove it holds the server's token.
     AuthFailed,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_the_same_here_and_from_the_server() {
+        let here = Error::Stale { path: "a.txt".into(), found: "a newer version".into() };
+        let there = Error::Remote(here.to_body());
+        assert_eq!(here.code(), ErrorCode::Stale);
+        assert_eq!(there.code(), here.code());
+        assert_eq!(there.to_body(), here.to_body(), "a remote body goes on unchanged");
+        let plain = Error::Remote(ErrorBody { code: ErrorCode::Stale, message: "stale".into() });
+        assert_eq!(plain.code(), ErrorCode::Stale);
+    }
+
+    #[test]
+    fn each_new_variant_has_its_code_and_names_its_value() {
+        let cases = [
+            (
+                Error::Refused { what: "to sync /srv/a".into(), reason: "it is empty".into() },
+                ErrorCode::BadRequest,
+                "/srv/a",
+            ),
+            (Error::NotSupported("`open` runs the terminal UI".into()), ErrorCode::BadRequest, "`open`"),
+            (Error::task_failed("the upload of /tmp/x", "task 3 panicked"), ErrorCode::Io, "/tmp/x"),
+            (Error::NoHomeFolder { purpose: "the client id" }, ErrorCode::Io, "the client id"),
+            (Error::NotLocked { path: "docs/a.txt".into() }, ErrorCode::BadRequest, "docs/a.txt"),
+            (Error::LeftOut { count: 3 }, ErrorCode::Io, "3 paths were"),
+            (Error::LeftOut { count: 1 }, ErrorCode::Io, "1 path was"),
+            (
+                Error::UnusableFolder { path: "/tmp/f".into(), problem: "not a folder" },
+                ErrorCode::InvalidPath,
+                "/tmp/f",
+            ),
+            (Error::NoAddress { addr: "nowhere.invalid:7878".into() }, ErrorCode::Io, "nowhere.invalid:7878"),
+            (Error::CannotWatch { path: "/home/me".into(), reason: "too many".into() }, ErrorCode::Io, "/home/me"),
+            (Error::BadOffset { path: "a.bin".into(), offset: 9, size: 4 }, ErrorCode::BadRequest, "offset 9"),
+        ];
+        for (error, code, named) in cases {
+            assert_eq!(error.code(), code, "{error}");
+            assert!(error.to_string().contains(named), "{error:?} should name {named:?}: {error}");
+            let body = error.to_body();
+            assert_eq!((body.code, body.message), (code, error.to_string()));
+        }
+    }
+
+    #[test]
+    fn messages_keep_their_wording() {
+        let refused = Error::Refused { what: "to serve on 0.0.0.0:1 without a token".into(), reason: "why".into() };
+        assert_eq!(refused.to_string(), "refusing to serve on 0.0.0.0:1 without a token: why");
+        let failed = Error::task_failed("the sync of /x", "task 7 panicked");
+        assert_eq!(failed.to_string(), "the sync of /x failed: task 7 panicked");
+        let left_out = Error::LeftOut { count: 2 };
+        assert_eq!(left_out.to_string(), "2 paths were left out of this sync (each is told above, with the reason)");
+        let past = Error::BadOffset { path: "a.bin".into(), offset: 9, size: 4 };
+        assert_eq!(past.to_string(), "offset 9 is past the end of a.bin (4 bytes)");
+    }
+}
