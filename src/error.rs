@@ -149,6 +149,10 @@ pub enum Error {
     #[error("{}: {problem}", path.display())]
     UnusableFolder { path: PathBuf, problem: &'static str },
 
+    /// A local file another tandem process holds locked for its own work.
+    #[error("{}: {by} is running and holds its lock; try again once it ends", path.display())]
+    InUse { path: PathBuf, by: &'static str },
+
     /// A host name that resolves to no address.
     #[error("{addr}: the name resolves to no address")]
     NoAddress { addr: String },
@@ -204,6 +208,7 @@ impl Error {
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,
+            Error::InUse { .. } => ErrorCode::Busy,
             Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } | Error::BadDelta { .. } => {
                 ErrorCode::Changed
             }
@@ -303,6 +308,7 @@ mod tests {
                 ErrorCode::InvalidPath,
                 "/tmp/f",
             ),
+            (Error::InUse { path: "/d/.tandem/partial/f".into(), by: "a download" }, ErrorCode::Busy, "/d/.tandem"),
             (Error::NoAddress { addr: "nowhere.invalid:7878".into() }, ErrorCode::Io, "nowhere.invalid:7878"),
             (Error::CannotWatch { path: "/home/me".into(), reason: "too many".into() }, ErrorCode::Io, "/home/me"),
             (Error::BadOffset { path: "a.bin".into(), offset: 9, size: 4 }, ErrorCode::BadRequest, "offset 9"),

@@ -76,12 +76,9 @@ impl Partial {
     fn lock(file: File, data: PathBuf, sidecar: PathBuf, dest_dir: &Path) -> Result<Partial> {
         match file.try_lock() {
             Ok(()) => Ok(Partial { file, written: 0, flushed: 0, data, sidecar, dest_dir: dest_dir.to_path_buf() }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::Refused {
-                what: format!("to write {}", data.display()),
-                reason: "another download of this file into the same folder is running (its partial file is \
-                         locked); try again once it ends"
-                    .into(),
-            }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(Error::InUse { path: data, by: "another download of this file into the same folder" })
+            }
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&data, e)),
         }
     }
