@@ -150,7 +150,7 @@ pub enum Error {
     UnusableFolder { path: PathBuf, problem: &'static str },
 
     /// A local file another tandem process holds locked for its own work.
-    #[error("{}: {by} is running and holds its lock; try again once it ends", path.display())]
+    #[error("{}: {by} is running (this file is locked); try again once it ends", path.display())]
     InUse { path: PathBuf, by: &'static str },
 
     /// A host name that resolves to no address.
