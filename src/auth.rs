@@ -50,7 +50,10 @@ impl Token {
     pub fn new(text: &str, source: &str) -> Result<Token> {
         let text = text.trim();
         if text.is_empty() {
-            return Err(Error::Unsupported(format!("the token from {source} is empty; give a non-empty secret")));
+            return Err(Error::Malformed {
+                what: "token",
+                reason: format!("the token from {source} is empty; give a non-empty secret"),
+            });
         }
         Ok(Token(text.to_string()))
     }

@@ -119,9 +119,51 @@ pub enum Error {
     #[error("{path} is locked by {host}")]
     Locked { path: String, host: String },
 
-    /// Something this build of tandem does not do (yet), with what to do instead.
+    /// Something tandem will not do, for safety or by policy: `what` is the refused action with the path, address
+    /// or value it concerns, `reason` why and what to do instead.
+    #[error("refusing {what}: {reason}")]
+    Refused { what: String, reason: String },
+
+    /// A command or feature not available here (in this front end, on this filesystem, over this protocol), with
+    /// what to do instead.
     #[error("{0}")]
-    Unsupported(String),
+    NotSupported(String),
+
+    /// A background task or thread that panicked or ended without its result; `what` names its work.
+    #[error("{what} failed: {reason}")]
+    TaskFailed { what: String, reason: String },
+
+    /// The platform gives no home folder, so there is nowhere to keep `purpose`.
+    #[error("no home folder to keep {purpose} in")]
+    NoHomeFolder { purpose: &'static str },
+
+    /// An unlock of a path nobody has locked.
+    #[error("{path} is not locked")]
+    NotLocked { path: String },
+
+    /// A sync that did everything it could except these paths, each already told with its reason.
+    #[error("{count} {} left out of this sync (each is told above, with the reason)", paths_were(.count))]
+    LeftOut { count: usize },
+
+    /// A local folder a person named that tandem cannot use as asked: missing, or not a folder.
+    #[error("{}: {problem}", path.display())]
+    UnusableFolder { path: PathBuf, problem: &'static str },
+
+    /// A local file another tandem process holds locked for its own work.
+    #[error("{}: {by} is running (this file is locked); try again once it ends", path.display())]
+    InUse { path: PathBuf, by: &'static str },
+
+    /// A host name that resolves to no address.
+    #[error("{addr}: the name resolves to no address")]
+    NoAddress { addr: String },
+
+    /// The filesystem would not tell tandem of changes under a folder.
+    #[error("{}: cannot watch for changes: {reason}", path.display())]
+    CannotWatch { path: PathBuf, reason: String },
+
+    /// A transfer asked to start past the end of its file.
+    #[error("offset {offset} is past the end of {path} ({size} bytes)")]
+    BadOffset { path: String, offset: u64, size: u64 },
 
     /// The local hash cache database failed.
     #[error("database {}: {source}", path.display())]
@@ -139,15 +181,26 @@ impl Error {
         Error::Net { addr: addr.to_string(), source }
     }
 
-    /// The wire form of this error, for a server answering a client.
-    pub fn to_body(&self) -> ErrorBody {
-        let code = match self {
-            Error::Remote(body) => return body.clone(),
+    /// A background task or thread that panicked or ended early (`reason`, e.g. a join error); `what` names its work.
+    pub fn task_failed(what: impl Into<String>, reason: impl ToString) -> Self {
+        Error::TaskFailed { what: what.into(), reason: reason.to_string() }
+    }
+
+    /// What kind of failure this is, the same for one that happened here and one the server reported, so code
+    /// that reacts to a refusal need not ask where it happened.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::Remote(body) => body.code,
             Error::NotFound { .. } => ErrorCode::NotFound,
-            Error::InvalidPath { .. } | Error::Symlink { .. } | Error::NotAFolder { .. } => ErrorCode::InvalidPath,
+            Error::InvalidPath { .. }
+            | Error::Symlink { .. }
+            | Error::NotAFolder { .. }
+            | Error::UnusableFolder { .. } => ErrorCode::InvalidPath,
             Error::NotAFile { .. } => ErrorCode::NotAFile,
-            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } => ErrorCode::BadRequest,
-            Error::Unsupported(_) => ErrorCode::BadRequest,
+            Error::BadRegex { .. } | Error::BadTime { .. } | Error::BadRange { .. } | Error::BadOffset { .. } => {
+                ErrorCode::BadRequest
+            }
+            Error::Refused { .. } | Error::NotSupported(_) | Error::NotLocked { .. } => ErrorCode::BadRequest,
             Error::ReadOnly { .. } => ErrorCode::ReadOnly,
             Error::Exists { .. } | Error::CaseTwin { .. } => ErrorCode::Exists,
             Error::Stale { .. } => ErrorCode::Stale,
@@ -155,17 +208,35 @@ impl Error {
             Error::FrameTooLarge { .. } | Error::Malformed { .. } => ErrorCode::BadRequest,
             Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
             Error::Timeout { .. } => ErrorCode::Timeout,
+            Error::InUse { .. } => ErrorCode::Busy,
             Error::Changed { .. } | Error::Md5Mismatch { .. } | Error::SizeMismatch { .. } | Error::BadDelta { .. } => {
                 ErrorCode::Changed
             }
+            // Nothing the request did wrong: this side could not do it.
             Error::Io { .. }
             | Error::UnreadableFolder { .. }
             | Error::Net { .. }
             | Error::Closed { .. }
-            | Error::Database { .. } => ErrorCode::Io,
-        };
-        ErrorBody { code, message: self.to_string() }
+            | Error::NoAddress { .. }
+            | Error::Database { .. }
+            | Error::TaskFailed { .. }
+            | Error::NoHomeFolder { .. }
+            | Error::CannotWatch { .. }
+            | Error::LeftOut { .. } => ErrorCode::Io,
+        }
     }
+
+    /// The wire form of this error, for a server answering a client.
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            Error::Remote(body) => body.clone(),
+            _ => ErrorBody { code: self.code(), message: self.to_string() },
+        }
+    }
+}
+
+fn paths_were(count: &usize) -> &'static str {
+    if *count == 1 { "path was" } else { "paths were" }
 }
 
 /// An error as it crosses the wire.
@@ -201,4 +272,64 @@ pub enum ErrorCode {
     Locked,
     /// The client did not prove it holds the server's token.
     AuthFailed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_reads_the_same_here_and_from_the_server() {
+        let here = Error::Stale { path: "a.txt".into(), found: "a newer version".into() };
+        let there = Error::Remote(here.to_body());
+        assert_eq!(here.code(), ErrorCode::Stale);
+        assert_eq!(there.code(), here.code());
+        assert_eq!(there.to_body(), here.to_body(), "a remote body goes on unchanged");
+        let plain = Error::Remote(ErrorBody { code: ErrorCode::Stale, message: "stale".into() });
+        assert_eq!(plain.code(), ErrorCode::Stale);
+    }
+
+    #[test]
+    fn each_new_variant_has_its_code_and_names_its_value() {
+        let cases = [
+            (
+                Error::Refused { what: "to sync /srv/a".into(), reason: "it is empty".into() },
+                ErrorCode::BadRequest,
+                "/srv/a",
+            ),
+            (Error::NotSupported("`open` runs the terminal UI".into()), ErrorCode::BadRequest, "`open`"),
+            (Error::task_failed("the upload of /tmp/x", "task 3 panicked"), ErrorCode::Io, "/tmp/x"),
+            (Error::NoHomeFolder { purpose: "the client id" }, ErrorCode::Io, "the client id"),
+            (Error::NotLocked { path: "docs/a.txt".into() }, ErrorCode::BadRequest, "docs/a.txt"),
+            (Error::LeftOut { count: 3 }, ErrorCode::Io, "3 paths were"),
+            (Error::LeftOut { count: 1 }, ErrorCode::Io, "1 path was"),
+            (
+                Error::UnusableFolder { path: "/tmp/f".into(), problem: "not a folder" },
+                ErrorCode::InvalidPath,
+                "/tmp/f",
+            ),
+            (Error::InUse { path: "/d/.tandem/partial/f".into(), by: "a download" }, ErrorCode::Busy, "/d/.tandem"),
+            (Error::NoAddress { addr: "nowhere.invalid:7878".into() }, ErrorCode::Io, "nowhere.invalid:7878"),
+            (Error::CannotWatch { path: "/home/me".into(), reason: "too many".into() }, ErrorCode::Io, "/home/me"),
+            (Error::BadOffset { path: "a.bin".into(), offset: 9, size: 4 }, ErrorCode::BadRequest, "offset 9"),
+        ];
+        for (error, code, named) in cases {
+            assert_eq!(error.code(), code, "{error}");
+            assert!(error.to_string().contains(named), "{error:?} should name {named:?}: {error}");
+            let body = error.to_body();
+            assert_eq!((body.code, body.message), (code, error.to_string()));
+        }
+    }
+
+    #[test]
+    fn messages_keep_their_wording() {
+        let refused = Error::Refused { what: "to serve on 0.0.0.0:1 without a token".into(), reason: "why".into() };
+        assert_eq!(refused.to_string(), "refusing to serve on 0.0.0.0:1 without a token: why");
+        let failed = Error::task_failed("the sync of /x", "task 7 panicked");
+        assert_eq!(failed.to_string(), "the sync of /x failed: task 7 panicked");
+        let left_out = Error::LeftOut { count: 2 };
+        assert_eq!(left_out.to_string(), "2 paths were left out of this sync (each is told above, with the reason)");
+        let past = Error::BadOffset { path: "a.bin".into(), offset: 9, size: 4 };
+        assert_eq!(past.to_string(), "offset 9 is past the end of a.bin (4 bytes)");
+    }
 }

@@ -140,10 +140,7 @@ pub async fn sync_once(
 pub fn left_out_failure(count: usize) -> Result<()> {
     match count {
         0 => Ok(()),
-        n => Err(Error::Unsupported(format!(
-            "{n} {} left out of this sync (each is told above, with the reason)",
-            if n == 1 { "path was" } else { "paths were" }
-        ))),
+        count => Err(Error::LeftOut { count }),
     }
 }
 

@@ -67,11 +67,7 @@ impl DownloadCache {
     /// This user's cache, in the configured cache folder, with the configured limit.
     pub fn open_default(config: &Config) -> Result<Self> {
         let limit = config.cache_limit()?;
-        let dir = config
-            .dirs
-            .cache
-            .as_deref()
-            .ok_or_else(|| Error::Unsupported("no home folder to keep the download cache in".into()))?;
+        let dir = config.dirs.cache.as_deref().ok_or_else(|| Error::NoHomeFolder { purpose: "the download cache" })?;
         Self::open(dir, limit)
     }
 

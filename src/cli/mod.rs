@@ -28,7 +28,7 @@ pub async fn run(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args, remote.token, &config).await,
         Command::Demo(_) => demo::tour(&config).await,
-        Command::Open(_) => Err(Error::Unsupported("`open` runs the terminal UI, which `tandem open` starts".into())),
+        Command::Open(_) => Err(Error::NotSupported("`open` runs the terminal UI, which `tandem open` starts".into())),
         Command::Index(command) => {
             let entries = commands::index(&remote.connect(None).await?, &command).await?;
             if cli.json {
@@ -105,7 +105,7 @@ async fn sync(args: SyncArgs, remote: &Remote, config: &Config, json: bool) -> R
             }
         }
         let summary =
-            task.await.map_err(|e| Error::io(&args.dir, std::io::Error::other(format!("sync task failed: {e}"))))??;
+            task.await.map_err(|e| Error::task_failed(format!("the sync of {}", args.dir.display()), e))??;
         (summary, Default::default())
     };
     if json {

@@ -105,7 +105,7 @@ pub(super) async fn download_rest(
         }
     })
     .await
-    .map_err(|e| Error::io(dest.shown(), std::io::Error::other(format!("transfer task failed: {e}"))))?
+    .map_err(|e| Error::task_failed(format!("the transfer to {}", dest.shown().display()), e))?
 }
 
 /// Whether the local file `local` (still the version `stamp`) begins with `held`, the server's version: then an

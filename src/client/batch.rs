@@ -124,9 +124,9 @@ pub async fn download_batch(conn: &Connection, jobs: Vec<DownloadJob>) -> Vec<Re
             let peer = conn.addr().to_string();
             // Bytes that arrived behind the server's hello are the start of the stream.
             let stream = std::io::Cursor::new(already_read).chain(stream);
-            tokio::task::spawn_blocking(move || receive_files(stream, &peer, ready, started))
-                .await
-                .unwrap_or_else(|e| spread(Error::Unsupported(format!("download task failed: {e}")), count))
+            tokio::task::spawn_blocking(move || receive_files(stream, &peer, ready, started)).await.unwrap_or_else(
+                |e| spread(Error::task_failed(format!("the batch download from {}", conn.addr()), e), count),
+            )
         }
         Err(e) => spread(e, count),
     };
@@ -177,8 +177,9 @@ async fn send_files(conn: &Connection, ticket: Ticket, sources: Vec<(PathBuf, Fi
                 }
             }
         }
-        let verdicts =
-            verdicts.join().unwrap_or_else(|_| spread(Error::Unsupported("verdict reader failed".into()), count));
+        let verdicts = verdicts.join().unwrap_or_else(|_| {
+            spread(Error::task_failed(format!("reading the verdicts of {peer}"), "the reader thread panicked"), count)
+        });
         sent.into_iter()
             .zip(verdicts)
             .zip(&sources)
@@ -201,7 +202,7 @@ async fn send_files(conn: &Connection, ticket: Ticket, sources: Vec<(PathBuf, Fi
             .collect()
     })
     .await
-    .unwrap_or_else(|e| spread(Error::Unsupported(format!("upload task failed: {e}")), count))
+    .unwrap_or_else(|e| spread(Error::task_failed(format!("the batch upload to {}", conn.addr()), e), count))
 }
 
 /// A received, verified file waiting for its group's commit.
@@ -303,6 +304,6 @@ fn spread<T>(e: Error, count: usize) -> Vec<Result<T>> {
 fn finished<T>(results: Vec<Option<Result<T>>>) -> Vec<Result<T>> {
     results
         .into_iter()
-        .map(|result| result.unwrap_or_else(|| Err(Error::Unsupported("the batch ended before this file".into()))))
+        .map(|result| result.unwrap_or_else(|| Err(Error::task_failed("the batch", "it ended before this file"))))
         .collect()
 }

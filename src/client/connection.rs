@@ -254,7 +254,7 @@ impl Connection {
         let asked = match &request {
             Request::DownloadBatch { paths } => paths.len(),
             Request::UploadBatch { files } => files.len(),
-            _ => return Err(Error::Unsupported(format!("not a batch request: {}", request.command()))),
+            _ => return Err(Error::NotSupported(format!("not a batch request: {}", request.command()))),
         };
         let mut responses = self.request(request).await?;
         match responses.next().await? {

@@ -179,14 +179,10 @@ struct Rebuilt {
     md5: Md5Digest,
 }
 
-/// Whether an error means a delta's result did not match the sender's MD5 (here, or on the server, which reports
-/// a mismatch or a delta it could not apply as `Changed`), so a whole transfer may succeed.
+/// Whether an error means a delta's result did not come out as the sender announced it (a mismatch, a delta that
+/// did not apply, here or on the server: `Changed` either way), so a whole transfer may succeed.
 fn rebuilt_wrong(error: &Error) -> bool {
-    match error {
-        Error::Md5Mismatch { .. } | Error::BadDelta { .. } => true,
-        Error::Remote(body) => body.code == ErrorCode::Changed,
-        _ => false,
-    }
+    error.code() == ErrorCode::Changed
 }
 
 /// The destination's current version, if it is a regular file worth a delta or an append (never read through
@@ -307,5 +303,5 @@ struct Sent {
 }
 
 fn task_failed(path: &Path, e: tokio::task::JoinError) -> Error {
-    Error::io(path, std::io::Error::other(format!("transfer task failed: {e}")))
+    Error::task_failed(format!("the transfer of {}", path.display()), e)
 }

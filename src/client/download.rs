@@ -202,7 +202,7 @@ async fn resumable(
     let started = Instant::now();
     let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
     if !metadata.is_dir() {
-        return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
+        return Err(Error::UnusableFolder { path: dest_dir.into(), problem: "not a folder; a download goes into one" });
     }
     // A path that names no file finds no partial; the server says what is wrong with it.
     let name = file_name(remote).ok();
@@ -393,7 +393,7 @@ async fn write_verified(
         Ok(((bytes, stats), received_md5))
     })
     .await
-    .map_err(|e| Error::io(dest.shown(), std::io::Error::other(format!("download task failed: {e}"))))?
+    .map_err(|e| Error::task_failed(format!("the download to {}", dest.shown().display()), e))?
 }
 
 /// Runs `receive` into a partial download from `offset` on, on a blocking thread, checks the whole file's MD5,
@@ -425,7 +425,7 @@ async fn write_partial(
 async fn blocking<T: Send + 'static>(what: &Path, work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Error::io(what, std::io::Error::other(format!("download task failed: {e}"))))?
+        .map_err(|e| Error::task_failed(format!("the download to {}", what.display()), e))?
 }
 
 /// Checks a received file's MD5 against the server's final word and the ticket's (when the server knew it up
@@ -503,7 +503,7 @@ async fn resolve(addr: &str) -> Result<SocketAddr> {
         .await
         .map_err(|e| Error::net(addr, e))?
         .next()
-        .ok_or_else(|| Error::net(addr, std::io::Error::other("no address found")))
+        .ok_or_else(|| Error::NoAddress { addr: addr.to_string() })
 }
 
 /// The last component of a path the server sent, checked so it cannot name anything outside the folder.

@@ -127,7 +127,7 @@ async fn try_cache(
 ) -> Result<Tried> {
     let metadata = std::fs::metadata(dest_dir).map_err(|e| Error::io(dest_dir, e))?;
     if !metadata.is_dir() {
-        return Err(Error::io(dest_dir, std::io::Error::other("not a folder")));
+        return Err(Error::UnusableFolder { path: dest_dir.into(), problem: "not a folder; a download goes into one" });
     }
     let (_unused_ticket, mut entry, mode) = conn.download_ticket_with_mode(remote).await?;
     let dest = dest_dir.join(file_name(&entry.path)?);
@@ -157,7 +157,7 @@ async fn try_cache(
     progress.set_total(entry.size);
     let copy = {
         let (entry, dest, object, progress) = (entry.clone(), dest.clone(), object.clone(), progress.clone());
-        blocking(move || copy_verified(&object, &dest, (&entry, mode), &progress)).await?
+        blocking(move || copy_verified(&object, &dest, (&entry, md5, mode), &progress)).await?
     };
     let name = file_name(&entry.path)?;
     match copy {
@@ -211,14 +211,13 @@ enum Copied {
 }
 
 /// Copies `object` to a temporary file beside `dest` while hashing it, and renames it into place with the
-/// server's mtime and permission bits only if its MD5 is the server's.
+/// server's mtime and permission bits only if its MD5 is `expected`, the server's.
 fn copy_verified(
     object: &Path,
     dest: &Path,
-    (entry, mode): (&Entry, Option<u32>),
+    (entry, expected, mode): (&Entry, Md5Digest, Option<u32>),
     progress: &Progress,
 ) -> Result<Copied> {
-    let expected = entry.md5.ok_or_else(|| Error::io(object, std::io::Error::other("no MD5 to check against")))?;
     let mut source = match File::open(object) {
         Ok(file) => file,
         Err(e) => return Ok(Copied::Damaged(format!("cannot open it: {e}"))),

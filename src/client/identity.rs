@@ -17,7 +17,8 @@ pub fn load_or_create(config_dir: &Path, host: String) -> Result<ClientIdentity>
     let id = match std::fs::read_to_string(&file) {
         Ok(text) if is_valid_id(text.trim()) => text.trim().to_string(),
         Ok(_) => {
-            return Err(Error::io(&file, std::io::Error::other("not a tandem client id; delete it to make a new one")));
+            let reason = format!("{}: not a tandem client id; delete it to make a new one", file.display());
+            return Err(Error::Malformed { what: "client id file", reason });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = format!("{:032x}", rand::random::<u128>());
@@ -39,7 +40,7 @@ pub fn load_or_create(config_dir: &Path, host: String) -> Result<ClientIdentity>
 /// The identity of this user on this machine, from the configured config folder.
 pub fn current(config: &Config) -> Result<ClientIdentity> {
     let dir = config.dirs.config.as_deref();
-    let dir = dir.ok_or_else(|| Error::Unsupported("no home folder to keep the client id in".into()))?;
+    let dir = dir.ok_or_else(|| Error::NoHomeFolder { purpose: "the client id" })?;
     load_or_create(dir, host_name(config.host_name_fallback.as_deref()))
 }
 

@@ -76,13 +76,9 @@ impl Partial {
     fn lock(file: File, data: PathBuf, sidecar: PathBuf, dest_dir: &Path) -> Result<Partial> {
         match file.try_lock() {
             Ok(()) => Ok(Partial { file, written: 0, flushed: 0, data, sidecar, dest_dir: dest_dir.to_path_buf() }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
-                &data,
-                std::io::Error::other(
-                    "another download of this file into the same folder is running (its partial file is locked); \
-                     try again once it ends",
-                ),
-            )),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(Error::InUse { path: data, by: "another download of this file into the same folder" })
+            }
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&data, e)),
         }
     }
@@ -117,8 +113,10 @@ impl Partial {
         let io = |e| Error::io(&self.data, e);
         self.file.set_len(offset).map_err(io)?;
         let sidecar = Sidecar { path: entry.path.clone(), size: entry.size, mtime_ns: entry.mtime_ns, md5: entry.md5 };
-        let text =
-            serde_json::to_vec(&sidecar).map_err(|e| Error::io(&self.sidecar, std::io::Error::other(e.to_string())))?;
+        let text = serde_json::to_vec(&sidecar).map_err(|e| Error::Malformed {
+            what: "partial download record",
+            reason: format!("{}: {e}", self.sidecar.display()),
+        })?;
         std::fs::write(&self.sidecar, text).map_err(|e| Error::io(&self.sidecar, e))?;
         self.file.seek(SeekFrom::Start(offset)).map_err(io)?;
         (self.written, self.flushed) = (offset, offset);

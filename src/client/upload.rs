@@ -60,7 +60,7 @@ pub async fn upload_expecting(
         Ok((sent.bytes, md5))
     })
     .await
-    .map_err(|e| Error::io(local, std::io::Error::other(format!("upload task failed: {e}"))))??;
+    .map_err(|e| Error::task_failed(format!("the upload of {}", local.display()), e))??;
     Ok(UploadReport {
         path: entry.path,
         source: local.to_path_buf(),
@@ -100,7 +100,7 @@ pub(super) fn read_verdict(
 pub(super) fn local_file(local: &Path) -> Result<(FileStamp, u32)> {
     let metadata = std::fs::metadata(local).map_err(|e| Error::io(local, e))?;
     if !metadata.is_file() {
-        return Err(Error::io(local, std::io::Error::other("not a regular file")));
+        return Err(Error::NotAFile { path: local.display().to_string() });
     }
     Ok((FileStamp::of(&metadata), permission_bits(&metadata).unwrap_or(0o644)))
 }

@@ -7,7 +7,7 @@ mod stamp;
 use std::fmt;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
@@ -156,32 +156,41 @@ pub fn md5_open(file: &mut File, path: &Path) -> Result<Md5Digest> {
 /// download gets the whole file's MD5 while it sends only the rest. Dropped unfinished, it stops reading.
 pub struct FileHasherThread {
     stop: Arc<AtomicBool>,
-    result: mpsc::Receiver<std::io::Result<Md5Digest>>,
+    result: mpsc::Receiver<Result<Md5Digest>>,
+    /// The file, for errors.
+    path: PathBuf,
 }
 
 impl FileHasherThread {
-    pub fn spawn(file: File, len: u64) -> Self {
+    /// Hashes the first `len` bytes of `file`, which is at `path`.
+    pub fn spawn(file: File, len: u64, path: &Path) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (sender, result) = mpsc::sync_channel(1);
+        let shown = path.to_path_buf();
         thread::spawn(move || {
-            let _ = sender.send(Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish));
+            let md5 = Md5Stream::of_file_prefix_unless(&file, len, &flag).map(Md5Stream::finish);
+            let _ = sender.send(md5.map_err(|e| Error::io(shown, e)));
         });
-        FileHasherThread { stop, result }
+        FileHasherThread { stop, result, path: path.to_path_buf() }
     }
 
     /// Waits at most `timeout` for the digest; `None` if it is not ready yet.
-    pub fn wait(&self, timeout: std::time::Duration) -> Option<std::io::Result<Md5Digest>> {
+    pub fn wait(&self, timeout: std::time::Duration) -> Option<Result<Md5Digest>> {
         match self.result.recv_timeout(timeout) {
             Ok(result) => Some(result),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(std::io::Error::other("the hasher thread died"))),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Some(Err(self.died())),
         }
     }
 
     /// Waits for the digest.
-    pub fn finish(self) -> std::io::Result<Md5Digest> {
-        self.result.recv().unwrap_or_else(|_| Err(std::io::Error::other("the hasher thread died")))
+    pub fn finish(self) -> Result<Md5Digest> {
+        self.result.recv().unwrap_or_else(|_| Err(self.died()))
+    }
+
+    fn died(&self) -> Error {
+        Error::task_failed(format!("hashing {}", self.path.display()), "the hasher thread ended without a digest")
     }
 }
 
@@ -399,8 +408,8 @@ mod tests {
         let short = Md5Stream::of_file_prefix(&opened, data.len() as u64 + 1).err().unwrap();
         assert_eq!(short.kind(), std::io::ErrorKind::UnexpectedEof);
         let opened = File::open(file.path()).unwrap();
-        assert_eq!(FileHasherThread::spawn(opened, data.len() as u64).finish().unwrap(), whole);
-        let waiting = FileHasherThread::spawn(File::open(file.path()).unwrap(), data.len() as u64);
+        assert_eq!(FileHasherThread::spawn(opened, data.len() as u64, file.path()).finish().unwrap(), whole);
+        let waiting = FileHasherThread::spawn(File::open(file.path()).unwrap(), data.len() as u64, file.path());
         let digest = loop {
             if let Some(digest) = waiting.wait(std::time::Duration::from_millis(1)) {
                 break digest.unwrap();

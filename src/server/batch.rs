@@ -65,9 +65,10 @@ pub async fn upload(shared: &Arc<Shared>, files: &[UploadItem], caller: &Caller,
 
 fn check_size(files: usize) -> Result<()> {
     if files > MAX_BATCH_FILES {
-        return Err(Error::Unsupported(format!(
-            "a batch of {files} files is too large; at most {MAX_BATCH_FILES} files go in one batch"
-        )));
+        return Err(Error::Refused {
+            what: format!("a batch of {files} files"),
+            reason: format!("it is too large; at most {MAX_BATCH_FILES} files go in one batch"),
+        });
     }
     Ok(())
 }

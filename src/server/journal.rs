@@ -283,7 +283,7 @@ impl Journal {
         let fail = self.fail();
         let mut inner = self.inner();
         let Some(owner) = inner.locks.get(path) else {
-            return Err(Error::Unsupported(format!("{path} is not locked")));
+            return Err(Error::NotLocked { path: path.to_string() });
         };
         if !force && client.is_none_or(|c| c.id != owner.id) {
             return Err(Error::Locked { path: path.to_string(), host: owner.host.clone() });

@@ -22,20 +22,21 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Binds `listen` with room for `backlog` connections waiting to be accepted (the kernel caps it at
 /// `net.core.somaxconn`). Tokio's own bind asks for 128: a burst of clients beyond that, such as 200 connecting at
 /// once, overflowed the queue and the kernel dropped their handshakes, so each waited a second for a resent SYN.
-pub async fn bind(listen: &str, backlog: usize) -> std::io::Result<TcpListener> {
+pub async fn bind(listen: &str, backlog: usize) -> Result<TcpListener> {
     let backlog = backlog.clamp(128, 65_535) as u32;
+    let net = |e| Error::net(listen, e);
     let mut last_error = None;
-    for addr in tokio::net::lookup_host(listen).await? {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+    for addr in tokio::net::lookup_host(listen).await.map_err(net)? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(net)?;
         // As tokio's own bind does, so a restarted server gets its port back at once.
         #[cfg(unix)]
-        socket.set_reuseaddr(true)?;
+        socket.set_reuseaddr(true).map_err(net)?;
         match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last_error = Some(e),
         }
     }
-    Err(last_error.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
+    Err(last_error.map_or_else(|| Error::NoAddress { addr: listen.to_string() }, net))
 }
 
 pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) -> Result<()> {
@@ -94,9 +95,9 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancellat
         tracing::warn!("connections still open after {} s; closing anyway", SHUTDOWN_GRACE.as_secs());
     }
     let shared_for_flush = shared.clone();
-    tokio::task::spawn_blocking(move || shared_for_flush.hashes.flush())
-        .await
-        .map_err(|e| Error::io(shared.share.state_dir(), std::io::Error::other(e)))?
+    tokio::task::spawn_blocking(move || shared_for_flush.hashes.flush()).await.map_err(|e| {
+        Error::task_failed(format!("saving the hash cache in {}", shared.share.state_dir().display()), e)
+    })?
 }
 
 /// The longest wait between two failed accepts.

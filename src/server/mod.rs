@@ -190,26 +190,27 @@ impl Server {
         let hashes = HashCache::open(&state_dir.join("hashes.sqlite"))?;
         let history = History::open(&state_dir.join("history.log"))?;
         let journal = journal::Journal::open(&state_dir.join("journal.sqlite"))?;
-        let listener =
-            listener::bind(&config.listen, config.max_connections).await.map_err(|e| Error::net(&config.listen, e))?;
+        let listener = listener::bind(&config.listen, config.max_connections).await?;
         let addr = listener.local_addr().map_err(|e| Error::net(&config.listen, e))?;
         if let Some(token) = &config.token
             && !addr.ip().is_loopback()
             && token.len() < MIN_TOKEN_LEN
         {
-            return Err(Error::Unsupported(format!(
-                "refusing to serve on {addr} with a token of {} characters: beyond loopback it must have at least \
-                 {MIN_TOKEN_LEN}, or it can be guessed. `tandem serve --generate-token` makes a strong one",
-                token.len()
-            )));
+            return Err(Error::Refused {
+                what: format!("to serve on {addr} with a token of {} characters", token.len()),
+                reason: format!(
+                    "beyond loopback it must have at least {MIN_TOKEN_LEN}, or it can be guessed. \
+                     `tandem serve --generate-token` makes a strong one"
+                ),
+            });
         }
         if !addr.ip().is_loopback() && config.token.is_none() && !config.insecure_no_auth {
-            return Err(Error::Unsupported(format!(
-                "refusing to serve {} on {addr} without a token: anyone who can reach that address could read and \
-                 change it. Give a token with --token, TANDEM_TOKEN or `token = \"…\"` in config.toml, or pass \
-                 --insecure-no-auth",
-                share.root().display()
-            )));
+            return Err(Error::Refused {
+                what: format!("to serve {} on {addr} without a token", share.root().display()),
+                reason: "anyone who can reach that address could read and change it. Give a token with --token, \
+                         TANDEM_TOKEN or `token = \"…\"` in config.toml, or pass --insecure-no-auth"
+                    .into(),
+            });
         }
         let udp = Arc::new(Link::bind(addr, config.udp_loss).map_err(|e| Error::net(format!("{addr} (UDP)"), e))?);
         let shared = Arc::new(Shared {

@@ -60,7 +60,10 @@ pub async fn lock(
     // second spelling of a path escapes its lock.
     let rel = crate::share::normalize(path)?;
     let Some(client) = client.cloned() else {
-        return Err(Error::Unsupported("taking a lock needs a client identity; this client sent none".into()));
+        return Err(Error::Refused {
+            what: format!("to lock {rel}"),
+            reason: "taking a lock needs a client identity; this client sent none".into(),
+        });
     };
     let shared_for_lock = shared.clone();
     let entry = blocking(move || {

@@ -91,8 +91,9 @@ enum Place {
 struct JailedTemp {
     file: File,
     share: Arc<Share>,
-    /// Where it waits; `None` once it has been placed.
-    name: Option<TempName>,
+    /// Where it waits until it is placed.
+    name: TempName,
+    placed: bool,
     rel: String,
     shown: PathBuf,
 }
@@ -100,7 +101,7 @@ struct JailedTemp {
 impl Drop for JailedTemp {
     fn drop(&mut self) {
         // An unnamed file goes with its last descriptor.
-        if let Some(TempName::Named(name)) = &self.name {
+        if let (false, TempName::Named(name)) = (self.placed, &self.name) {
             self.share.remove_temp(name);
         }
     }
@@ -200,7 +201,7 @@ impl AtomicFile {
             TempName::Named(name) => share.temp_shown(name),
             TempName::Unnamed => PathBuf::from(format!("{} (being written)", share.shown(rel).display())),
         };
-        let temp = JailedTemp { file, share: share.clone(), name: Some(name), rel: rel.to_string(), shown };
+        let temp = JailedTemp { file, share: share.clone(), name, placed: false, rel: rel.to_string(), shown };
         Ok(AtomicFile::with(Place::Jailed(temp)))
     }
 
@@ -264,16 +265,9 @@ impl AtomicFile {
                 Ok(Renamed::Path(dest))
             }
             Place::Jailed(mut temp) => {
-                let Some(name) = temp.name.take() else {
-                    return Err(Error::io(&temp.shown, std::io::Error::other("placed already")));
-                };
-                match temp.share.place_file(&temp.file, &name, &temp.rel) {
-                    Ok(dir) => Ok(Renamed::Folder { dir, shown: temp.share.shown(&temp.rel) }),
-                    Err(e) => {
-                        temp.name = Some(name);
-                        Err(e)
-                    }
-                }
+                let dir = temp.share.place_file(&temp.file, &temp.name, &temp.rel)?;
+                temp.placed = true;
+                Ok(Renamed::Folder { dir, shown: temp.share.shown(&temp.rel) })
             }
         }
     }

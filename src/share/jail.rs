@@ -78,9 +78,10 @@ impl Share {
     }
 
     fn state(&self) -> Result<&State> {
-        self.state
-            .as_ref()
-            .ok_or_else(|| Error::Unsupported(format!("{} was opened only for reading", self.root_path.display())))
+        self.state.as_ref().ok_or_else(|| Error::Refused {
+            what: format!("to write in {}", self.root_path.display()),
+            reason: "it was opened only for reading".into(),
+        })
     }
 
     /// Opens the folder `rel` (`""`: the root).
@@ -201,7 +202,11 @@ impl Share {
                 Err(e) => return Err(Error::io(self.shown(rel), e.into())),
             }
         }
-        Err(Error::io(trash_shown, std::io::Error::other(format!("no free trash folder for {rel}"))))
+        // Nothing goes without a copy in the trash.
+        Err(Error::Refused {
+            what: format!("to delete {rel}"),
+            reason: format!("no free trash folder for it in {} this second; try again", trash_shown.display()),
+        })
     }
 
     /// A new, empty file in `.tandem/tmp`, readable by the server alone until it is placed; with its name there.
@@ -283,10 +288,10 @@ impl Share {
             Err(Errno::EXIST) => {
                 Err(Error::Stale { path: rel.to_string(), found: "another program wrote it meanwhile".into() })
             }
-            Err(Errno::XDEV) => Err(Error::io(
-                self.shown(rel),
-                std::io::Error::other("on another filesystem than the share's root; tandem cannot write there"),
-            )),
+            Err(Errno::XDEV) => Err(Error::NotSupported(format!(
+                "{}: on another filesystem than the share's root; tandem cannot write there",
+                self.shown(rel).display()
+            ))),
             Err(e) => Err(Error::io(self.shown(rel), e.into())),
         }
     }

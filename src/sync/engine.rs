@@ -282,21 +282,24 @@ impl Engine {
             return Ok(());
         }
         if local.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{} is empty, but {synced} files and folders were synced from it before; refusing to sync, because \
-                 that would delete them on the server. If the folder is on a disk, check that it is mounted. If you \
-                 meant to empty it, delete the files on the server too, or remove {} to start afresh",
-                self.root.display(),
-                self.root.join(STATE_DIR).join("sync.sqlite").display()
-            )));
+            return Err(Error::Refused {
+                what: format!("to sync {}", self.root.display()),
+                reason: format!(
+                    "it is empty, but {synced} files and folders were synced from it before, and syncing would \
+                     delete them on the server. If the folder is on a disk, check that it is mounted. If you meant \
+                     to empty it, delete the files on the server too, or remove {} to start afresh",
+                    self.root.join(STATE_DIR).join("sync.sqlite").display()
+                ),
+            });
         }
         if self.state.remote.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "the share at {} is empty, but {synced} files and folders were synced with it before; refusing to \
-                 sync, because that would delete them in {}",
-                self.conn.addr(),
-                self.root.display()
-            )));
+            return Err(Error::Refused {
+                what: format!("to sync {} with {}", self.root.display(), self.conn.addr()),
+                reason: format!(
+                    "the share there is empty, but {synced} files and folders were synced with it before, and \
+                     syncing would delete them here"
+                ),
+            });
         }
         Ok(())
     }
@@ -373,13 +376,11 @@ pub fn action_path(action: &Action) -> &str {
 fn checked_root(root: &Path) -> Result<PathBuf> {
     match std::fs::metadata(root) {
         Ok(metadata) if metadata.is_dir() => root.canonicalize().map_err(|e| Error::io(root, e)),
-        Ok(_) => Err(Error::io(root, std::io::Error::other("not a folder; sync needs a folder"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::io(
-            root,
-            std::io::Error::other(
-                "does not exist; refusing to sync, since a missing folder would read as every file deleted",
-            ),
-        )),
+        Ok(_) => Err(Error::UnusableFolder { path: root.into(), problem: "not a folder; sync needs a folder" }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::UnusableFolder {
+            path: root.into(),
+            problem: "does not exist; refusing to sync, since a missing folder would read as every file deleted",
+        }),
         Err(e) => Err(Error::io(root, e)),
     }
 }

@@ -3,7 +3,7 @@
 //! bookkeeping never wakes it up. What changed is not passed on: the pass that follows rescans, which also
 //! covers whatever a watcher can miss.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use notify::event::{CreateKind, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -59,7 +59,7 @@ fn is_content(root: &Path, path: &Path) -> bool {
 }
 
 fn watch_error(root: &Path, e: notify::Error) -> Error {
-    Error::io(PathBuf::from(root), std::io::Error::other(format!("cannot watch for changes: {e}")))
+    Error::CannotWatch { path: root.to_path_buf(), reason: e.to_string() }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use super::Progress;
 use super::sink::{Prefix, with_verified_sink, with_verified_sink_from};
 use crate::digest::{ChunkHasher, FileHasherThread, Md5Digest, Md5Stream};
 use crate::error::{Error, Result};
-use crate::protocol::{BulkTrailer, ErrorBody, ErrorCode, MAX_CHUNK_LEN, codec, frame};
+use crate::protocol::{BulkTrailer, ErrorBody, MAX_CHUNK_LEN, codec, frame};
 use crate::share::{AtomicFile, FileStamp};
 
 /// Chunks waiting for the hasher; bounds memory at this many MiB per transfer.
@@ -73,16 +73,13 @@ pub fn send_file_from(
         return finish(stream, peer, 0, None, Err(Error::Changed { path: rel.to_string() }.to_body()));
     }
     if offset > expected.size {
-        let body = ErrorBody {
-            code: ErrorCode::BadRequest,
-            message: format!("offset {offset} is past the end of {rel} ({} bytes)", expected.size),
-        };
-        return finish(stream, peer, 0, None, Err(body));
+        let past = Error::BadOffset { path: rel.to_string(), offset, size: expected.size };
+        return finish(stream, peer, 0, None, Err(past.to_body()));
     }
     let whole_file_hasher = match (known_md5, offset) {
         (None, 1..) => {
             let copy = file.try_clone().map_err(|e| Error::io(path, e))?;
-            Some(FileHasherThread::spawn(copy, expected.size))
+            Some(FileHasherThread::spawn(copy, expected.size, path))
         }
         _ => None,
     };
@@ -119,7 +116,7 @@ pub fn send_file_from(
         (Some(hasher), _) => Some(hasher.finish()),
         (None, Some(thread)) => match thread.finish() {
             Ok(md5) => Some(md5),
-            Err(e) => return finish(stream, peer, sent, None, Err(Error::io(path, e).to_body())),
+            Err(e) => return finish(stream, peer, sent, None, Err(e.to_body())),
         },
         (None, None) => None,
     };

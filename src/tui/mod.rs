@@ -64,9 +64,10 @@ pub async fn demo(config: Config) -> Result<()> {
 /// Opens the TUI on `local_root` (left) and the server at `remote` (right) until the person quits.
 pub async fn run(local_root: &Path, remote: &Remote, config: Config) -> Result<()> {
     if !std::io::stdout().is_terminal() {
-        return Err(Error::io(
-            "<stdout>",
-            std::io::Error::other("the two-pane view needs a terminal; in scripts use `index`, `hash` and `download`"),
+        return Err(Error::NotSupported(
+            "the two-pane view needs a terminal, and standard output is not one; in scripts use `index`, `hash` and \
+             `download`"
+                .into(),
         ));
     }
     let local_root = local_root.canonicalize().map_err(|e| Error::io(local_root, e))?;

@@ -227,7 +227,7 @@ async fn forward(
     match (&mut task).await {
         Ok(result) => result,
         Err(e) if e.is_cancelled() => Ok(SyncSummary::default()),
-        Err(e) => Err(Error::io(&root, std::io::Error::other(format!("sync task failed: {e}")))),
+        Err(e) => Err(Error::task_failed(format!("the sync of {}", root.display()), e)),
     }
 }
 

@@ -551,7 +551,7 @@ impl Worker {
                 }
                 Command::Cache(CacheCommand::Show) => {
                     let Some(cache) = self.cache().await else {
-                        return Err(Error::Unsupported("the download cache is off (its limit is 0)".into()));
+                        return Err(Error::NotSupported("the download cache is off (its limit is 0)".into()));
                     };
                     let listing = commands::cache_show(cache).await?;
                     let dir = listing.dir.display().to_string();
@@ -573,10 +573,10 @@ impl Worker {
                     Ok(None)
                 }
                 Command::Sync(_) => {
-                    Err(Error::Unsupported("in the TUI, `s` starts and stops sync of the two panes".into()))
+                    Err(Error::NotSupported("in the TUI, `s` starts and stops sync of the two panes".into()))
                 }
                 Command::Serve(_) | Command::Demo(_) | Command::Open(_) => {
-                    Err(Error::Unsupported("this command does not run inside the TUI; use it from a shell".into()))
+                    Err(Error::NotSupported("this command does not run inside the TUI; use it from a shell".into()))
                 }
             }
         }

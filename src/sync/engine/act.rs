@@ -264,7 +264,7 @@ impl Engine {
             Action::DeleteRemote { path, .. } => {
                 let expect = expect_of(states.get(path.as_str()).copied());
                 match self.conn.delete_expecting(path, expect).await {
-                    Err(Error::Remote(body)) if body.code == ErrorCode::NotFound => {}
+                    Err(e) if e.code() == ErrorCode::NotFound => {}
                     other => other?,
                 }
                 update.base.push((path.clone(), None));
@@ -300,16 +300,16 @@ impl Engine {
             Err(e) if self.conn.close_reason().is_some() => Err(e),
             Err(e) => {
                 self.log.skipped(action, &e);
-                let stale = matches!(&e, Error::Stale { .. })
-                    || matches!(&e, Error::Remote(body) if body.code == ErrorCode::Stale || body.code == ErrorCode::Changed);
+                // Here or on the server, the same: the path changed under this pass.
+                let stale = matches!(e.code(), ErrorCode::Stale | ErrorCode::Changed);
                 outcome.stale += usize::from(stale);
                 let path = action_path(action);
                 // The next pass plans a stale path again; anything else stays left out until a later run.
                 if !stale {
                     self.left_out.insert(path.to_string(), e.to_string());
                 }
-                if let (Error::Remote(body), Some(state)) = (&e, states.get(path))
-                    && body.code == ErrorCode::Locked
+                if e.code() == ErrorCode::Locked
+                    && let Some(state) = states.get(path)
                 {
                     self.blocked.insert(path.to_string(), (state.local.clone(), state.remote.clone()));
                 }

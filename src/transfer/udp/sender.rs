@@ -17,7 +17,7 @@ use super::packet::{self, DATA_HEADER_LEN, FLAG_FIN, Packet};
 use super::packet_count;
 use super::window::{Next, SendWindow};
 use crate::digest::{FileHasherThread, HasherThread, Md5Digest};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::share::FileStamp;
 
 /// Largest train of datagrams handed to the kernel in one send (the most one UDP GSO send carries).
@@ -61,7 +61,8 @@ pub struct Sent {
 pub fn send(link: &Link, job: &SendJob, file: Result<File>, acks: &Receiver<Vec<u8>>) -> Result<Sent> {
     let result = file.and_then(|file| run(link, job, file, acks));
     if let Err(e) = &result {
-        let code = if matches!(e, Error::Changed { .. }) { FAIL_CHANGED } else { FAIL_IO };
+        // The code TCP's trailer would carry, as far as a datagram can say it.
+        let code = if e.code() == ErrorCode::Changed { FAIL_CHANGED } else { FAIL_IO };
         let message = e.to_string();
         let mut buf = Vec::new();
         packet::encode(&Packet::Fail { session: job.session, code, message: &message }, &mut buf);
@@ -75,8 +76,14 @@ fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Resu
     let epoch = Instant::now();
     let now_us = || epoch.elapsed().as_micros() as u64;
     let mut source = Source::open(job, file)?;
-    let total = u32::try_from(packet_count(job.remaining(), job.payload))
-        .map_err(|_| Error::io(&job.path, std::io::Error::other("too large for one UDP transfer")))?;
+    let total = u32::try_from(packet_count(job.remaining(), job.payload)).map_err(|_| {
+        Error::NotSupported(format!(
+            "{}: {} bytes are too large for one UDP transfer (at most {} datagrams); send it over TCP",
+            job.rel,
+            job.remaining(),
+            u32::MAX
+        ))
+    })?;
     let mut window = SendWindow::new(total, job.peer_window, now_us());
     // A burst is a train of datagrams laid end to end, every one full-size but possibly the file's last, so the
     // kernel can send it in one go.
@@ -204,8 +211,7 @@ impl<'a> Source<'a> {
             return Err(Error::Changed { path: job.rel.clone() });
         }
         if job.offset > job.stamp.size {
-            let why = format!("offset {} is past the end of the file ({} bytes)", job.offset, job.stamp.size);
-            return Err(Error::io(&job.path, std::io::Error::other(why)));
+            return Err(Error::BadOffset { path: job.rel.clone(), offset: job.offset, size: job.stamp.size });
         }
         let mut file = file;
         file.seek(SeekFrom::Start(job.offset)).map_err(|e| Error::io(&job.path, e))?;
@@ -215,7 +221,7 @@ impl<'a> Source<'a> {
             hasher = Some(HasherThread::spawn(8));
         } else if job.known_md5.is_none() {
             let copy = file.try_clone().map_err(|e| Error::io(&job.path, e))?;
-            whole_file_hasher = Some(FileHasherThread::spawn(copy, job.stamp.size));
+            whole_file_hasher = Some(FileHasherThread::spawn(copy, job.stamp.size, &job.path));
         }
         Ok(Source { job, file, kept: BTreeMap::new(), next_to_read: 0, total, hasher, whole_file_hasher })
     }
@@ -268,7 +274,7 @@ impl<'a> Source<'a> {
                     None => waiting(),
                 }
             };
-            md5 = Some(hashed.map_err(|e| Error::io(&self.job.path, e))?);
+            md5 = Some(hashed?);
         }
         // Checked on the open file: an in-place write changes its stamp; a rename over the path cannot change
         // what this handle read.
