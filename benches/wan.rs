@@ -80,31 +80,33 @@ fn bench_profile(profile: &Profile, share: &Path, size: u64, runs: usize, note: 
     let warm = client(&link, home.path()).args(["hash", "verify", "big.bin"]).output().unwrap();
     assert!(warm.status.success(), "hash verify: {}", String::from_utf8_lossy(&warm.stderr));
 
-    let transports: Vec<(&str, Box<dyn Fn() -> Run + '_>)> = vec![
-        ("tandem tcp", Box::new(|| tandem_download(&link, home.path(), "tcp", size))),
-        ("tandem udp", Box::new(|| tandem_download(&link, home.path(), "udp", size))),
-        ("rsync (daemon)", Box::new(|| rsync_download(&link, rsyncd.as_ref(), size))),
-        ("raw TCP, CUBIC", Box::new(|| raw_tcp(&link, "cubic", size))),
-        ("raw TCP, BBR", Box::new(|| raw_tcp(&link, "bbr", size))),
-    ];
-    let rate = format!("{}M", profile.rate_bps / 1_000_000);
-    for (name, run) in &transports {
-        let mut results: Vec<Run> = (0..runs).map(|_| run()).collect();
-        results.sort_by(|a, b| a.wall.cmp(&b.wall));
-        let median = &results[results.len() / 2];
-        let label = format!("{}{}", profile.name, if name == &"tandem tcp" { note } else { "" });
-        match &median.failed {
-            Some(why) => println!("{label:<17} {rate:>9} {name:<18} failed: {why}"),
-            None => {
-                let bytes_per_s = size as f64 / median.wall.as_secs_f64();
-                let share_of_link = bytes_per_s * 8.0 / profile.rate_bps as f64 * 100.0;
-                println!(
-                    "{label:<17} {rate:>9} {name:<18} {:>9.2} {:>6.0}% {:>8.1} {:>12}",
-                    bytes_per_s / 1e6,
-                    share_of_link,
-                    median.wall.as_secs_f64(),
-                    median.resent.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6)),
-                );
+    {
+        let transports: Vec<(&str, Transport<'_>)> = vec![
+            ("tandem tcp", Box::new(|| tandem_download(&link, home.path(), "tcp", size))),
+            ("tandem udp", Box::new(|| tandem_download(&link, home.path(), "udp", size))),
+            ("rsync (daemon)", Box::new(|| rsync_download(&link, rsyncd.as_ref(), size))),
+            ("raw TCP, CUBIC", Box::new(|| raw_tcp(&link, "cubic", size))),
+            ("raw TCP, BBR", Box::new(|| raw_tcp(&link, "bbr", size))),
+        ];
+        let rate = format!("{}M", profile.rate_bps / 1_000_000);
+        for (name, run) in transports {
+            let mut results: Vec<Run> = (0..runs).map(|_| run()).collect();
+            results.sort_by_key(|run| run.wall);
+            let median = &results[results.len() / 2];
+            let label = format!("{}{}", profile.name, if name == "tandem tcp" { note } else { "" });
+            match &median.failed {
+                Some(why) => println!("{label:<17} {rate:>9} {name:<18} failed: {why}"),
+                None => {
+                    let bytes_per_s = size as f64 / median.wall.as_secs_f64();
+                    let share_of_link = bytes_per_s * 8.0 / profile.rate_bps as f64 * 100.0;
+                    println!(
+                        "{label:<17} {rate:>9} {name:<18} {:>9.2} {:>6.0}% {:>8.1} {:>12}",
+                        bytes_per_s / 1e6,
+                        share_of_link,
+                        median.wall.as_secs_f64(),
+                        median.resent.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6)),
+                    );
+                }
             }
         }
     }
@@ -113,6 +115,9 @@ fn bench_profile(profile: &Profile, share: &Path, size: u64, runs: usize, note: 
     let stats = link.close().unwrap();
     println!("{:<17} wire B to A: {}\n", "", stats.b_to_a);
 }
+
+/// A transport's one timed run.
+type Transport<'a> = Box<dyn Fn() -> Run + 'a>;
 
 /// One timed transfer.
 struct Run {
