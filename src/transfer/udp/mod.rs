@@ -1,5 +1,5 @@
-//! tandem's reliable UDP transfer: selective repeat with SACK, RTT-based retransmission timers, AIMD congestion
-//! control and receiver flow control, confirmed end to end by MD5.
+//! tandem's reliable UDP transfer: selective repeat with SACK, RTT-based retransmission timers, paced sending under
+//! a BBR-style congestion model ([`congestion`]) and receiver flow control, confirmed end to end by MD5.
 //!
 //! # Session
 //!
@@ -7,10 +7,10 @@
 //! 2. From its own UDP socket it sends `Start` datagrams to the server's UDP socket, which shares the TCP port
 //!    number. The session id in every datagram is the ticket, so the data plane is bound to it, and it is
 //!    redeemed once: later datagrams of that session are accepted only from the address that started it.
-//! 3. The server sends `Data` packets (at most [`DEFAULT_PAYLOAD`] payload bytes each, numbered from 0), never
-//!    more in flight than its congestion window or the receiver's advertised window. The receiver acknowledges
-//!    with a cumulative point plus SACK ranges, every [`ACK_EVERY`] packets, at once when it sees a gap, and on a
-//!    short timer otherwise.
+//! 3. The server sends `Data` packets (at most [`DEFAULT_PAYLOAD`] payload bytes each, numbered from 0), paced at
+//!    the rate its congestion model allows, never more in flight than its window or the receiver's advertised
+//!    window. The receiver acknowledges with a cumulative point plus SACK ranges, every [`ACK_EVERY`] packets, at
+//!    once when it sees a gap, and on a short timer otherwise.
 //! 4. Once every packet is acknowledged, the server checks that the file did not change while it was read and
 //!    sends `Done` with the size, the packet count, its retransmission count and the MD5. The receiver, which has
 //!    written and hashed the bytes in order, compares the MD5s and answers with a `FIN` ack.
@@ -23,6 +23,7 @@
 //! `TANDEM_UDP_LOSS=0.05` makes this side's UDP socket drop that fraction of datagrams in both directions, to
 //! watch recovery on a clean network.
 
+pub mod congestion;
 pub mod link;
 pub mod packet;
 pub mod receiver;

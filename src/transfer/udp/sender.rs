@@ -94,7 +94,7 @@ fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Resu
     while !window.is_complete() {
         let mut filled = 0;
         while filled + segment <= train.len() {
-            let Some(next) = window.next_packet() else { break };
+            let Some(next) = window.next_packet(now_us()) else { break };
             let seq = match next {
                 Next::New(seq) | Next::Retransmit(seq) => seq,
             };
@@ -112,12 +112,14 @@ fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Resu
         if filled > 0 {
             link.send_train(&train[..filled], segment, job.peer).map_err(net)?;
         }
-        // With room left in the window, only look for acks already waiting; otherwise wait for one.
-        let wait = if window.can_send() {
+        // With a packet due, only look for acks already waiting; otherwise wait for one, or for the next pacing
+        // slot or the retransmission timer.
+        let now = now_us();
+        let wait = if window.can_send(now) {
             Duration::ZERO
         } else {
-            let deadline = window.deadline_us().unwrap_or(now_us() + 1_000);
-            Duration::from_micros(deadline.saturating_sub(now_us()).max(200))
+            let at = window.next_event_us().unwrap_or(now + 1_000);
+            Duration::from_micros(at.saturating_sub(now).max(100))
         };
         let handle = |bytes: Vec<u8>, window: &mut SendWindow| {
             if let Ok(Packet::Ack(ack)) = packet::decode(&bytes) {

@@ -9,11 +9,11 @@
 //! plus four deviations, doubled on each expiry) runs out; then the packets overdue by a whole timeout count as
 //! lost, one retransmission may go out even if the window is full (a probe), and the timer is re-armed.
 //!
-//! Congestion control is AIMD with slow start, made tolerant of random loss: a lossy link (radio, a flaky
-//! tunnel) drops packets without being congested, and halving on every loss would crawl. The window is halved,
-//! at most once per window of data, when the recent loss rate (a moving average per packet) passes
-//! [`LOSS_TOLERANCE`], when the RTT has grown well past its minimum (a queue is building), or when the
-//! retransmission timer runs out. Otherwise losses are only repaired.
+//! How much may be in flight, and how fast it goes out, is [`Bbr`]'s: a model of the path's bottleneck rate and
+//! propagation delay sets a pacing rate and a window of about two bandwidth-delay products, so random loss is
+//! only repaired, never taken for congestion. Packets leave paced: a packet is due one pacing interval after the
+//! one before, with at most [`PACING_CREDIT_US`] of sending saved up, so a train handed to the kernel at once is
+//! short. After a retransmission timeout only the timer's probe goes out until an ack shows the path is back.
 //!
 //! [`ReceiveWindow`] stores packets that arrive ahead of the next expected one and releases payloads strictly in
 //! order, so the receiver can write and hash the file as one sequential stream.
@@ -22,16 +22,14 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+use super::congestion::{Bbr, SendState};
+
 /// Packets acknowledged above a missing one before it counts as lost (as TCP's three duplicate acks).
 pub const REORDER_THRESHOLD: u32 = 3;
 /// Packets may arrive this much out of their sending order (µs) before one counts as lost.
 pub const MIN_REORDER_WINDOW_US: u64 = 1_000;
-const MIN_CWND: f64 = 4.0;
-/// Loss rate above which losses are taken as congestion.
-pub const LOSS_TOLERANCE: f64 = 0.35;
-/// Weight of one packet in the loss-rate average.
-const LOSS_WEIGHT: f64 = 1.0 / 256.0;
-const INITIAL_CWND: f64 = 32.0;
+/// Sending time that may be saved up while the sender waits for something else, and spent in one train.
+pub const PACING_CREDIT_US: f64 = 1_000.0;
 /// Bounds on the retransmission timeout in microseconds: low enough for loopback, high enough to stop a storm.
 const MIN_RTO_US: u64 = 5_000;
 const MAX_RTO_US: u64 = 2_000_000;
@@ -91,6 +89,8 @@ pub enum Next {
 #[derive(Debug, Clone, Copy)]
 struct Flight {
     sent_us: u64,
+    /// What the congestion model knew at the send, for the delivery-rate sample its ack makes.
+    state: SendState,
 }
 
 /// The sender's side of selective repeat with congestion control.
@@ -105,15 +105,14 @@ pub struct SendWindow {
     /// Highest sequence number acknowledged so far, and the latest send time among acknowledged packets.
     highest_acked: Option<u32>,
     latest_acked_sent_us: u64,
-    cwnd: f64,
-    ssthresh: f64,
     peer_window: u32,
-    /// Losses of packets below this were already answered by halving the window.
-    recovery_until: u32,
-    /// Moving average of "this packet was lost", per packet sent.
-    loss_rate: f64,
-    /// Smallest RTT seen, the baseline for queueing delay.
-    min_rtt_us: Option<u64>,
+    /// The receiver's buffer: it drops any packet this far or further beyond its cumulative point.
+    peer_capacity: u32,
+    bbr: Bbr,
+    /// When the next packet is due, by the pacing rate (µs, fractional so fast rates do not round to zero).
+    next_send_us: f64,
+    /// A retransmission timeout fired and no ack has come since: only probes go out.
+    timed_out: bool,
     /// The retransmission timer does not fire again before this time.
     timer_rearmed_us: u64,
     /// Retransmissions allowed beyond a full window, granted by the timer.
@@ -134,12 +133,11 @@ impl SendWindow {
             lost: BTreeSet::new(),
             highest_acked: None,
             latest_acked_sent_us: 0,
-            cwnd: INITIAL_CWND,
-            ssthresh: f64::INFINITY,
             peer_window: peer_window.max(1),
-            recovery_until: 0,
-            loss_rate: 0.0,
-            min_rtt_us: None,
+            peer_capacity: peer_window.max(1),
+            bbr: Bbr::new(now_us),
+            next_send_us: now_us as f64,
+            timed_out: false,
             timer_rearmed_us: 0,
             probes: 0,
             rtt: Rtt::default(),
@@ -156,25 +154,56 @@ impl SendWindow {
         self.cumulative
     }
 
+    /// Packets the congestion model allows in flight.
     pub fn cwnd(&self) -> f64 {
-        self.cwnd
+        self.bbr.cwnd()
+    }
+
+    /// The congestion model, for statistics and tests.
+    pub fn congestion(&self) -> &Bbr {
+        &self.bbr
     }
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }
 
-    /// True if [`SendWindow::next_packet`] would give a packet now.
-    pub fn can_send(&self) -> bool {
-        let room = (self.in_flight.len() as f64) < self.cwnd.min(self.peer_window as f64);
-        (room && (!self.lost.is_empty() || self.next_new < self.total)) || (self.probes > 0 && !self.lost.is_empty())
+    /// Whether the window has room for another packet and something to put there (pacing aside).
+    fn has_room(&self) -> bool {
+        let limit = self.bbr.cwnd().min(self.peer_window as f64);
+        let room = !self.timed_out && (self.in_flight.len() as f64) < limit;
+        room && (!self.lost.is_empty() || self.may_send_new())
     }
 
-    /// The next packet the window allows, lost ones first; `None` when the window is full or all is sent.
-    pub fn next_packet(&mut self) -> Option<Next> {
-        let limit = self.cwnd.min(self.peer_window as f64);
-        if self.in_flight.len() as f64 >= limit {
-            if self.probes > 0 && !self.lost.is_empty() {
+    /// Whether a new packet is left to send and fits in the receiver's buffer.
+    fn may_send_new(&self) -> bool {
+        self.next_new < self.total && self.next_new < self.cumulative.saturating_add(self.peer_capacity)
+    }
+
+    fn may_probe(&self) -> bool {
+        self.probes > 0 && !self.lost.is_empty()
+    }
+
+    /// True if [`SendWindow::next_packet`] would give a packet at `now_us`.
+    pub fn can_send(&self, now_us: u64) -> bool {
+        (self.has_room() && self.next_send_us <= now_us as f64) || self.may_probe()
+    }
+
+    /// When the sender should look again, if it cannot send now: the next pacing slot when the window has room,
+    /// or the retransmission timer, whichever is sooner.
+    pub fn next_event_us(&self) -> Option<u64> {
+        let paced = self.has_room().then_some(self.next_send_us.ceil() as u64);
+        match (paced, self.deadline_us()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The packet due at `now_us`, lost ones first; `None` when the window is full, the pacing rate says wait, or
+    /// all is sent.
+    pub fn next_packet(&mut self, now_us: u64) -> Option<Next> {
+        if !self.has_room() || self.next_send_us > now_us as f64 {
+            if self.may_probe() {
                 self.probes -= 1;
                 return self.lost.pop_first().map(Next::Retransmit);
             }
@@ -183,7 +212,7 @@ impl SendWindow {
         if let Some(seq) = self.lost.pop_first() {
             return Some(Next::Retransmit(seq));
         }
-        (self.next_new < self.total).then(|| {
+        self.may_send_new().then(|| {
             self.next_new += 1;
             Next::New(self.next_new - 1)
         })
@@ -197,7 +226,9 @@ impl SendWindow {
                 seq
             }
         };
-        self.in_flight.insert(seq, Flight { sent_us: now_us });
+        self.in_flight.insert(seq, Flight { sent_us: now_us, state: self.bbr.on_send(now_us) });
+        let interval = 1e6 / self.bbr.pacing_pps().max(1.0);
+        self.next_send_us = self.next_send_us.max(now_us as f64 - PACING_CREDIT_US) + interval;
     }
 
     /// Applies an acknowledgement: cumulative point, SACK ranges, the receiver's window and an RTT sample.
@@ -208,7 +239,7 @@ impl SendWindow {
         if cumulative > self.cumulative {
             let acked: Vec<u32> = self.in_flight.range(..cumulative).map(|(s, _)| *s).collect();
             for seq in acked {
-                self.acknowledge(seq);
+                self.acknowledge(seq, now_us);
                 newly_acked += 1;
             }
             self.lost = self.lost.split_off(&cumulative);
@@ -223,7 +254,7 @@ impl SendWindow {
             }
             let acked: Vec<u32> = self.in_flight.range(first..end).map(|(s, _)| *s).collect();
             for seq in acked {
-                self.acknowledge(seq);
+                self.acknowledge(seq, now_us);
                 newly_acked += 1;
             }
             let lost_acked: Vec<u32> = self.lost.range(first..end).copied().collect();
@@ -234,41 +265,21 @@ impl SendWindow {
         }
         if newly_acked > 0 {
             self.last_progress_us = now_us;
+            self.timed_out = false;
             let sample = (now_us as u32).wrapping_sub(echo_us) as u64;
             if sample < MAX_RTO_US * 4 {
                 self.rtt.sample(sample);
-                self.min_rtt_us = Some(self.min_rtt_us.map_or(sample, |m| m.min(sample)));
-            }
-            self.loss_rate *= (1.0 - LOSS_WEIGHT).powi(newly_acked as i32);
-            if self.queue_building() {
-                self.back_off();
-            } else {
-                self.grow(newly_acked);
+                self.bbr.on_rtt(sample, now_us);
             }
         }
         self.detect_losses();
+        self.bbr.update(self.in_flight.len(), now_us);
     }
 
-    /// Smoothed RTT well above the minimum seen: packets are queueing somewhere.
-    fn queue_building(&self) -> bool {
-        match (self.rtt.srtt_us(), self.min_rtt_us) {
-            (Some(srtt), Some(min)) => srtt > (min as f64) * 4.0 + 20_000.0,
-            _ => false,
-        }
-    }
-
-    /// Halves the window, at most once per window of data.
-    fn back_off(&mut self) {
-        if self.cumulative >= self.recovery_until {
-            self.ssthresh = (self.cwnd / 2.0).max(MIN_CWND);
-            self.cwnd = self.ssthresh;
-            self.recovery_until = self.next_new;
-        }
-    }
-
-    fn acknowledge(&mut self, seq: u32) {
+    fn acknowledge(&mut self, seq: u32, now_us: u64) {
         if let Some(flight) = self.in_flight.remove(&seq) {
             self.latest_acked_sent_us = self.latest_acked_sent_us.max(flight.sent_us);
+            self.bbr.on_delivered(flight.state, now_us);
         }
     }
 
@@ -276,41 +287,22 @@ impl SendWindow {
         self.highest_acked = Some(self.highest_acked.map_or(seq, |h| h.max(seq)));
     }
 
-    fn grow(&mut self, acked: u32) {
-        for _ in 0..acked {
-            if self.cwnd < self.ssthresh {
-                self.cwnd += 1.0;
-            } else {
-                self.cwnd += 1.0 / self.cwnd;
-            }
-        }
-        self.cwnd = self.cwnd.min(self.peer_window as f64 * 2.0).max(MIN_CWND);
-    }
-
     /// Packets sent before an acknowledged one and far enough below the highest acknowledged are lost.
     fn detect_losses(&mut self) {
         let Some(highest) = self.highest_acked else { return };
         let Some(below) = highest.checked_sub(REORDER_THRESHOLD - 1) else { return };
-        let reorder_window = self.min_rtt_us.map_or(0, |rtt| rtt / 4).max(MIN_REORDER_WINDOW_US);
+        let reorder_window = self.bbr.min_rtt_us().map_or(0, |rtt| rtt / 4).max(MIN_REORDER_WINDOW_US);
         let lost: Vec<u32> = self
             .in_flight
             .range(..below)
             .filter(|(_, f)| f.sent_us + reorder_window <= self.latest_acked_sent_us)
             .map(|(s, _)| *s)
             .collect();
+        self.bbr.on_lost(lost.len() as u64);
         for seq in lost {
             self.in_flight.remove(&seq);
             self.lost.insert(seq);
-            self.loss_rate += LOSS_WEIGHT * (1.0 - self.loss_rate);
         }
-        if self.loss_rate > LOSS_TOLERANCE {
-            self.back_off();
-        }
-    }
-
-    /// Smoothed fraction of packets lost recently.
-    pub fn loss_rate(&self) -> f64 {
-        self.loss_rate
     }
 
     /// When the retransmission timer fires: the oldest packet in flight plus the timeout, in µs.
@@ -319,8 +311,8 @@ impl SendWindow {
         Some((oldest + self.rtt.rto_us()).max(self.timer_rearmed_us))
     }
 
-    /// Retransmission timer: packets overdue by a whole timeout are lost (the oldest at least), one may be
-    /// sent as a probe even into a full window, the window halves, and the timer backs off.
+    /// Retransmission timer: packets overdue by a whole timeout are lost (the oldest at least), one goes out as a
+    /// probe, nothing else does until an ack comes, and the timer backs off.
     pub fn on_timeout(&mut self, now_us: u64) {
         if self.deadline_us().is_none_or(|deadline| deadline > now_us) {
             return;
@@ -332,12 +324,13 @@ impl SendWindow {
         if overdue.is_empty() {
             overdue.push(oldest);
         }
+        self.bbr.on_lost(overdue.len() as u64);
         for seq in overdue {
             self.in_flight.remove(&seq);
             self.lost.insert(seq);
         }
         self.probes = 1;
-        self.back_off();
+        self.timed_out = true;
         self.rtt.back_off();
         self.timer_rearmed_us = now_us + self.rtt.rto_us();
     }
@@ -441,7 +434,10 @@ impl ReceiveWindow {
         self.capacity - self.stored
     }
 
-    /// Ranges held above the cumulative point, lowest first, at most `max`.
+    /// Ranges held above the cumulative point, lowest first, at most `max`: when there are more, the lowest half
+    /// (what the sender must resend first) and the highest half (what arrived last, so the sender's loss detection
+    /// sees how far the data has got). The sender keeps what each ack tells it, so as new data arrives on top every
+    /// range is reported while it is among the highest.
     pub fn ranges(&self, max: usize) -> Vec<(u32, u32)> {
         let mut ranges = Vec::new();
         let mut start: Option<u32> = None;
@@ -452,9 +448,6 @@ impl ReceiveWindow {
                 (false, Some(first)) => {
                     ranges.push((first, seq));
                     start = None;
-                    if ranges.len() == max {
-                        return ranges;
-                    }
                 }
                 _ => {}
             }
@@ -462,7 +455,10 @@ impl ReceiveWindow {
         if let Some(first) = start {
             ranges.push((first, self.next + self.ahead.len() as u32));
         }
-        ranges.truncate(max);
+        if ranges.len() > max {
+            let low = max / 2;
+            ranges.drain(low..ranges.len() - (max - low));
+        }
         ranges
     }
 }
