@@ -39,3 +39,4 @@ mod sync_stress;
 mod tui;
 mod udp;
 mod upload;
+mod wan;

@@ -89,9 +89,8 @@ pub struct Bbr {
     filled_pipe: bool,
     lost_in_round: u64,
     delivered_in_round: u64,
-    /// The lowest RTT sample of this round trip, and the latest.
+    /// The lowest RTT sample of this round trip.
     round_min_rtt_us: Option<u64>,
-    last_rtt_us: Option<u64>,
     /// A pacing ceiling (packets per second) after heavy loss, and the round it lasts until.
     loss_cap: Option<(f64, u64)>,
 }
@@ -114,7 +113,6 @@ impl Bbr {
             lost_in_round: 0,
             delivered_in_round: 0,
             round_min_rtt_us: None,
-            last_rtt_us: None,
             loss_cap: None,
         }
     }
@@ -167,7 +165,8 @@ impl Bbr {
     /// pipe is full, and waiting for the end of the round trip would only lose more.
     pub fn on_lost(&mut self, count: u64) {
         self.lost_in_round += count;
-        if self.mode == Mode::Startup && count > 0 && self.queueing(self.last_rtt_us) {
+        // The round's lowest RTT so far, not the latest: jitter alone lifts single samples.
+        if self.mode == Mode::Startup && count > 0 && self.queueing(self.round_min_rtt_us) {
             self.filled_pipe = true;
         }
     }
@@ -184,7 +183,6 @@ impl Bbr {
     /// to be full) ProbeRtt drains the queue so the next samples show the path's own delay.
     pub fn on_rtt(&mut self, rtt_us: u64, now_us: u64) {
         self.round_min_rtt_us = Some(self.round_min_rtt_us.map_or(rtt_us, |min| min.min(rtt_us)));
-        self.last_rtt_us = Some(rtt_us);
         let expired = now_us.saturating_sub(self.min_rtt_at_us) > MIN_RTT_LIFE_US;
         if expired || self.min_rtt_us.is_none_or(|min| rtt_us <= min) {
             self.min_rtt_us = Some(rtt_us);

@@ -91,6 +91,7 @@ fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Resu
     let burst = (MAX_TRAIN_BYTES / segment).clamp(1, 64);
     let mut train = vec![0u8; burst * segment];
 
+    let mut last_report_us = 0;
     while !window.is_complete() {
         let mut filled = 0;
         while filled + segment <= train.len() {
@@ -139,11 +140,40 @@ fn run(link: &Link, job: &SendJob, file: File, acks: &Receiver<Vec<u8>>) -> Resu
             }
         }
         source.forget_below(window.cumulative());
+        if now_us() > last_report_us + 1_000_000 {
+            // Once a second, what the congestion model believes (`TANDEM_LOG=tandem=trace`).
+            last_report_us = now_us();
+            let model = window.congestion();
+            tracing::trace!(
+                path = %job.rel,
+                acked = window.cumulative(),
+                in_flight = window.in_flight(),
+                cwnd = window.cwnd() as u64,
+                pacing_pps = model.pacing_pps() as u64,
+                mode = ?model.mode(),
+                srtt_us = window.rtt.srtt_us().map(|r| r as u64),
+                retransmits = window.retransmits,
+                timeouts = window.timeouts,
+                "UDP transfer under way"
+            );
+        }
         if now_us() - window.last_progress_us > job.idle_timeout.as_micros() as u64 {
             return Err(silent(job));
         }
     }
 
+    let model = window.congestion();
+    tracing::debug!(
+        peer = %job.peer,
+        path = %job.rel,
+        packets = total,
+        retransmits = window.retransmits,
+        timeouts = window.timeouts,
+        bottleneck_pps = model.bottleneck_pps() as u64,
+        min_rtt_us = model.min_rtt_us(),
+        seconds = epoch.elapsed().as_secs_f64(),
+        "UDP transfer sent"
+    );
     let computed_md5 = source.finish(|| {
         // The whole file's MD5 is still being hashed (a resumed download): a datagram past the end, which
         // receivers drop, tells the receiver the sender is still there.

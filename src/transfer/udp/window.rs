@@ -63,7 +63,10 @@ impl Rtt {
             }
         }
         let srtt = self.srtt_us.unwrap_or(r);
-        self.rto_us = ((srtt + (4.0 * self.rttvar_us).max(1000.0)) as u64).clamp(MIN_RTO_US, MAX_RTO_US);
+        // At least two round trips: loss detection by acks (RACK) needs about one and a reorder window, and a
+        // timeout that beats it stalls the sender for nothing on a path whose delay jitters.
+        let rto = (srtt + (4.0 * self.rttvar_us).max(1000.0)).max(2.0 * srtt);
+        self.rto_us = (rto as u64).clamp(MIN_RTO_US, MAX_RTO_US);
     }
 
     pub fn rto_us(&self) -> u64 {
@@ -119,6 +122,8 @@ pub struct SendWindow {
     probes: u32,
     pub rtt: Rtt,
     pub retransmits: u64,
+    /// Retransmission timeouts that fired.
+    pub timeouts: u64,
     pub last_progress_us: u64,
 }
 
@@ -142,6 +147,7 @@ impl SendWindow {
             probes: 0,
             rtt: Rtt::default(),
             retransmits: 0,
+            timeouts: 0,
             last_progress_us: now_us,
         }
     }
@@ -331,6 +337,7 @@ impl SendWindow {
         }
         self.probes = 1;
         self.timed_out = true;
+        self.timeouts += 1;
         self.rtt.back_off();
         self.timer_rearmed_us = now_us + self.rtt.rto_us();
     }
